@@ -1,0 +1,126 @@
+//! `tributary` command line: wiring only.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+use tributary::config::TaskConfig;
+use tributary::error::Error;
+use tributary::task::{self, RunOptions};
+
+/// Hydrates S3 data lakes from PostgreSQL in AWS DMS's S3 layout (CSV or Parquet).
+#[derive(Parser)]
+#[command(name = "tributary", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a task (a full-load task exits 0 when every selected table is written).
+    Run {
+        /// Task file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Override BucketFolder for this run (date placeholders such as {yyyyMMdd-HHmmss} are expanded); starts a fresh run.
+        #[arg(long)]
+        bucket_folder: Option<String>,
+        /// Start over even if the previous run did not finish.
+        #[arg(long)]
+        restart: bool,
+        /// Never draw progress bars (log lines instead).
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Check the task file and the prerequisites it can see; print every problem with its fix.
+    Validate {
+        /// Task file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+fn load(path: &PathBuf) -> Result<TaskConfig, Error> {
+    TaskConfig::load(path, &|name| std::env::var(name).ok())
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+fn cancel_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::warn!("signal received: stopping; finished files are kept, open files discarded");
+        token.cancel();
+    });
+}
+
+fn fail(e: &Error) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(e.exit_code() as u8)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("TRIBUTARY_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run {
+            config,
+            bucket_folder,
+            restart,
+            no_progress,
+        } => {
+            let task = match load(&config) {
+                Ok(t) => t,
+                Err(e) => return fail(&e),
+            };
+            let cancel = CancellationToken::new();
+            cancel_on_signals(cancel.clone());
+            let opts = RunOptions {
+                bucket_folder,
+                restart,
+                progress: !no_progress,
+            };
+            match task::run(&task, &opts, cancel).await {
+                Ok(cp) => {
+                    print!("{}", task::summary(&cp));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Validate { config } => {
+            let task = match load(&config) {
+                Ok(t) => t,
+                Err(e) => return fail(&e),
+            };
+            let (ok, problems) = task::validate(&task).await;
+            for line in ok {
+                println!("ok: {line}");
+            }
+            for p in &problems {
+                println!("problem: {}", p.0);
+            }
+            if problems.is_empty() {
+                println!("task {} is ready to run", task.id);
+                ExitCode::SUCCESS
+            } else {
+                println!("{} problem(s) found", problems.len());
+                ExitCode::from(1)
+            }
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! PostgreSQL catalog → selected tables with DMS-typed columns (reference §4.3).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio_postgres::Client;
+
+use super::pg_error;
+use crate::change::{Column, DmsType, TableSchema};
+use crate::error::Result;
+use crate::mapping::{RelationKind, TableMappings};
+use crate::source::SourceTable;
+
+/// A column plus the SELECT expression that yields its canonical text.
+#[derive(Debug, Clone)]
+pub struct PgColumn {
+    /// Output column.
+    pub column: Column,
+    /// Expression in the COPY query (a quoted identifier, possibly cast).
+    pub select: String,
+}
+
+/// A selected relation with its PostgreSQL specifics.
+#[derive(Debug, Clone)]
+pub struct PgTable {
+    /// What the rest of the program sees.
+    pub source: SourceTable,
+    /// Columns with their select expressions.
+    pub columns: Vec<PgColumn>,
+    /// Whether the user may SELECT from it.
+    pub can_select: bool,
+}
+
+/// Quotes an identifier for SQL.
+pub fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// DMS type and select expression for a column of PostgreSQL type `typname`
+/// (for domains, the base type), given its type category, kind and modifier.
+fn map_type(typname: &str, typtype: &str, category: &str, typmod: i32, ident: &str) -> (DmsType, String) {
+    let plain = ident.to_string();
+    let string = DmsType::String { lob: false };
+    let lob = DmsType::String { lob: true };
+    if category == "A" {
+        return (lob, plain);
+    }
+    match typtype {
+        "e" | "r" | "m" => return (string, plain),
+        "c" => return (lob, plain),
+        _ => {}
+    }
+    match typname {
+        "bool" => (DmsType::Boolean, plain),
+        "int2" => (DmsType::Int2, plain),
+        "int4" => (DmsType::Int4, plain),
+        "int8" | "oid" => (DmsType::Int8, plain),
+        "float4" => (DmsType::Real4, plain),
+        "float8" => (DmsType::Real8, plain),
+        "numeric" if typmod < 4 => (DmsType::Numeric { precision: 28, scale: 6 }, plain),
+        "numeric" => {
+            let precision = ((typmod - 4) >> 16) & 0xFFFF;
+            // PostgreSQL 15 packs a signed 11-bit scale.
+            let raw = (typmod - 4) & 0x7FF;
+            let scale = if raw & 0x400 != 0 { raw - 0x800 } else { raw };
+            if (1..=38).contains(&precision) && (0..=precision).contains(&scale) {
+                (
+                    DmsType::Numeric {
+                        precision: precision as u8,
+                        scale: scale as i8,
+                    },
+                    plain,
+                )
+            } else {
+                (string, plain)
+            }
+        }
+        "money" => (DmsType::Numeric { precision: 38, scale: 4 }, format!("{ident}::numeric")),
+        // bpchar→text drops the padding: DMS's TrimSpaceInChar (default true).
+        "bpchar" => (string, format!("{ident}::text")),
+        "varchar" | "name" | "char" | "uuid" | "interval" | "inet" | "cidr" | "macaddr" | "macaddr8"
+        | "bit" | "varbit" | "point" | "line" | "lseg" | "box" | "circle" | "pg_lsn" | "tsquery" => (string, plain),
+        "text" | "citext" | "json" | "jsonb" | "xml" | "tsvector" | "path" | "polygon" | "hstore" => (lob, plain),
+        "bytea" => (DmsType::Bytes { lob: true }, plain),
+        "timestamp" | "timestamptz" => (DmsType::DateTime, plain),
+        "date" => (DmsType::Date, plain),
+        "time" => (DmsType::Time, plain),
+        "timetz" => (DmsType::Time, format!("({ident} AT TIME ZONE 'UTC')::time")),
+        _ => (string, plain),
+    }
+}
+
+/// Lists the relations the mappings select, with their columns. Partitions are skipped: their
+/// partitioned parent reads their rows (selecting both would load rows twice).
+pub async fn selected_tables(client: &Client, mappings: &TableMappings, support_lobs: bool) -> Result<Vec<PgTable>> {
+    let rels = client
+        .query(
+            "SELECT c.oid, n.nspname, c.relname, c.relkind::text, c.reltuples::float8,
+                    has_table_privilege(c.oid, 'SELECT')
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND NOT c.relispartition
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+               AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
+             ORDER BY n.nspname, c.relname",
+            &[],
+        )
+        .await
+        .map_err(|e| pg_error(e, "reading the catalog"))?;
+    let mut picked: BTreeMap<u32, PgTable> = BTreeMap::new();
+    for r in rels {
+        let oid: u32 = r.get(0);
+        let schema: String = r.get(1);
+        let table: String = r.get(2);
+        let relkind: String = r.get(3);
+        let kind = if matches!(relkind.as_str(), "v" | "m") { RelationKind::View } else { RelationKind::Table };
+        if !mappings.selects(&schema, &table, kind) {
+            continue;
+        }
+        let reltuples: f64 = r.get(4);
+        picked.insert(
+            oid,
+            PgTable {
+                source: SourceTable {
+                    load_order: mappings.load_order(&schema, &table, kind),
+                    schema: Arc::new(TableSchema { schema, table, columns: Vec::new() }),
+                    kind,
+                    // -1 means "never analyzed" (PostgreSQL 14+).
+                    estimated_rows: (reltuples >= 0.0).then_some(reltuples as u64),
+                },
+                columns: Vec::new(),
+                can_select: r.get(5),
+            },
+        );
+    }
+    let oids: Vec<u32> = picked.keys().copied().collect();
+    let cols = client
+        .query(
+            "SELECT a.attrelid, a.attname,
+                    coalesce(bt.typname, t.typname)::text, coalesce(bt.typtype, t.typtype)::text,
+                    coalesce(bt.typcategory, t.typcategory)::text,
+                    CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END,
+                    format_type(a.atttypid, a.atttypmod)
+             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+             LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype
+             WHERE a.attrelid = ANY($1) AND a.attnum > 0 AND NOT a.attisdropped
+             ORDER BY a.attrelid, a.attnum",
+            &[&oids],
+        )
+        .await
+        .map_err(|e| pg_error(e, "reading column definitions"))?;
+    for r in cols {
+        let oid: u32 = r.get(0);
+        let name: String = r.get(1);
+        let typname: String = r.get(2);
+        let typtype: String = r.get(3);
+        let category: String = r.get(4);
+        let typmod: i32 = r.get(5);
+        let source_type: String = r.get(6);
+        let ident = quote_ident(&name);
+        let (dms_type, select) = map_type(&typname, &typtype, &category, typmod, &ident);
+        if dms_type.is_lob() && !support_lobs {
+            continue;
+        }
+        if let Some(t) = picked.get_mut(&oid) {
+            t.columns.push(PgColumn {
+                column: Column { name, dms_type, source_type },
+                select,
+            });
+        }
+    }
+    let mut tables: Vec<PgTable> = picked
+        .into_values()
+        .filter(|t| {
+            if t.columns.is_empty() {
+                tracing::warn!(table = %t.source.schema.qualified(), "skipped: no columns to write");
+            }
+            !t.columns.is_empty()
+        })
+        .map(|mut t| {
+            let schema = TableSchema {
+                schema: t.source.schema.schema.clone(),
+                table: t.source.schema.table.clone(),
+                columns: t.columns.iter().map(|c| c.column.clone()).collect(),
+            };
+            t.source.schema = Arc::new(schema);
+            t
+        })
+        .collect();
+    // Higher load-order first (DMS), then larger tables first so the longest load starts early.
+    tables.sort_by(|a, b| {
+        b.source
+            .load_order
+            .cmp(&a.source.load_order)
+            .then(b.source.estimated_rows.cmp(&a.source.estimated_rows))
+    });
+    Ok(tables)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn numeric(p: i32, s: i32) -> i32 {
+        ((p << 16) | (s & 0x7FF)) + 4
+    }
+
+    #[test]
+    fn type_map() {
+        assert_eq!(map_type("numeric", "b", "N", numeric(11, 0), "x").0, DmsType::Numeric { precision: 11, scale: 0 });
+        assert_eq!(map_type("numeric", "b", "N", -1, "x").0, DmsType::Numeric { precision: 28, scale: 6 });
+        assert_eq!(map_type("numeric", "b", "N", numeric(40, 2), "x").0, DmsType::String { lob: false });
+        assert_eq!(map_type("numeric", "b", "N", numeric(5, -2), "x").0, DmsType::String { lob: false });
+        assert_eq!(map_type("money", "b", "N", -1, "\"m\"").1, "\"m\"::numeric");
+        assert_eq!(map_type("_int4", "b", "A", -1, "x").0, DmsType::String { lob: true });
+        assert_eq!(map_type("mood", "e", "E", -1, "x").0, DmsType::String { lob: false });
+        assert_eq!(map_type("bytea", "b", "U", -1, "x").0, DmsType::Bytes { lob: true });
+        assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");
+    }
+}

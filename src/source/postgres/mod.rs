@@ -1,0 +1,252 @@
+//! PostgreSQL source: one exported snapshot, tables streamed in parallel with `COPY ... TO STDOUT`
+//! (text format) on connections that import it.
+
+pub mod catalog;
+pub mod copy;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use tokio::sync::{mpsc, Mutex};
+use tokio_postgres::{Client, NoTls};
+
+use super::{ReadOptions, ReadProgress, Snapshot, SourceTable};
+use crate::change::RowBatch;
+use crate::config::SourceConfig;
+use crate::error::{Error, ErrorKind, Result};
+use crate::mapping::TableMappings;
+use catalog::PgTable;
+use copy::CopyParser;
+
+/// Session settings that make every value's text canonical (see [`crate::change::DmsType`]).
+const SESSION_SETUP: &str = "SET DateStyle = 'ISO, YMD'; SET TimeZone = 'UTC'; SET IntervalStyle = 'postgres';
+     SET extra_float_digits = 1; SET bytea_output = 'hex'; SET client_encoding = 'UTF8';
+     SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0";
+/// A batch is handed to the writer once it holds this many bytes of cell data...
+const BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// ...or this many rows.
+const BATCH_ROWS: usize = 16 * 1024;
+
+/// Maps a tokio-postgres error to our kinds, with the fix for the common causes.
+pub fn pg_error(e: tokio_postgres::Error, doing: &str) -> Error {
+    let (kind, message, fix) = match e.as_db_error() {
+        Some(db) => {
+            let code = db.code().code();
+            let msg = format!("PostgreSQL error while {doing}: {} (SQLSTATE {code})", db.message());
+            match code {
+                "28P01" | "28000" => (
+                    ErrorKind::SourceAuth,
+                    msg,
+                    "fix the user/password in [source] url (use ${ENV_VAR} for the password) or pg_hba.conf".to_string(),
+                ),
+                "42501" => (
+                    ErrorKind::SourcePrivilege,
+                    msg,
+                    "GRANT USAGE ON SCHEMA and SELECT ON the table to the task's user".to_string(),
+                ),
+                "42P01" | "3F000" => (
+                    ErrorKind::SourceSchema,
+                    msg,
+                    "a selected table was dropped or renamed during the load; rerun the task".to_string(),
+                ),
+                "3D000" => (
+                    ErrorKind::Config,
+                    msg,
+                    "fix the database name in [source] url".to_string(),
+                ),
+                "53300" => (
+                    ErrorKind::SourceConnect,
+                    msg,
+                    "lower FullLoadSettings.MaxFullLoadSubTasks or raise max_connections".to_string(),
+                ),
+                _ => (ErrorKind::Source, msg, "see the PostgreSQL server log for details".to_string()),
+            }
+        }
+        None => (
+            ErrorKind::SourceConnect,
+            format!("cannot talk to PostgreSQL while {doing}: {e}"),
+            "check that the server is running and that host, port and sslmode in [source] url are right".to_string(),
+        ),
+    };
+    Error::new(kind, message, fix).with_source(e)
+}
+
+/// Opens a session with canonical output settings.
+pub async fn connect(source: &SourceConfig) -> Result<Client> {
+    let config: tokio_postgres::Config = source.url.parse().map_err(|e| {
+        Error::config(
+            format!("[source] url {} is not a PostgreSQL URL: {e}", source.redacted()),
+            "use postgres://user:password@host:5432/database",
+        )
+    })?;
+    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        return Err(Error::config(
+            "sslmode=require is not supported yet (tributary connects without TLS)",
+            "connect through a TLS tunnel (stunnel, ssh -L) or use sslmode=prefer/disable",
+        ));
+    }
+    let (client, connection) = config.connect(NoTls).await.map_err(|e| {
+        pg_error(e, &format!("connecting to {}", source.redacted()))
+    })?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "PostgreSQL connection closed");
+        }
+    });
+    client
+        .batch_execute(SESSION_SETUP)
+        .await
+        .map_err(|e| pg_error(e, "setting up the session"))?;
+    Ok(client)
+}
+
+/// A snapshot exported from a REPEATABLE READ transaction (`pg_export_snapshot()`), held open
+/// until [`Snapshot::close`] so that workers can import it at any time during the load.
+///
+/// For full-load-and-cdc the exporting session is the replication slot's instead; only
+/// [`PgSnapshot::export`] differs.
+pub struct PgSnapshot {
+    source: SourceConfig,
+    holder: Mutex<Option<Client>>,
+    snapshot_id: String,
+    tables: Vec<PgTable>,
+}
+
+impl PgSnapshot {
+    /// Opens the exporting transaction and reads the catalog inside it, so the table list and
+    /// the rows come from the same instant.
+    pub async fn export(source: &SourceConfig, mappings: &TableMappings, support_lobs: bool) -> Result<PgSnapshot> {
+        let client = connect(source).await?;
+        client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(|e| pg_error(e, "starting the snapshot transaction"))?;
+        let row = client
+            .query_one("SELECT pg_export_snapshot()", &[])
+            .await
+            .map_err(|e| pg_error(e, "exporting the snapshot"))?;
+        let snapshot_id: String = row.get(0);
+        let tables = catalog::selected_tables(&client, mappings, support_lobs).await?;
+        Ok(PgSnapshot {
+            source: source.clone(),
+            holder: Mutex::new(Some(client)),
+            snapshot_id,
+            tables,
+        })
+    }
+
+    /// Catalog details of the selected tables (for `validate`).
+    pub fn pg_tables(&self) -> &[PgTable] {
+        &self.tables
+    }
+
+    fn find(&self, table: &SourceTable) -> Result<&PgTable> {
+        self.tables
+            .iter()
+            .find(|t| Arc::ptr_eq(&t.source.schema, &table.schema))
+            .ok_or_else(|| Error::internal("table is not part of this snapshot"))
+    }
+}
+
+#[async_trait]
+impl Snapshot for PgSnapshot {
+    async fn tables(&self) -> Result<Vec<SourceTable>> {
+        let denied: Vec<String> = self
+            .tables
+            .iter()
+            .filter(|t| !t.can_select)
+            .map(|t| t.source.schema.qualified())
+            .collect();
+        if !denied.is_empty() {
+            return Err(Error::new(
+                ErrorKind::SourcePrivilege,
+                format!("the source user may not SELECT from {}", denied.join(", ")),
+                "GRANT SELECT ON those tables (and USAGE on their schemas) to the task's user, or exclude them in table_mappings",
+            ));
+        }
+        Ok(self.tables.iter().map(|t| t.source.clone()).collect())
+    }
+
+    async fn read_table(
+        &self,
+        table: &SourceTable,
+        opts: ReadOptions,
+        tx: mpsc::Sender<RowBatch>,
+        progress: Arc<ReadProgress>,
+    ) -> Result<u64> {
+        let pg = self.find(table)?;
+        let name = table.schema.qualified();
+        let client = connect(&self.source).await?;
+        client
+            .batch_execute(&format!(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{}'",
+                self.snapshot_id
+            ))
+            .await
+            .map_err(|e| pg_error(e, &format!("importing the snapshot for {name}")))?;
+        let select: Vec<&str> = pg.columns.iter().map(|c| c.select.as_str()).collect();
+        let query = format!(
+            "COPY (SELECT {} FROM {}.{}) TO STDOUT",
+            select.join(", "),
+            catalog::quote_ident(&table.schema.schema),
+            catalog::quote_ident(&table.schema.table)
+        );
+        let stream = client
+            .copy_out(query.as_str())
+            .await
+            .map_err(|e| pg_error(e, &format!("starting COPY of {name}")))?;
+        futures::pin_mut!(stream);
+        let ncols = pg.columns.len();
+        let lob = pg
+            .columns
+            .iter()
+            .map(|c| {
+                opts.lob_max_bytes
+                    .filter(|_| c.column.dms_type.is_lob())
+                    .map(|max| (max, matches!(c.column.dms_type, crate::change::DmsType::Bytes { .. })))
+            })
+            .collect();
+        let mut parser = CopyParser::new(ncols, lob);
+        let mut batch = RowBatch::new(ncols);
+        let mut time = opts.clock.now_us();
+        let mut total = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| pg_error(e, &format!("reading {name}")))?;
+            let rows = parser.feed(&chunk, &mut batch, time)?;
+            progress.add(rows as u64, chunk.len() as u64);
+            if batch.data_bytes() >= BATCH_BYTES || batch.len() >= BATCH_ROWS {
+                total += batch.len() as u64;
+                let full = std::mem::replace(&mut batch, RowBatch::new(ncols));
+                if tx.send(full).await.is_err() {
+                    // The writer stopped (error or cancel); it reports why.
+                    return Ok(total);
+                }
+                time = opts.clock.now_us();
+            }
+        }
+        if parser.has_partial_line() {
+            return Err(Error::new(
+                ErrorKind::Source,
+                format!("COPY of {name} ended in the middle of a row"),
+                "check the server log; rerun the task",
+            ));
+        }
+        progress
+            .truncated_lobs
+            .fetch_add(parser.truncated, std::sync::atomic::Ordering::Relaxed);
+        total += batch.len() as u64;
+        if !batch.is_empty() {
+            let _ = tx.send(batch).await;
+        }
+        let _ = client.batch_execute("COMMIT").await;
+        Ok(total)
+    }
+
+    async fn close(&self) -> Result<()> {
+        if let Some(client) = self.holder.lock().await.take() {
+            let _ = client.batch_execute("COMMIT").await;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,229 @@
+//! The full load: every selected table from one snapshot, `MaxFullLoadSubTasks` at a time, each
+//! streamed source → writer → store, with the checkpoint updated when a table is durable.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use tokio::sync::{mpsc, Mutex};
+use tokio_util::sync::CancellationToken;
+
+use crate::change::RowBatch;
+use crate::checkpoint::{table_state, Checkpoint, CheckpointStore, TableStats};
+use crate::config::{PrepMode, TaskConfig};
+use crate::error::{Error, ErrorKind, Result};
+use crate::layout::Layout;
+use crate::progress::Progress;
+use crate::source::{ReadOptions, ReadProgress, RowClock, Snapshot, SourceTable};
+use crate::store::Store;
+use crate::writer::{EncodeSpec, LoadWriter};
+
+/// Batches in flight between one table's reader and its writer (keeps both cores busy while
+/// bounding memory to a few batches per table).
+const CHANNEL_BATCHES: usize = 2;
+
+/// Shared state of one full-load run.
+pub struct FullLoad<'a> {
+    /// The task.
+    pub task: &'a TaskConfig,
+    /// Target store.
+    pub store: &'a dyn Store,
+    /// Key naming for this run.
+    pub layout: &'a Layout,
+    /// Checkpoint file.
+    pub checkpoints: &'a CheckpointStore,
+    /// The run's checkpoint, updated as tables progress.
+    pub checkpoint: Mutex<Checkpoint>,
+    /// Progress display.
+    pub progress: Progress,
+    /// Cancelled on SIGINT/SIGTERM or on the first table error.
+    pub cancel: CancellationToken,
+}
+
+impl FullLoad<'_> {
+    /// Loads every table not yet completed in the checkpoint. Returns the first error after all
+    /// running tables have stopped cleanly.
+    pub async fn run(&self, snapshot: &dyn Snapshot, tables: Vec<SourceTable>) -> Result<()> {
+        let clock = {
+            let cp = self.checkpoint.lock().await;
+            if self.task.target.settings.use_task_start_time_for_full_load_timestamp {
+                RowClock::Fixed(cp.task_start_us)
+            } else {
+                RowClock::Transfer
+            }
+        };
+        let opts = ReadOptions {
+            clock,
+            lob_max_bytes: self.task.settings.lob_max_size_kb.map(|kb| kb as usize * 1024),
+        };
+        let results: Vec<Result<()>> = futures::stream::iter(tables)
+            .map(|t| async move {
+                let r = self.load_table(snapshot, &t, opts).await;
+                if r.is_err() {
+                    self.cancel.cancel();
+                }
+                r
+            })
+            .buffer_unordered(self.task.settings.max_sub_tasks)
+            .collect()
+            .await;
+        // Report the root cause, not the cancellations it triggered in sibling tables.
+        let mut errors: Vec<Error> = results.into_iter().filter_map(|r| r.err()).collect();
+        errors.sort_by_key(|e| e.kind == ErrorKind::Interrupted);
+        match errors.into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    async fn update(&self, key: &str, f: impl FnOnce(&mut TableStats)) -> Result<()> {
+        let mut cp = self.checkpoint.lock().await;
+        let stats = cp.tables.entry(key.to_string()).or_default();
+        f(stats);
+        stats.last_update_time = Some(now());
+        self.checkpoints.save(&cp)
+    }
+
+    /// Decides the first LOAD counter and clears what the prep mode (or a resume) says to clear.
+    async fn prepare(&self, table: &SourceTable, previous: Option<&TableStats>) -> Result<u64> {
+        let prefix = self.layout.table_prefix(&table.schema.schema, &table.schema.table);
+        let existing = self.store.list(&prefix).await?;
+        let load_counter = |key: &str| {
+            let name = key.rsplit('/').next().unwrap_or(key);
+            Layout::parse_load_counter(name).map(u64::from).filter(|_| !key[prefix.len()..].contains('/'))
+        };
+        // Resuming a table that was loading: remove what that attempt wrote, reuse its numbers.
+        if let Some(first) = previous.and_then(|p| p.first_load_file) {
+            let partial: Vec<String> = existing
+                .iter()
+                .filter(|k| load_counter(k).is_some_and(|c| c >= first))
+                .cloned()
+                .collect();
+            if !partial.is_empty() {
+                tracing::info!(table = %table.schema.qualified(), files = partial.len(), "removing files of the interrupted load");
+            }
+            self.store.delete(&partial).await?;
+            return Ok(first);
+        }
+        match self.task.settings.prep_mode {
+            PrepMode::DropAndCreate | PrepMode::TruncateBeforeLoad => {
+                if !existing.is_empty() {
+                    tracing::info!(table = %table.schema.qualified(), objects = existing.len(), prefix = %prefix, "deleting existing objects (TargetTablePrepMode)");
+                }
+                self.store.delete(&existing).await?;
+                Ok(1)
+            }
+            PrepMode::DoNothing => Ok(existing.iter().filter_map(|k| load_counter(k)).max().unwrap_or(0) + 1),
+        }
+    }
+
+    async fn load_table(&self, snapshot: &dyn Snapshot, table: &SourceTable, opts: ReadOptions) -> Result<()> {
+        let key = table.schema.qualified();
+        let previous = self.checkpoint.lock().await.tables.get(&key).cloned();
+        if previous.as_ref().is_some_and(|p| p.table_state == table_state::COMPLETED) {
+            tracing::info!(table = %key, "already loaded; skipping");
+            return Ok(());
+        }
+        if self.cancel.is_cancelled() {
+            return Err(interrupted());
+        }
+        let first = self.prepare(table, previous.as_ref()).await?;
+        self.update(&key, |s| {
+            *s = TableStats {
+                schema_name: table.schema.schema.clone(),
+                table_name: table.schema.table.clone(),
+                table_state: table_state::FULL_LOAD.into(),
+                full_load_start_time: Some(now()),
+                first_load_file: Some(first),
+                ..TableStats::default()
+            };
+        })
+        .await?;
+
+        let counters = Arc::new(ReadProgress::default());
+        let shown = self.progress.table(&key, table.estimated_rows, counters.clone());
+        let spec = EncodeSpec::full_load(&self.task.target.settings, &table.schema);
+        let mut writer = LoadWriter::new(
+            self.store,
+            self.layout,
+            &table.schema,
+            spec,
+            self.task.target.settings.max_file_size_kb,
+            first,
+        );
+        let (tx, rx) = mpsc::channel::<RowBatch>(CHANNEL_BATCHES);
+        let read = snapshot.read_table(table, opts, tx, counters.clone());
+        let write = self.write_all(&mut writer, rx);
+        let (read, write) = tokio::join!(read, write);
+        let outcome = match (read, write) {
+            (Ok(rows), Ok(())) => match writer.close().await {
+                Ok(()) => Ok((rows, std::mem::take(&mut writer.finished), writer.bytes)),
+                Err(e) => Err((e, std::mem::take(&mut writer.finished))),
+            },
+            (r, w) => {
+                writer.abort().await;
+                // A writer error is the cause when the reader merely saw the channel close.
+                let err = w.err().or(r.err()).expect("one side failed");
+                Err((err, std::mem::take(&mut writer.finished)))
+            }
+        };
+        match outcome {
+            Ok((rows, files, bytes)) => {
+                let truncated = counters.truncated_lobs.load(std::sync::atomic::Ordering::Relaxed);
+                if truncated > 0 {
+                    tracing::warn!(table = %key, values = truncated, "LOB values truncated at TargetMetadata.LobMaxSize");
+                }
+                self.update(&key, |s| {
+                    s.table_state = table_state::COMPLETED.into();
+                    s.full_load_rows = rows;
+                    s.full_load_end_time = Some(now());
+                    s.full_load_files = files.len() as u64;
+                    s.full_load_bytes = bytes;
+                    s.truncated_lobs = truncated;
+                })
+                .await?;
+                shown.done("Table completed");
+                Ok(())
+            }
+            Err((err, written)) => {
+                // Never leave part of a table under its data keys.
+                let _ = self.store.delete(&written).await;
+                let state = if err.kind == ErrorKind::Interrupted {
+                    table_state::CANCELLED
+                } else {
+                    table_state::ERROR
+                };
+                let _ = self.update(&key, |s| s.table_state = state.into()).await;
+                shown.done(state);
+                Err(err.context(format!("table {key}")))
+            }
+        }
+    }
+
+    /// Drains the reader's batches into the writer until the reader is done, or stops on
+    /// cancellation (the reader then sees a closed channel and stops too).
+    async fn write_all(&self, writer: &mut LoadWriter<'_>, mut rx: mpsc::Receiver<RowBatch>) -> Result<()> {
+        loop {
+            let batch = tokio::select! {
+                b = rx.recv() => b,
+                _ = self.cancel.cancelled() => return Err(interrupted()),
+            };
+            match batch {
+                Some(batch) => writer.write(&batch).await?,
+                None => return Ok(()),
+            }
+        }
+    }
+}
+
+fn interrupted() -> Error {
+    Error::new(
+        ErrorKind::Interrupted,
+        "interrupted by a signal",
+        "rerun the same command to resume: finished tables are kept, unfinished ones are reloaded",
+    )
+}
+
+/// Current time as RFC 3339 (UTC).
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

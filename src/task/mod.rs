@@ -1,0 +1,219 @@
+//! Orchestration: `run` and `validate` for a task, wiring config → source → writer → store →
+//! checkpoint.
+
+pub mod full_load;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::checkpoint::{task_status, Checkpoint, CheckpointStore, TableStats};
+use crate::config::{Engine, MigrationType, TaskConfig};
+use crate::error::{Error, ErrorKind, Result};
+use crate::layout::{self, Layout};
+use crate::progress::Progress;
+use crate::source::postgres::PgSnapshot;
+use crate::source::Snapshot;
+use crate::store;
+use full_load::{now, FullLoad};
+
+/// Options of `tributary run` beyond the task file.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// `--bucket-folder`: overrides BucketFolder (placeholders expanded) and starts a fresh run.
+    pub bucket_folder: Option<String>,
+    /// `--restart`: ignore an unfinished checkpoint and start over.
+    pub restart: bool,
+    /// Show progress bars when stderr is a terminal.
+    pub progress: bool,
+}
+
+/// Runs a task to completion (full load) and returns its final checkpoint.
+pub async fn run(task: &TaskConfig, opts: &RunOptions, cancel: CancellationToken) -> Result<Checkpoint> {
+    if task.migration_type != MigrationType::FullLoad {
+        return Err(Error::config(
+            format!("migration_type {:?} is not available yet", task.migration_type),
+            "use migration_type = \"full-load\" (change data capture is being built)",
+        ));
+    }
+    if task.source.engine != Engine::Postgres {
+        return Err(Error::config(
+            "engine \"mysql\" is not available yet",
+            "use engine = \"postgres\" (the MySQL/MariaDB source is being built)",
+        ));
+    }
+    let checkpoints = CheckpointStore::new(&task.state_dir, &task.id);
+    let previous = checkpoints.load()?;
+    let start = chrono::Utc::now();
+    let mut checkpoint = match (previous, &opts.bucket_folder) {
+        (Some(prev), None) if !opts.restart && !prev.finished() => {
+            tracing::info!(folder = %prev.bucket_folder, "resuming the unfinished run: completed tables are kept");
+            prev
+        }
+        (_, override_folder) => {
+            let template = override_folder.as_deref().unwrap_or(&task.target.settings.bucket_folder);
+            Checkpoint::new(&task.id, layout::expand_bucket_folder(template, start)?, start)
+        }
+    };
+    checkpoint.status = task_status::RUNNING.into();
+    checkpoint.stop_reason = None;
+    checkpoint.last_error = None;
+    checkpoints.save(&checkpoint)?;
+
+    let settings = &task.target.settings;
+    let layout = Layout {
+        bucket_folder: checkpoint.bucket_folder.clone(),
+        format: settings.data_format,
+        compression: settings.compression,
+        date_partition: settings.cdc.date_partition.clone(),
+    };
+    let store = store::open(&task.target).await?;
+    tracing::info!(
+        task = %task.id,
+        source = %task.source.redacted(),
+        target = %format!("{}/{}", store.describe(), layout.bucket_folder),
+        "starting full load"
+    );
+    let load = FullLoad {
+        task,
+        store: store.as_ref(),
+        layout: &layout,
+        checkpoints: &checkpoints,
+        checkpoint: tokio::sync::Mutex::new(checkpoint),
+        progress: Progress::new(opts.progress),
+        cancel,
+    };
+    let result = async {
+        let snapshot = PgSnapshot::export(&task.source, &task.mappings, task.settings.support_lobs).await?;
+        let tables = snapshot.tables().await?;
+        if tables.is_empty() {
+            return Err(Error::config(
+                "table_mappings select no table in the source",
+                "check schema-name/table-name patterns (case-sensitive; % and _ are wildcards)",
+            ));
+        }
+        for t in &tables {
+            layout::check_segment("schema", &t.schema.schema)?;
+            layout::check_segment("table", &t.schema.table)?;
+        }
+        let r = load.run(&snapshot, tables).await;
+        let _ = snapshot.close().await;
+        r
+    }
+    .await;
+    let mut checkpoint = load.checkpoint.into_inner();
+    checkpoint.stop_date = Some(now());
+    match &result {
+        Ok(()) => {
+            checkpoint.status = task_status::STOPPED.into();
+            checkpoint.stop_reason = Some("FULL_LOAD_ONLY_FINISHED".into());
+        }
+        Err(e) if e.kind == ErrorKind::Interrupted => {
+            checkpoint.status = task_status::STOPPED.into();
+            checkpoint.stop_reason = Some("NORMAL".into());
+        }
+        Err(e) => {
+            checkpoint.status = task_status::FAILED.into();
+            checkpoint.stop_reason = Some("FATAL_ERROR".into());
+            checkpoint.last_error = Some(e.to_string());
+        }
+    }
+    checkpoints.save(&checkpoint)?;
+    result.map(|()| checkpoint)
+}
+
+/// Renders the table-statistics summary printed at the end of a run.
+pub fn summary(cp: &Checkpoint) -> String {
+    let mut out = format!(
+        "{:<40} {:<16} {:>12} {:>6} {:>12}  {:<24} {:<24}\n",
+        "Table", "TableState", "FullLoadRows", "Files", "Bytes", "FullLoadStartTime", "FullLoadEndTime"
+    );
+    for (name, s) in &cp.tables {
+        let TableStats {
+            table_state,
+            full_load_rows,
+            full_load_files,
+            full_load_bytes,
+            full_load_start_time,
+            full_load_end_time,
+            ..
+        } = s;
+        out.push_str(&format!(
+            "{:<40} {:<16} {:>12} {:>6} {:>12}  {:<24} {:<24}\n",
+            name,
+            table_state,
+            full_load_rows,
+            full_load_files,
+            full_load_bytes,
+            full_load_start_time.as_deref().unwrap_or("-"),
+            full_load_end_time.as_deref().unwrap_or("-"),
+        ));
+    }
+    out
+}
+
+/// One finding of `validate`: what is wrong and how to fix it.
+#[derive(Debug)]
+pub struct Problem(pub Error);
+
+/// Checks what a run would need — source reachable, privileges, tables matched, target writable —
+/// and returns every problem found (empty = ready), plus lines describing what was checked.
+pub async fn validate(task: &TaskConfig) -> (Vec<String>, Vec<Problem>) {
+    let mut ok = Vec::new();
+    let mut problems = Vec::new();
+    if task.migration_type != MigrationType::FullLoad || task.source.engine != Engine::Postgres {
+        problems.push(Problem(Error::config(
+            "only full-load tasks from PostgreSQL can run in this version",
+            "use migration_type = \"full-load\" and engine = \"postgres\"",
+        )));
+    }
+    if task.source.engine == Engine::Postgres {
+        match PgSnapshot::export(&task.source, &task.mappings, task.settings.support_lobs).await {
+            Ok(snapshot) => {
+                ok.push(format!("source {} reachable", task.source.redacted()));
+                let tables = snapshot.pg_tables();
+                if tables.is_empty() {
+                    problems.push(Problem(Error::config(
+                        "table_mappings select no table in the source",
+                        "check schema-name/table-name patterns (case-sensitive; % and _ are wildcards)",
+                    )));
+                }
+                for t in tables {
+                    let name = t.source.schema.qualified();
+                    if t.can_select {
+                        ok.push(format!("table {name}: {} columns, ~{} rows", t.columns.len(), t.source.estimated_rows.unwrap_or(0)));
+                    } else {
+                        problems.push(Problem(Error::new(
+                            ErrorKind::SourcePrivilege,
+                            format!("the source user may not SELECT from {name}"),
+                            format!("GRANT SELECT ON {name} TO <task user>"),
+                        )));
+                    }
+                    for seg in [("schema", &t.source.schema.schema), ("table", &t.source.schema.table)] {
+                        if let Err(e) = layout::check_segment(seg.0, seg.1) {
+                            problems.push(Problem(e));
+                        }
+                    }
+                }
+                let _ = snapshot.close().await;
+            }
+            Err(e) => problems.push(Problem(e)),
+        }
+    }
+    match layout::expand_bucket_folder(&task.target.settings.bucket_folder, chrono::Utc::now()) {
+        Ok(folder) => match store::open(&task.target).await {
+            Ok(store) => match store.check_writable(&folder).await {
+                Ok(()) => ok.push(format!("target {}/{folder} writable", store.describe())),
+                Err(e) => problems.push(Problem(e)),
+            },
+            Err(e) => problems.push(Problem(e)),
+        },
+        Err(e) => problems.push(Problem(e)),
+    }
+    if let Err(e) = std::fs::create_dir_all(&task.state_dir) {
+        problems.push(Problem(Error::new(
+            ErrorKind::State,
+            format!("cannot create state folder {}: {e}", task.state_dir.display()),
+            "set [task] state to a writable folder",
+        )));
+    }
+    (ok, problems)
+}
