@@ -104,7 +104,11 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     /// A fresh run.
-    pub fn new(task_id: &str, bucket_folder: String, start: chrono::DateTime<chrono::Utc>) -> Checkpoint {
+    pub fn new(
+        task_id: &str,
+        bucket_folder: String,
+        start: chrono::DateTime<chrono::Utc>,
+    ) -> Checkpoint {
         Checkpoint {
             version: VERSION,
             task_id: task_id.to_string(),
@@ -122,7 +126,8 @@ impl Checkpoint {
 
     /// True when this run ended normally (a new `run` starts fresh rather than resuming).
     pub fn finished(&self) -> bool {
-        self.status == task_status::STOPPED && self.stop_reason.as_deref() == Some("FULL_LOAD_ONLY_FINISHED")
+        self.status == task_status::STOPPED
+            && self.stop_reason.as_deref() == Some("FULL_LOAD_ONLY_FINISHED")
     }
 }
 
@@ -162,7 +167,10 @@ impl CheckpointStore {
         };
         let cp: Checkpoint = serde_json::from_str(&text).map_err(|e| self.error("parse", e))?;
         if cp.version != VERSION {
-            return Err(self.error("use", format!("version {} (expected {VERSION})", cp.version)));
+            return Err(self.error(
+                "use",
+                format!("version {} (expected {VERSION})", cp.version),
+            ));
         }
         Ok(Some(cp))
     }
@@ -206,6 +214,9 @@ mod tests {
         assert_eq!(store.load().unwrap(), Some(cp));
         let text = std::fs::read_to_string(store.path()).unwrap();
         assert!(text.contains("\"FullLoadRows\": 3"), "{text}");
-        assert!(text.contains("\"TableState\": \"Table completed\""), "{text}");
+        assert!(
+            text.contains("\"TableState\": \"Table completed\""),
+            "{text}"
+        );
     }
 }

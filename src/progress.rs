@@ -38,7 +38,12 @@ impl Progress {
     }
 
     /// Starts showing a table.
-    pub fn table(&self, name: &str, estimated_rows: Option<u64>, counters: Arc<ReadProgress>) -> TableProgress {
+    pub fn table(
+        &self,
+        name: &str,
+        estimated_rows: Option<u64>,
+        counters: Arc<ReadProgress>,
+    ) -> TableProgress {
         let bar = self.bars.as_ref().map(|m| {
             let bar = m.add(ProgressBar::new(estimated_rows.unwrap_or(0).max(1)));
             bar.set_style(

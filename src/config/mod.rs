@@ -92,7 +92,13 @@ impl TaskSettings {
         )? as usize;
         // Accepted for paste-compatibility; they tune DMS internals we do not have.
         bag.int("FullLoadSettings.CommitRate", 10_000, 1, 50_000, "rows")?;
-        bag.int("FullLoadSettings.TransactionConsistencyTimeout", 600, 0, 86_400, "seconds")?;
+        bag.int(
+            "FullLoadSettings.TransactionConsistencyTimeout",
+            600,
+            0,
+            86_400,
+            "seconds",
+        )?;
         if bag.bool("TargetMetadata.FullLobMode", false)? {
             return Err(Error::config(
                 "TargetMetadata.FullLobMode=true is not supported with an S3 target (as in DMS)",
@@ -108,9 +114,11 @@ impl TaskSettings {
         let limited = bag.bool("TargetMetadata.LimitedSizeLobMode", true)?;
         let lob_kb = bag.take("TargetMetadata.LobMaxSize");
         let lob_max_size_kb = match lob_kb {
-            Some(v) if limited => Some(v.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                bag.invalid("TargetMetadata.LobMaxSize", &v, "a positive number of KB")
-            })?),
+            Some(v) if limited => {
+                Some(v.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    bag.invalid("TargetMetadata.LobMaxSize", &v, "a positive number of KB")
+                })?)
+            }
             _ => None,
         };
         let support_lobs = bag.bool("TargetMetadata.SupportLobs", true)?;
@@ -260,18 +268,28 @@ impl TaskConfig {
     }
 
     /// Parses task-file text; relative paths resolve against `base`.
-    pub fn parse(text: &str, base: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<TaskConfig> {
+    pub fn parse(
+        text: &str,
+        base: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<TaskConfig> {
         let raw: RawFile = toml::from_str(text).map_err(|e| {
             Error::config(
                 format!("invalid task file: {}", e.message()),
                 format!(
                     "fix the TOML{}; see configs/ for examples",
-                    e.span().map(|s| format!(" near byte {}", s.start)).unwrap_or_default()
+                    e.span()
+                        .map(|s| format!(" near byte {}", s.start))
+                        .unwrap_or_default()
                 ),
             )
         })?;
         let id = raw.task.id.trim().to_string();
-        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if id.is_empty()
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             return Err(Error::config(
                 format!("[task] id {id:?} is not valid"),
                 "use letters, digits, '-' and '_' only (it names the checkpoint)",
@@ -343,7 +361,11 @@ impl TaskConfig {
             bag.extend_eca(eca)?;
         }
         let target_settings = S3Settings::parse(bag, bucket)?;
-        let endpoint = raw.target.endpoint.map(|e| expand_env(&e, env)).transpose()?;
+        let endpoint = raw
+            .target
+            .endpoint
+            .map(|e| expand_env(&e, env))
+            .transpose()?;
         Ok(TaskConfig {
             id,
             migration_type,
@@ -356,7 +378,10 @@ impl TaskConfig {
                 endpoint,
                 region: raw.target.region,
                 max_retries: raw.target.max_retries.unwrap_or(DEFAULT_S3_MAX_RETRIES) as usize,
-                retry_timeout_s: raw.target.retry_timeout_seconds.unwrap_or(DEFAULT_S3_RETRY_TIMEOUT_S),
+                retry_timeout_s: raw
+                    .target
+                    .retry_timeout_seconds
+                    .unwrap_or(DEFAULT_S3_RETRY_TIMEOUT_S),
                 settings: target_settings,
             },
         })
@@ -451,26 +476,44 @@ mod tests {
         assert!(!format!("{:?}", t.source).contains("s3cret"));
         assert_eq!(t.target.settings.bucket_folder, "raw");
         assert_eq!(t.state_dir, Path::new("/etc/trib/tributary-state"));
-        assert_eq!(t.target.location, TargetLocation::S3 { bucket: "lake".into() });
+        assert_eq!(
+            t.target.location,
+            TargetLocation::S3 {
+                bucket: "lake".into()
+            }
+        );
     }
 
     #[test]
     fn rejects_unknown_keys_and_bad_values() {
         let bad = [
             task("colour = \"red\"", "url = \"file:///tmp/x\""),
-            task("", "url = \"file:///tmp/x\"\n[target.settings]\nDataFromat = \"csv\""),
+            task(
+                "",
+                "url = \"file:///tmp/x\"\n[target.settings]\nDataFromat = \"csv\"",
+            ),
             task("", "url = \"s3://bucket/path\""),
             task("", "url = \"/tmp/relative-without-scheme\""),
-            task("[task.settings]\nFullLoadSettings.MaxFullLoadSubTasks = 50", "url = \"file:///tmp/x\""),
-            task("[task.settings]\nFullLoadSettings.TargetTablePrepMode = \"WIPE\"", "url = \"file:///tmp/x\""),
+            task(
+                "[task.settings]\nFullLoadSettings.MaxFullLoadSubTasks = 50",
+                "url = \"file:///tmp/x\"",
+            ),
+            task(
+                "[task.settings]\nFullLoadSettings.TargetTablePrepMode = \"WIPE\"",
+                "url = \"file:///tmp/x\"",
+            ),
             task("", "url = \"file:///tmp/x\"\nbucket = \"x\""),
         ];
         for text in bad {
             let err = TaskConfig::parse(&text, Path::new("/"), &env).unwrap_err();
             assert_eq!(err.kind, crate::error::ErrorKind::Config, "{text}");
         }
-        let no_env = TaskConfig::parse(&task("", "url = \"file:///tmp/x\""), Path::new("/"), &|_| None)
-            .unwrap_err();
+        let no_env = TaskConfig::parse(
+            &task("", "url = \"file:///tmp/x\""),
+            Path::new("/"),
+            &|_| None,
+        )
+        .unwrap_err();
         assert!(no_env.message.contains("PGPASS"), "{no_env}");
     }
 }

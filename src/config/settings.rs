@@ -117,13 +117,22 @@ impl SettingsBag {
         };
         match v.trim().parse::<u64>() {
             Ok(n) if (min..=max).contains(&n) => Ok(n),
-            _ => Err(self.invalid(name, &v, &format!("an integer from {min} to {max} ({unit})"))),
+            _ => Err(self.invalid(
+                name,
+                &v,
+                &format!("an integer from {min} to {max} ({unit})"),
+            )),
         }
     }
 
     /// An enumerated setting: the value's lower-cased, dash/underscore-insensitive form must be
     /// one of `accepted` (so `PARQUET_1_0` and the API's `parquet-1-0` are the same).
-    pub fn choice(&mut self, name: &str, default: &'static str, accepted: &[&'static str]) -> Result<&'static str> {
+    pub fn choice(
+        &mut self,
+        name: &str,
+        default: &'static str,
+        accepted: &[&'static str],
+    ) -> Result<&'static str> {
         let Some(v) = self.take(name) else {
             return Ok(default);
         };
@@ -189,12 +198,17 @@ mod tests {
         bag.extend_eca("dataFormat=parquet; parquetVersion=PARQUET_2_0;;")
             .unwrap();
         assert_eq!(
-            bag.choice("DataFormat", "csv", &["csv", "parquet"]).unwrap(),
+            bag.choice("DataFormat", "csv", &["csv", "parquet"])
+                .unwrap(),
             "parquet"
         );
         assert_eq!(
-            bag.choice("ParquetVersion", "parquet-1-0", &["parquet-1-0", "parquet-2-0"])
-                .unwrap(),
+            bag.choice(
+                "ParquetVersion",
+                "parquet-1-0",
+                &["parquet-1-0", "parquet-2-0"]
+            )
+            .unwrap(),
             "parquet-2-0"
         );
         bag.finish(&[]).unwrap();
@@ -214,7 +228,10 @@ mod tests {
 
         let mut bag = SettingsBag::new("[target.settings]");
         bag.insert("MaxFileSize", "0".into()).unwrap();
-        let err = bag.int("MaxFileSize", 5, 1, 10, "KB").unwrap_err().to_string();
+        let err = bag
+            .int("MaxFileSize", 5, 1, 10, "KB")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("from 1 to 10 (KB)"), "{err}");
 
         let mut bag = SettingsBag::new("x");
@@ -224,14 +241,21 @@ mod tests {
 
     #[test]
     fn toml_nesting_flattens() {
-        let t: toml::Table =
-            toml::from_str("FullLoadSettings.MaxFullLoadSubTasks = 4\n[TargetMetadata]\nLobMaxSize = 32").unwrap();
+        let t: toml::Table = toml::from_str(
+            "FullLoadSettings.MaxFullLoadSubTasks = 4\n[TargetMetadata]\nLobMaxSize = 32",
+        )
+        .unwrap();
         let mut bag = SettingsBag::new("[task.settings]");
         bag.extend_toml(&t, "").unwrap();
         assert_eq!(
-            bag.int("FullLoadSettings.MaxFullLoadSubTasks", 8, 1, 49, "tables").unwrap(),
+            bag.int("FullLoadSettings.MaxFullLoadSubTasks", 8, 1, 49, "tables")
+                .unwrap(),
             4
         );
-        assert_eq!(bag.int("TargetMetadata.LobMaxSize", 0, 0, 1 << 20, "KB").unwrap(), 32);
+        assert_eq!(
+            bag.int("TargetMetadata.LobMaxSize", 0, 0, 1 << 20, "KB")
+                .unwrap(),
+            32
+        );
     }
 }

@@ -135,22 +135,57 @@ pub struct S3Settings {
 
 /// Every setting name `S3Settings::parse` accepts (for "unknown setting" messages).
 pub const ACCEPTED: &[&str] = &[
-    "BucketFolder", "BucketName", "DataFormat", "CompressionType", "CsvDelimiter", "CsvRowDelimiter",
-    "CsvNullValue", "Rfc4180", "AddColumnName", "UseCsvNoSupValue", "CsvNoSupValue", "MaxFileSize",
-    "IncludeOpForFullLoad", "TimestampColumnName", "UseTaskStartTimeForFullLoadTimestamp",
-    "ParquetVersion", "EncodingType", "DictPageSizeLimit", "RowGroupLength", "DataPageSize",
-    "EnableStatistics", "ParquetTimestampInMillisecond", "EncryptionMode",
-    "ServerSideEncryptionKmsKeyId", "CannedAclForObjects", "ExpectedBucketOwner", "CdcInsertsOnly",
-    "CdcInsertsAndUpdates", "CdcMaxBatchInterval", "CdcMinFileSize", "DatePartitionEnabled",
-    "DatePartitionSequence", "DatePartitionDelimiter", "DatePartitionTimezone",
-    "PreserveTransactions", "CdcPath", "ServiceAccessRoleArn", "AddTrailingPaddingCharacter",
+    "BucketFolder",
+    "BucketName",
+    "DataFormat",
+    "CompressionType",
+    "CsvDelimiter",
+    "CsvRowDelimiter",
+    "CsvNullValue",
+    "Rfc4180",
+    "AddColumnName",
+    "UseCsvNoSupValue",
+    "CsvNoSupValue",
+    "MaxFileSize",
+    "IncludeOpForFullLoad",
+    "TimestampColumnName",
+    "UseTaskStartTimeForFullLoadTimestamp",
+    "ParquetVersion",
+    "EncodingType",
+    "DictPageSizeLimit",
+    "RowGroupLength",
+    "DataPageSize",
+    "EnableStatistics",
+    "ParquetTimestampInMillisecond",
+    "EncryptionMode",
+    "ServerSideEncryptionKmsKeyId",
+    "CannedAclForObjects",
+    "ExpectedBucketOwner",
+    "CdcInsertsOnly",
+    "CdcInsertsAndUpdates",
+    "CdcMaxBatchInterval",
+    "CdcMinFileSize",
+    "DatePartitionEnabled",
+    "DatePartitionSequence",
+    "DatePartitionDelimiter",
+    "DatePartitionTimezone",
+    "PreserveTransactions",
+    "CdcPath",
+    "ServiceAccessRoleArn",
+    "AddTrailingPaddingCharacter",
     "GlueCatalogGeneration",
 ];
 
 /// Canned ACLs DMS offers, in the API's spelling (which is also S3's header value).
 const CANNED_ACLS: &[&str] = &[
-    "none", "private", "public-read", "public-read-write", "authenticated-read", "aws-exec-read",
-    "bucket-owner-read", "bucket-owner-full-control",
+    "none",
+    "private",
+    "public-read",
+    "public-read-write",
+    "authenticated-read",
+    "aws-exec-read",
+    "bucket-owner-read",
+    "bucket-owner-full-control",
 ];
 
 impl S3Settings {
@@ -191,7 +226,10 @@ impl S3Settings {
             _ => Compression::None,
         };
         let delimiter = unescape(&bag.string("CsvDelimiter").unwrap_or_else(|| ",".into()));
-        let row_delimiter = unescape(&bag.string("CsvRowDelimiter").unwrap_or_else(|| "\\n".into()));
+        let row_delimiter = unescape(
+            &bag.string("CsvRowDelimiter")
+                .unwrap_or_else(|| "\\n".into()),
+        );
         if delimiter.is_empty() || row_delimiter.is_empty() {
             return Err(Error::config(
                 "CsvDelimiter and CsvRowDelimiter must not be empty",
@@ -215,9 +253,14 @@ impl S3Settings {
             null_value,
             rfc4180,
             add_column_name,
-            no_sup_value: if use_no_sup { no_sup.filter(|s| !s.is_empty()) } else { None },
+            no_sup_value: if use_no_sup {
+                no_sup.filter(|s| !s.is_empty())
+            } else {
+                None
+            },
         };
-        let max_file_size_kb = bag.int("MaxFileSize", DEFAULT_MAX_FILE_SIZE_KB, 1, 1_048_576, "KB")?;
+        let max_file_size_kb =
+            bag.int("MaxFileSize", DEFAULT_MAX_FILE_SIZE_KB, 1, 1_048_576, "KB")?;
         let include_op_for_full_load = bag.bool("IncludeOpForFullLoad", false)?;
         let timestamp_column_name = bag
             .string("TimestampColumnName")
@@ -225,7 +268,11 @@ impl S3Settings {
             .filter(|s| !s.is_empty());
         let use_task_start = bag.bool("UseTaskStartTimeForFullLoadTimestamp", false)?;
         let parquet = ParquetSettings {
-            version: match bag.choice("ParquetVersion", "parquet-1-0", &["parquet-1-0", "parquet-2-0"])? {
+            version: match bag.choice(
+                "ParquetVersion",
+                "parquet-1-0",
+                &["parquet-1-0", "parquet-2-0"],
+            )? {
                 "parquet-2-0" => ParquetVersion::V2,
                 _ => ParquetVersion::V1,
             },
@@ -238,19 +285,39 @@ impl S3Settings {
                 "plain-dictionary" => Encoding::PlainDictionary,
                 _ => Encoding::RleDictionary,
             },
-            dict_page_size_limit: bag.int("DictPageSizeLimit", DEFAULT_DICT_PAGE_SIZE_LIMIT, 1024, 1 << 30, "bytes")? as usize,
-            row_group_length: bag.int("RowGroupLength", DEFAULT_ROW_GROUP_LENGTH, 1, MAX_ROW_GROUP_LENGTH, "rows")? as usize,
-            data_page_size: bag.int("DataPageSize", DEFAULT_DATA_PAGE_SIZE, 1024, 1 << 30, "bytes")? as usize,
+            dict_page_size_limit: bag.int(
+                "DictPageSizeLimit",
+                DEFAULT_DICT_PAGE_SIZE_LIMIT,
+                1024,
+                1 << 30,
+                "bytes",
+            )? as usize,
+            row_group_length: bag.int(
+                "RowGroupLength",
+                DEFAULT_ROW_GROUP_LENGTH,
+                1,
+                MAX_ROW_GROUP_LENGTH,
+                "rows",
+            )? as usize,
+            data_page_size: bag.int(
+                "DataPageSize",
+                DEFAULT_DATA_PAGE_SIZE,
+                1024,
+                1 << 30,
+                "bytes",
+            )? as usize,
             enable_statistics: bag.bool("EnableStatistics", true)?,
             timestamp_in_millisecond: bag.bool("ParquetTimestampInMillisecond", false)?,
         };
         let encryption = match bag.choice("EncryptionMode", "sse-s3", &["sse-s3", "sse-kms"])? {
-            "sse-kms" => Encryption::SseKms(bag.string("ServerSideEncryptionKmsKeyId").ok_or_else(|| {
-                Error::config(
-                    "EncryptionMode=SSE_KMS needs ServerSideEncryptionKmsKeyId",
-                    "set ServerSideEncryptionKmsKeyId to the KMS key ARN",
-                )
-            })?),
+            "sse-kms" => {
+                Encryption::SseKms(bag.string("ServerSideEncryptionKmsKeyId").ok_or_else(|| {
+                    Error::config(
+                        "EncryptionMode=SSE_KMS needs ServerSideEncryptionKmsKeyId",
+                        "set ServerSideEncryptionKmsKeyId to the KMS key ARN",
+                    )
+                })?)
+            }
             _ => {
                 if bag.string("ServerSideEncryptionKmsKeyId").is_some() {
                     return Err(Error::config(
@@ -308,9 +375,20 @@ fn parse_cdc(bag: &mut SettingsBag) -> Result<CdcSettings> {
             "set at most one of them (DMS treats them as mutually exclusive)",
         ));
     }
-    let max_batch_interval_s =
-        bag.int("CdcMaxBatchInterval", DEFAULT_CDC_MAX_BATCH_INTERVAL_S, 1, 86_400, "seconds")?;
-    let min_file_size_kb = bag.int("CdcMinFileSize", DEFAULT_CDC_MIN_FILE_SIZE_KB, 1, 1_048_576, "KB")?;
+    let max_batch_interval_s = bag.int(
+        "CdcMaxBatchInterval",
+        DEFAULT_CDC_MAX_BATCH_INTERVAL_S,
+        1,
+        86_400,
+        "seconds",
+    )?;
+    let min_file_size_kb = bag.int(
+        "CdcMinFileSize",
+        DEFAULT_CDC_MIN_FILE_SIZE_KB,
+        1,
+        1_048_576,
+        "KB",
+    )?;
     let enabled = bag.bool("DatePartitionEnabled", false)?;
     let sequence: DateSequence = bag
         .string("DatePartitionSequence")
@@ -320,9 +398,15 @@ fn parse_cdc(bag: &mut SettingsBag) -> Result<CdcSettings> {
         .string("DatePartitionDelimiter")
         .unwrap_or_else(|| "SLASH".into())
         .parse()?;
-    let tz_name = bag.string("DatePartitionTimezone").unwrap_or_else(|| "UTC".into());
+    let tz_name = bag
+        .string("DatePartitionTimezone")
+        .unwrap_or_else(|| "UTC".into());
     let timezone: chrono_tz::Tz = tz_name.parse().map_err(|_| {
-        bag.invalid("DatePartitionTimezone", &tz_name, "an IANA zone name such as UTC or Asia/Tokyo")
+        bag.invalid(
+            "DatePartitionTimezone",
+            &tz_name,
+            "an IANA zone name such as UTC or Asia/Tokyo",
+        )
     })?;
     let preserve = bag.bool("PreserveTransactions", false)?;
     let cdc_path = bag.string("CdcPath").filter(|s| !s.trim().is_empty());

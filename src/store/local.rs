@@ -37,12 +37,18 @@ impl LocalStore {
 /// Maps an I/O error to our error, naming disk-full and permission problems with their fixes.
 fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
     let (kind, fix) = match e.kind() {
-        IoKind::StorageFull => (ErrorKind::TargetWrite, "free disk space or point [target] url at a larger volume".to_string()),
+        IoKind::StorageFull => (
+            ErrorKind::TargetWrite,
+            "free disk space or point [target] url at a larger volume".to_string(),
+        ),
         IoKind::PermissionDenied | IoKind::ReadOnlyFilesystem => (
             ErrorKind::TargetAccess,
             format!("make {} writable for this user", path.display()),
         ),
-        _ => (ErrorKind::TargetWrite, "check the target folder".to_string()),
+        _ => (
+            ErrorKind::TargetWrite,
+            "check the target folder".to_string(),
+        ),
     };
     Error::new(kind, format!("cannot {what} {}: {e}", path.display()), fix).with_source(e)
 }
@@ -62,7 +68,10 @@ impl Store for LocalStore {
             .file_name()
             .and_then(|n| n.to_str())
             .ok_or_else(|| Error::internal(format!("object key {key:?} has no file name")))?;
-        let tmp = dir.join(format!("{TMP_PREFIX}{name}.tmp-{}", uuid::Uuid::new_v4().simple()));
+        let tmp = dir.join(format!(
+            "{TMP_PREFIX}{name}.tmp-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
         let file = tokio::fs::File::create(&tmp)
             .await
             .map_err(|e| io_error("create", &tmp, e))?;
@@ -131,10 +140,33 @@ impl Store for LocalStore {
         Ok(())
     }
 
+    async fn remove_abandoned(&self, prefix: &str) -> Result<usize> {
+        let dir = self.path(prefix.trim_end_matches('/'));
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == IoKind::NotFound => return Ok(0),
+            Err(e) => return Err(io_error("list", &dir, e)),
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(TMP_PREFIX) && name.contains(".tmp-") {
+                std::fs::remove_file(entry.path())
+                    .map_err(|e| io_error("remove", &entry.path(), e))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     async fn check_writable(&self, folder: &str) -> Result<()> {
         let key = format!(
             "{}{TMP_PREFIX}tributary-probe-{}",
-            if folder.is_empty() { String::new() } else { format!("{folder}/") },
+            if folder.is_empty() {
+                String::new()
+            } else {
+                format!("{folder}/")
+            },
             uuid::Uuid::new_v4().simple()
         );
         let mut w = self.create(&key).await?;
@@ -159,7 +191,10 @@ struct LocalWriter {
 #[async_trait]
 impl ObjectWriter for LocalWriter {
     async fn write(&mut self, data: Bytes) -> Result<()> {
-        let file = self.file.as_mut().ok_or_else(|| Error::internal("write after finish"))?;
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| Error::internal("write after finish"))?;
         file.write_all(&data)
             .await
             .map_err(|e| io_error("write", &self.tmp, e))?;
@@ -168,9 +203,16 @@ impl ObjectWriter for LocalWriter {
     }
 
     async fn finish(mut self: Box<Self>) -> Result<u64> {
-        let mut file = self.file.take().ok_or_else(|| Error::internal("finish twice"))?;
-        file.flush().await.map_err(|e| io_error("flush", &self.tmp, e))?;
-        file.sync_all().await.map_err(|e| io_error("fsync", &self.tmp, e))?;
+        let mut file = self
+            .file
+            .take()
+            .ok_or_else(|| Error::internal("finish twice"))?;
+        file.flush()
+            .await
+            .map_err(|e| io_error("flush", &self.tmp, e))?;
+        file.sync_all()
+            .await
+            .map_err(|e| io_error("fsync", &self.tmp, e))?;
         drop(file);
         tokio::fs::rename(&self.tmp, &self.final_path)
             .await
@@ -215,9 +257,15 @@ mod tests {
         let store = LocalStore::new(dir.path().to_path_buf());
         let mut w = store.create("a/b/LOAD00000001.csv").await.unwrap();
         w.write(Bytes::from_static(b"1,x\n")).await.unwrap();
-        assert!(store.list("a/").await.unwrap().is_empty(), "visible before finish");
+        assert!(
+            store.list("a/").await.unwrap().is_empty(),
+            "visible before finish"
+        );
         assert_eq!(w.finish().await.unwrap(), 4);
-        assert_eq!(store.list("a/b/").await.unwrap(), vec!["a/b/LOAD00000001.csv"]);
+        assert_eq!(
+            store.list("a/b/").await.unwrap(),
+            vec!["a/b/LOAD00000001.csv"]
+        );
 
         let mut w = store.create("a/b/LOAD00000002.csv").await.unwrap();
         w.write(Bytes::from_static(b"partial")).await.unwrap();
@@ -227,8 +275,13 @@ mod tests {
         let all: Vec<_> = std::fs::read_dir(dir.path().join("a/b")).unwrap().collect();
         assert_eq!(all.len(), 1, "temporary files left behind");
 
+        std::fs::write(dir.path().join("a/b/.LOAD00000009.csv.tmp-dead"), "x").unwrap();
+        assert_eq!(store.remove_abandoned("a/b/").await.unwrap(), 1);
         store.check_writable("a").await.unwrap();
-        assert_eq!(crate::store::delete_prefix(&store, "a/b/").await.unwrap(), 1);
+        assert_eq!(
+            crate::store::delete_prefix(&store, "a/b/").await.unwrap(),
+            1
+        );
         assert!(store.list("").await.unwrap().is_empty());
     }
 }

@@ -26,6 +26,9 @@ pub trait Store: Send + Sync {
     async fn list(&self, prefix: &str) -> Result<Vec<String>>;
     /// Deletes the given objects; missing ones are not an error.
     async fn delete(&self, keys: &[String]) -> Result<()>;
+    /// Removes leftovers of writers that never finished or aborted (a process killed with
+    /// SIGKILL) under `prefix`; returns how many were removed. Never touches finished objects.
+    async fn remove_abandoned(&self, prefix: &str) -> Result<usize>;
     /// Checks that the bucket or folder exists and can be listed and written (writes and removes
     /// a probe object outside any table folder).
     async fn check_writable(&self, folder: &str) -> Result<()>;

@@ -36,17 +36,21 @@ pub struct S3Store {
 
 /// Maps an object_store error to our kinds, naming bucket/credential problems with their fixes.
 fn s3_error(bucket: &str, what: &str, e: object_store::Error) -> Error {
-    let text = e.to_string();
+    let text = one_line(&e.to_string());
     let (kind, fix) = match &e {
         object_store::Error::NotFound { .. } => (
             ErrorKind::TargetAccess,
             format!("create bucket {bucket} or fix [target] url (and endpoint/region)"),
         ),
-        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => (
+        object_store::Error::Unauthenticated { .. } => (
+            ErrorKind::TargetAccess,
+            "configure AWS credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, SSO login, or an instance role)".to_string(),
+        ),
+        object_store::Error::PermissionDenied { .. } => (
             ErrorKind::TargetAccess,
             format!("grant s3:ListBucket on {bucket} and s3:PutObject/s3:DeleteObject on {bucket}/* to these credentials"),
         ),
-        _ if text.contains("NoSuchBucket") => (
+        _ if text.contains("NoSuchBucket") || (what == "list" && text.contains("404 Not Found")) => (
             ErrorKind::TargetAccess,
             format!("create bucket {bucket} or fix [target] url (and endpoint/region)"),
         ),
@@ -59,7 +63,33 @@ fn s3_error(bucket: &str, what: &str, e: object_store::Error) -> Error {
             "check the endpoint and network; the request was retried with backoff before giving up".to_string(),
         ),
     };
-    Error::new(kind, format!("S3 {what} on bucket {bucket} failed: {text}"), fix).with_source(e)
+    Error::new(
+        kind,
+        format!("S3 {what} on bucket {bucket} failed: {text}"),
+        fix,
+    )
+    .with_source(e)
+}
+
+/// Keeps an S3 error on one line: drops the XML body but keeps its `Code` and `Message`.
+fn one_line(text: &str) -> String {
+    let tag = |name: &str| {
+        let open = format!("<{name}>");
+        let start = text.find(&open)? + open.len();
+        let end = text[start..].find('<')? + start;
+        Some(text[start..end].to_string())
+    };
+    let head = text
+        .split("<?xml")
+        .next()
+        .unwrap_or(text)
+        .trim()
+        .trim_end_matches(':');
+    let mut out = head.split_whitespace().collect::<Vec<_>>().join(" ");
+    if let (Some(code), Some(message)) = (tag("Code"), tag("Message")) {
+        out.push_str(&format!(" ({code}: {message})"));
+    }
+    out
 }
 
 impl S3Store {
@@ -93,9 +123,9 @@ impl S3Store {
             .endpoint
             .clone()
             .or_else(|| sdk.endpoint_url().map(str::to_string));
+        let allow_http = endpoint.as_ref().is_some_and(|e| e.starts_with("http://"));
         if let Some(endpoint) = endpoint {
             builder = builder
-                .with_allow_http(endpoint.starts_with("http://"))
                 .with_endpoint(endpoint)
                 .with_virtual_hosted_style_request(false);
         }
@@ -118,9 +148,17 @@ impl S3Store {
         if let Some(owner) = &settings.expected_bucket_owner {
             headers.insert("x-amz-expected-bucket-owner", header_value(owner)?);
         }
-        builder = builder.with_client_options(ClientOptions::new().with_default_headers(headers));
+        // One ClientOptions for everything: setting it replaces earlier client flags.
+        builder = builder.with_client_options(
+            ClientOptions::new()
+                .with_default_headers(headers)
+                .with_allow_http(allow_http),
+        );
         let store = builder.build().map_err(|e| {
-            Error::config(format!("cannot configure S3 client: {e}"), "check [target] url, endpoint and region")
+            Error::config(
+                format!("cannot configure S3 client: {e}"),
+                "check [target] url, endpoint and region",
+            )
         })?;
         Ok(S3Store {
             store: Arc::new(store),
@@ -131,7 +169,12 @@ impl S3Store {
 
 /// A header value from a validated setting.
 fn header_value(s: &str) -> Result<http::HeaderValue> {
-    http::HeaderValue::from_str(s).map_err(|_| Error::config(format!("{s:?} is not a valid header value"), "fix the setting"))
+    http::HeaderValue::from_str(s).map_err(|_| {
+        Error::config(
+            format!("{s:?} is not a valid header value"),
+            "fix the setting",
+        )
+    })
 }
 
 #[async_trait]
@@ -141,6 +184,7 @@ impl Store for S3Store {
             .with_max_concurrency(PART_CONCURRENCY);
         Ok(Box::new(S3Writer {
             writer,
+            done: false,
             bucket: self.bucket.clone(),
             key: key.to_string(),
             written: 0,
@@ -165,7 +209,8 @@ impl Store for S3Store {
     }
 
     async fn delete(&self, keys: &[String]) -> Result<()> {
-        let paths: Vec<object_store::Result<Path>> = keys.iter().map(|k| Ok(Path::from(k.as_str()))).collect();
+        let paths: Vec<object_store::Result<Path>> =
+            keys.iter().map(|k| Ok(Path::from(k.as_str()))).collect();
         let paths = futures::stream::iter(paths);
         self.store
             .delete_stream(Box::pin(paths))
@@ -178,8 +223,18 @@ impl Store for S3Store {
             })
     }
 
+    async fn remove_abandoned(&self, _prefix: &str) -> Result<usize> {
+        // Incomplete multipart uploads are invisible; object_store cannot list them, so they are
+        // left to the bucket's AbortIncompleteMultipartUpload lifecycle rule (see README).
+        Ok(0)
+    }
+
     async fn check_writable(&self, folder: &str) -> Result<()> {
-        let prefix = if folder.is_empty() { String::new() } else { format!("{folder}/") };
+        let prefix = if folder.is_empty() {
+            String::new()
+        } else {
+            format!("{folder}/")
+        };
         self.list(&prefix).await?;
         let key = format!("{prefix}.tributary-probe-{}", uuid::Uuid::new_v4().simple());
         let mut w = self.create(&key).await?;
@@ -197,6 +252,8 @@ impl Store for S3Store {
 /// completed at `finish`. Either way nothing is visible under the key before then.
 struct S3Writer {
     writer: BufWriter,
+    /// Set once the upload was completed or aborted: BufWriter panics on a second abort.
+    done: bool,
     bucket: String,
     key: String,
     written: u64,
@@ -207,15 +264,24 @@ impl ObjectWriter for S3Writer {
     async fn write(&mut self, data: Bytes) -> Result<()> {
         self.written += data.len() as u64;
         if let Err(e) = self.writer.put(data).await {
+            self.done = true;
             let _ = self.writer.abort().await;
-            return Err(s3_error(&self.bucket, &format!("upload of {}", self.key), e));
+            return Err(s3_error(
+                &self.bucket,
+                &format!("upload of {}", self.key),
+                e,
+            ));
         }
         Ok(())
     }
 
     async fn finish(mut self: Box<Self>) -> Result<u64> {
+        if self.done {
+            return Err(Error::internal("finish after a failed upload"));
+        }
+        self.done = true;
+        // On failure the multipart upload has already been aborted by object_store.
         if let Err(e) = self.writer.shutdown().await {
-            let _ = self.writer.abort().await;
             return Err(Error::new(
                 ErrorKind::TargetWrite,
                 format!("S3 upload of {} to bucket {} failed: {e}", self.key, self.bucket),
@@ -227,6 +293,9 @@ impl ObjectWriter for S3Writer {
     }
 
     async fn abort(mut self: Box<Self>) -> Result<()> {
+        if std::mem::replace(&mut self.done, true) {
+            return Ok(());
+        }
         self.writer
             .abort()
             .await
@@ -254,17 +323,12 @@ impl CredentialProvider for AwsChainCredentials {
                 return Ok(cred.clone());
             }
         }
-        let creds = self
-            .provider
-            .provide_credentials()
-            .await
-            .map_err(|e| object_store::Error::Unauthenticated {
+        let creds = self.provider.provide_credentials().await.map_err(|e| {
+            object_store::Error::Unauthenticated {
                 path: String::new(),
-                source: format!(
-                    "no AWS credentials found ({e}); set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or log in with SSO"
-                )
-                .into(),
-            })?;
+                source: format!("no AWS credentials found ({e})").into(),
+            }
+        })?;
         let cred = Arc::new(AwsCredential {
             key_id: creds.access_key_id().to_string(),
             secret_key: creds.secret_access_key().to_string(),

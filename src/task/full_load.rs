@@ -45,7 +45,12 @@ impl FullLoad<'_> {
     pub async fn run(&self, snapshot: &dyn Snapshot, tables: Vec<SourceTable>) -> Result<()> {
         let clock = {
             let cp = self.checkpoint.lock().await;
-            if self.task.target.settings.use_task_start_time_for_full_load_timestamp {
+            if self
+                .task
+                .target
+                .settings
+                .use_task_start_time_for_full_load_timestamp
+            {
                 RowClock::Fixed(cp.task_start_us)
             } else {
                 RowClock::Transfer
@@ -53,7 +58,11 @@ impl FullLoad<'_> {
         };
         let opts = ReadOptions {
             clock,
-            lob_max_bytes: self.task.settings.lob_max_size_kb.map(|kb| kb as usize * 1024),
+            lob_max_bytes: self
+                .task
+                .settings
+                .lob_max_size_kb
+                .map(|kb| kb as usize * 1024),
         };
         let results: Vec<Result<()>> = futures::stream::iter(tables)
             .map(|t| async move {
@@ -85,11 +94,19 @@ impl FullLoad<'_> {
 
     /// Decides the first LOAD counter and clears what the prep mode (or a resume) says to clear.
     async fn prepare(&self, table: &SourceTable, previous: Option<&TableStats>) -> Result<u64> {
-        let prefix = self.layout.table_prefix(&table.schema.schema, &table.schema.table);
+        let prefix = self
+            .layout
+            .table_prefix(&table.schema.schema, &table.schema.table);
+        let swept = self.store.remove_abandoned(&prefix).await?;
+        if swept > 0 {
+            tracing::info!(table = %table.schema.qualified(), files = swept, "removed temporary files of an interrupted run");
+        }
         let existing = self.store.list(&prefix).await?;
         let load_counter = |key: &str| {
             let name = key.rsplit('/').next().unwrap_or(key);
-            Layout::parse_load_counter(name).map(u64::from).filter(|_| !key[prefix.len()..].contains('/'))
+            Layout::parse_load_counter(name)
+                .map(u64::from)
+                .filter(|_| !key[prefix.len()..].contains('/'))
         };
         // Resuming a table that was loading: remove what that attempt wrote, reuse its numbers.
         if let Some(first) = previous.and_then(|p| p.first_load_file) {
@@ -112,14 +129,27 @@ impl FullLoad<'_> {
                 self.store.delete(&existing).await?;
                 Ok(1)
             }
-            PrepMode::DoNothing => Ok(existing.iter().filter_map(|k| load_counter(k)).max().unwrap_or(0) + 1),
+            PrepMode::DoNothing => Ok(existing
+                .iter()
+                .filter_map(|k| load_counter(k))
+                .max()
+                .unwrap_or(0)
+                + 1),
         }
     }
 
-    async fn load_table(&self, snapshot: &dyn Snapshot, table: &SourceTable, opts: ReadOptions) -> Result<()> {
+    async fn load_table(
+        &self,
+        snapshot: &dyn Snapshot,
+        table: &SourceTable,
+        opts: ReadOptions,
+    ) -> Result<()> {
         let key = table.schema.qualified();
         let previous = self.checkpoint.lock().await.tables.get(&key).cloned();
-        if previous.as_ref().is_some_and(|p| p.table_state == table_state::COMPLETED) {
+        if previous
+            .as_ref()
+            .is_some_and(|p| p.table_state == table_state::COMPLETED)
+        {
             tracing::info!(table = %key, "already loaded; skipping");
             return Ok(());
         }
@@ -140,7 +170,9 @@ impl FullLoad<'_> {
         .await?;
 
         let counters = Arc::new(ReadProgress::default());
-        let shown = self.progress.table(&key, table.estimated_rows, counters.clone());
+        let shown = self
+            .progress
+            .table(&key, table.estimated_rows, counters.clone());
         let spec = EncodeSpec::full_load(&self.task.target.settings, &table.schema);
         let mut writer = LoadWriter::new(
             self.store,
@@ -168,7 +200,9 @@ impl FullLoad<'_> {
         };
         match outcome {
             Ok((rows, files, bytes)) => {
-                let truncated = counters.truncated_lobs.load(std::sync::atomic::Ordering::Relaxed);
+                let truncated = counters
+                    .truncated_lobs
+                    .load(std::sync::atomic::Ordering::Relaxed);
                 if truncated > 0 {
                     tracing::warn!(table = %key, values = truncated, "LOB values truncated at TargetMetadata.LobMaxSize");
                 }
@@ -201,7 +235,11 @@ impl FullLoad<'_> {
 
     /// Drains the reader's batches into the writer until the reader is done, or stops on
     /// cancellation (the reader then sees a closed channel and stops too).
-    async fn write_all(&self, writer: &mut LoadWriter<'_>, mut rx: mpsc::Receiver<RowBatch>) -> Result<()> {
+    async fn write_all(
+        &self,
+        writer: &mut LoadWriter<'_>,
+        mut rx: mpsc::Receiver<RowBatch>,
+    ) -> Result<()> {
         loop {
             let batch = tokio::select! {
                 b = rx.recv() => b,

@@ -27,10 +27,17 @@ pub struct RunOptions {
 }
 
 /// Runs a task to completion (full load) and returns its final checkpoint.
-pub async fn run(task: &TaskConfig, opts: &RunOptions, cancel: CancellationToken) -> Result<Checkpoint> {
+pub async fn run(
+    task: &TaskConfig,
+    opts: &RunOptions,
+    cancel: CancellationToken,
+) -> Result<Checkpoint> {
     if task.migration_type != MigrationType::FullLoad {
         return Err(Error::config(
-            format!("migration_type {:?} is not available yet", task.migration_type),
+            format!(
+                "migration_type {:?} is not available yet",
+                task.migration_type
+            ),
             "use migration_type = \"full-load\" (change data capture is being built)",
         ));
     }
@@ -49,8 +56,14 @@ pub async fn run(task: &TaskConfig, opts: &RunOptions, cancel: CancellationToken
             prev
         }
         (_, override_folder) => {
-            let template = override_folder.as_deref().unwrap_or(&task.target.settings.bucket_folder);
-            Checkpoint::new(&task.id, layout::expand_bucket_folder(template, start)?, start)
+            let template = override_folder
+                .as_deref()
+                .unwrap_or(&task.target.settings.bucket_folder);
+            Checkpoint::new(
+                &task.id,
+                layout::expand_bucket_folder(template, start)?,
+                start,
+            )
         }
     };
     checkpoint.status = task_status::RUNNING.into();
@@ -82,7 +95,8 @@ pub async fn run(task: &TaskConfig, opts: &RunOptions, cancel: CancellationToken
         cancel,
     };
     let result = async {
-        let snapshot = PgSnapshot::export(&task.source, &task.mappings, task.settings.support_lobs).await?;
+        let snapshot =
+            PgSnapshot::export(&task.source, &task.mappings, task.settings.support_lobs).await?;
         let tables = snapshot.tables().await?;
         if tables.is_empty() {
             return Err(Error::config(
@@ -124,7 +138,13 @@ pub async fn run(task: &TaskConfig, opts: &RunOptions, cancel: CancellationToken
 pub fn summary(cp: &Checkpoint) -> String {
     let mut out = format!(
         "{:<40} {:<16} {:>12} {:>6} {:>12}  {:<24} {:<24}\n",
-        "Table", "TableState", "FullLoadRows", "Files", "Bytes", "FullLoadStartTime", "FullLoadEndTime"
+        "Table",
+        "TableState",
+        "FullLoadRows",
+        "Files",
+        "Bytes",
+        "FullLoadStartTime",
+        "FullLoadEndTime"
     );
     for (name, s) in &cp.tables {
         let TableStats {
@@ -179,7 +199,11 @@ pub async fn validate(task: &TaskConfig) -> (Vec<String>, Vec<Problem>) {
                 for t in tables {
                     let name = t.source.schema.qualified();
                     if t.can_select {
-                        ok.push(format!("table {name}: {} columns, ~{} rows", t.columns.len(), t.source.estimated_rows.unwrap_or(0)));
+                        ok.push(format!(
+                            "table {name}: {} columns, ~{} rows",
+                            t.columns.len(),
+                            t.source.estimated_rows.unwrap_or(0)
+                        ));
                     } else {
                         problems.push(Problem(Error::new(
                             ErrorKind::SourcePrivilege,
@@ -187,7 +211,10 @@ pub async fn validate(task: &TaskConfig) -> (Vec<String>, Vec<Problem>) {
                             format!("GRANT SELECT ON {name} TO <task user>"),
                         )));
                     }
-                    for seg in [("schema", &t.source.schema.schema), ("table", &t.source.schema.table)] {
+                    for seg in [
+                        ("schema", &t.source.schema.schema),
+                        ("table", &t.source.schema.table),
+                    ] {
                         if let Err(e) = layout::check_segment(seg.0, seg.1) {
                             problems.push(Problem(e));
                         }
@@ -211,7 +238,10 @@ pub async fn validate(task: &TaskConfig) -> (Vec<String>, Vec<Problem>) {
     if let Err(e) = std::fs::create_dir_all(&task.state_dir) {
         problems.push(Problem(Error::new(
             ErrorKind::State,
-            format!("cannot create state folder {}: {e}", task.state_dir.display()),
+            format!(
+                "cannot create state folder {}: {e}",
+                task.state_dir.display()
+            ),
             "set [task] state to a writable folder",
         )));
     }

@@ -8,9 +8,12 @@ use std::io::Write;
 
 use flate2::write::GzEncoder;
 
-use super::values::{render_datetime, render_timestamp_column};
-use super::{Encoder, EncodeSpec};
-use crate::change::{DmsType, RowBatch};
+use super::values::{
+    parse_decimal, render_datetime, render_decimal, render_timestamp_column, BadValue,
+    INFINITY_DATE, NEG_INFINITY_DATE,
+};
+use super::{EncodeSpec, Encoder};
+use crate::change::{Column, DmsType, RowBatch};
 use crate::error::{Error, ErrorKind, Result};
 use crate::layout::Compression;
 
@@ -44,11 +47,13 @@ impl CsvEncoder {
             let names: Vec<String> = enc.spec.output_names();
             for (i, name) in names.iter().enumerate() {
                 if i > 0 {
-                    enc.pending.extend_from_slice(enc.spec.csv.delimiter.as_bytes());
+                    enc.pending
+                        .extend_from_slice(enc.spec.csv.delimiter.as_bytes());
                 }
                 enc.field(name.as_bytes(), true);
             }
-            enc.pending.extend_from_slice(enc.spec.csv.row_delimiter.as_bytes());
+            enc.pending
+                .extend_from_slice(enc.spec.csv.row_delimiter.as_bytes());
         }
         enc
     }
@@ -79,11 +84,24 @@ impl CsvEncoder {
     /// Moves pending text into the compressor (if any).
     fn compress_pending(&mut self) -> Result<()> {
         if let Some(gz) = self.gzip.as_mut() {
-            gz.write_all(&self.pending).map_err(|e| Error::internal(format!("gzip: {e}")))?;
+            gz.write_all(&self.pending)
+                .map_err(|e| Error::internal(format!("gzip: {e}")))?;
             self.pending.clear();
         }
         Ok(())
     }
+}
+
+/// The error for a value that is not in its column's canonical form.
+fn bad_value(column: &Column, e: BadValue) -> Error {
+    Error::new(
+        ErrorKind::Data,
+        format!(
+            "column {} ({}): cannot write {} as {}",
+            column.name, column.source_type, e.0, column.dms_type
+        ),
+        "map the column to a string with a view or a cast",
+    )
 }
 
 /// True if `needle` occurs in `hay` (single bytes take the fast path).
@@ -109,7 +127,8 @@ impl Encoder for CsvEncoder {
             };
             if spec.op_column {
                 sep(self);
-                self.pending.extend_from_slice(batch.ops[row].letter().as_bytes());
+                self.pending
+                    .extend_from_slice(batch.ops[row].letter().as_bytes());
             }
             if spec.timestamp_column.is_some() {
                 sep(self);
@@ -126,7 +145,8 @@ impl Encoder for CsvEncoder {
             for (col, column) in spec.columns.iter().enumerate() {
                 sep(self);
                 let Some(v) = batch.get(row, col) else {
-                    self.pending.extend_from_slice(spec.csv.null_value.as_bytes());
+                    self.pending
+                        .extend_from_slice(spec.csv.null_value.as_bytes());
                     continue;
                 };
                 match column.dms_type {
@@ -137,24 +157,37 @@ impl Encoder for CsvEncoder {
                     DmsType::DateTime => {
                         let mut scratch = std::mem::take(&mut self.scratch);
                         scratch.clear();
-                        render_datetime(v, &mut scratch).map_err(|e| {
-                            Error::new(
-                                ErrorKind::Data,
-                                format!("column {}: bad value {}", column.name, e.0),
-                                "report this with the column's source type",
-                            )
-                        })?;
+                        render_datetime(v, &mut scratch).map_err(|e| bad_value(column, e))?;
                         self.pending.extend_from_slice(&scratch);
                         self.scratch = scratch;
                     }
-                    DmsType::Bytes { .. } => {
-                        self.pending.extend_from_slice(v.strip_prefix(b"\\x").unwrap_or(v))
+                    DmsType::Numeric { precision, scale } => {
+                        let frac = v
+                            .iter()
+                            .position(|&b| b == b'.')
+                            .map_or(0, |i| v.len() - i - 1);
+                        if frac == scale.max(0) as usize {
+                            self.pending.extend_from_slice(v);
+                        } else {
+                            // Unbounded numeric is NUMERIC(28,6) in DMS: round like Parquet does.
+                            let n = parse_decimal(v, precision, scale)
+                                .map_err(|e| bad_value(column, e))?;
+                            render_decimal(n, scale, &mut self.pending);
+                        }
                     }
+                    DmsType::Date => self.pending.extend_from_slice(match v {
+                        b"infinity" => INFINITY_DATE.as_bytes(),
+                        b"-infinity" => NEG_INFINITY_DATE.as_bytes(),
+                        _ => v,
+                    }),
+                    // Hex never needs quotes, but an empty value must stay distinct from NULL.
+                    DmsType::Bytes { .. } => self.field(v.strip_prefix(b"\\x").unwrap_or(v), true),
                     DmsType::String { .. } => self.field(v, true),
                     _ => self.field(v, false),
                 }
             }
-            self.pending.extend_from_slice(spec.csv.row_delimiter.as_bytes());
+            self.pending
+                .extend_from_slice(spec.csv.row_delimiter.as_bytes());
         }
         self.size += (self.pending.len() - before) as u64;
         self.compress_pending()
@@ -174,7 +207,9 @@ impl Encoder for CsvEncoder {
     fn finish(mut self: Box<Self>) -> Result<Vec<u8>> {
         self.compress_pending()?;
         match self.gzip.take() {
-            Some(gz) => gz.finish().map_err(|e| Error::internal(format!("gzip: {e}"))),
+            Some(gz) => gz
+                .finish()
+                .map_err(|e| Error::internal(format!("gzip: {e}"))),
             None => Ok(std::mem::take(&mut self.pending)),
         }
     }

@@ -84,18 +84,13 @@ pub trait Encoder: Send {
     fn finish(self: Box<Self>) -> Result<Vec<u8>>;
 }
 
-/// Rows encoded before the first size measurement of a file (small, so tiny MaxFileSize values
-/// are honoured closely).
-const FIRST_CHUNK_ROWS: usize = 64;
-
-/// Sizes a chunk of rows so a file rolls close to its limit: rows that fit the remaining budget
-/// at the average row size so far, at least one.
-fn rows_that_fit(limit: u64, size: u64, rows_in_file: u64, available: usize) -> usize {
-    if rows_in_file == 0 || size == 0 {
-        return available.min(FIRST_CHUNK_ROWS);
-    }
-    let per_row = size.div_ceil(rows_in_file).max(1);
-    let room = limit.saturating_sub(size) / per_row;
+/// Sizes a chunk of rows so a file rolls close to its limit: the rows that fit the remaining
+/// budget at the estimated row size (one row until there is an estimate), at least one.
+fn rows_that_fit(limit: u64, size: u64, bytes_per_row: Option<u64>, available: usize) -> usize {
+    let Some(per_row) = bytes_per_row else {
+        return available.min(1);
+    };
+    let room = limit.saturating_sub(size) / per_row.max(1);
     (room as usize).clamp(1, available)
 }
 
@@ -119,6 +114,8 @@ pub struct LoadWriter<'a> {
     max_bytes: u64,
     next_counter: u64,
     open: Option<OpenFile>,
+    /// Average encoded bytes per row seen so far (carried across files of the table).
+    bytes_per_row: Option<u64>,
     /// Keys of finished files, in order.
     pub finished: Vec<String>,
     /// Bytes of finished files.
@@ -143,6 +140,7 @@ impl<'a> LoadWriter<'a> {
             max_bytes: max_file_size_kb * 1024,
             next_counter: first_counter,
             open: None,
+            bytes_per_row: None,
             finished: Vec::new(),
             bytes: 0,
         }
@@ -153,7 +151,11 @@ impl<'a> LoadWriter<'a> {
         let mut row = 0;
         while row < batch.len() {
             if self.open.is_none() {
-                let key = self.layout.load_key(&self.table.schema, &self.table.table, self.next_counter)?;
+                let key = self.layout.load_key(
+                    &self.table.schema,
+                    &self.table.table,
+                    self.next_counter,
+                )?;
                 self.next_counter += 1;
                 let object = self.store.create(&key).await?;
                 self.open = Some(OpenFile {
@@ -164,10 +166,19 @@ impl<'a> LoadWriter<'a> {
                 });
             }
             let file = self.open.as_mut().expect("opened above");
-            let n = rows_that_fit(self.max_bytes, file.encoder.size(), file.rows, batch.len() - row);
+            let n = rows_that_fit(
+                self.max_bytes,
+                file.encoder.size(),
+                self.bytes_per_row,
+                batch.len() - row,
+            );
             file.encoder.write(batch, row..row + n)?;
             file.rows += n as u64;
             row += n;
+            let size = file.encoder.size();
+            if size > 0 {
+                self.bytes_per_row = Some(size.div_ceil(file.rows));
+            }
             let out = file.encoder.take_output();
             if !out.is_empty() {
                 file.object.write(Bytes::from(out)).await?;
@@ -214,9 +225,9 @@ mod tests {
 
     #[test]
     fn chunking_fills_toward_limit() {
-        assert_eq!(rows_that_fit(1000, 0, 0, 5000), 64);
-        assert_eq!(rows_that_fit(1000, 500, 50, 5000), 50);
-        assert_eq!(rows_that_fit(1000, 999, 99, 5000), 1);
-        assert_eq!(rows_that_fit(1000, 100, 10, 3), 3);
+        assert_eq!(rows_that_fit(1000, 0, None, 5000), 1);
+        assert_eq!(rows_that_fit(1000, 500, Some(10), 5000), 50);
+        assert_eq!(rows_that_fit(1000, 999, Some(10), 5000), 1);
+        assert_eq!(rows_that_fit(1000, 100, Some(10), 3), 3);
     }
 }

@@ -8,10 +8,10 @@
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder, Float64Builder,
-    Int16Builder, Int32Builder, Int64Builder, Int8Builder, StringBuilder, Time64MicrosecondBuilder,
-    TimestampMicrosecondBuilder, TimestampMillisecondBuilder, UInt16Builder, UInt32Builder,
-    UInt64Builder, UInt8Builder,
+    BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder,
+    Float64Builder, Int16Builder, Int32Builder, Int64Builder, Int8Builder, StringBuilder,
+    Time64MicrosecondBuilder, TimestampMicrosecondBuilder, TimestampMillisecondBuilder,
+    UInt16Builder, UInt32Builder, UInt64Builder, UInt8Builder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -59,7 +59,9 @@ pub fn arrow_type(t: DmsType, timestamp_ms: bool) -> DataType {
         DmsType::Real8 => DataType::Float64,
         DmsType::Date => DataType::Date32,
         DmsType::Time => DataType::Time64(TimeUnit::Microsecond),
-        DmsType::DateTime if timestamp_ms => DataType::Timestamp(TimeUnit::Millisecond, Some(UTC.into())),
+        DmsType::DateTime if timestamp_ms => {
+            DataType::Timestamp(TimeUnit::Millisecond, Some(UTC.into()))
+        }
         DmsType::DateTime => DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())),
         DmsType::String { .. } => DataType::Utf8,
         DmsType::Bytes { .. } => DataType::Binary,
@@ -79,7 +81,11 @@ impl ParquetEncoder {
         }
         for c in &spec.columns {
             // Source columns are OPTIONAL regardless of NOT NULL, as in DMS's files.
-            fields.push(Field::new(&c.name, arrow_type(c.dms_type, pq.timestamp_in_millisecond), true));
+            fields.push(Field::new(
+                &c.name,
+                arrow_type(c.dms_type, pq.timestamp_in_millisecond),
+                true,
+            ));
         }
         let schema = Arc::new(Schema::new(fields));
         let props = WriterProperties::builder()
@@ -108,8 +114,9 @@ impl ParquetEncoder {
         let options = ArrowWriterOptions::new()
             .with_properties(props)
             .with_skip_arrow_metadata(true);
-        let writer = ArrowWriter::try_new_with_options(Vec::with_capacity(1 << 20), schema.clone(), options)
-            .map_err(|e| Error::internal(format!("parquet writer: {e}")))?;
+        let writer =
+            ArrowWriter::try_new_with_options(Vec::with_capacity(1 << 20), schema.clone(), options)
+                .map_err(|e| Error::internal(format!("parquet writer: {e}")))?;
         Ok(ParquetEncoder {
             spec,
             schema,
@@ -120,12 +127,21 @@ impl ParquetEncoder {
     }
 
     /// Builds the Arrow array of one source column over `rows`.
-    fn column(&mut self, batch: &RowBatch, rows: &std::ops::Range<usize>, col: usize, c: &Column) -> Result<ArrayRef> {
+    fn column(
+        &mut self,
+        batch: &RowBatch,
+        rows: &std::ops::Range<usize>,
+        col: usize,
+        c: &Column,
+    ) -> Result<ArrayRef> {
         let n = rows.len();
         let err = |e: BadValue| {
             Error::new(
                 ErrorKind::Data,
-                format!("column {} ({}): cannot write {} as Parquet {}", c.name, c.source_type, e.0, c.dms_type),
+                format!(
+                    "column {} ({}): cannot write {} as Parquet {}",
+                    c.name, c.source_type, e.0, c.dms_type
+                ),
                 "map the column to a string with a view or a cast, or use DataFormat=csv",
             )
         };
@@ -144,15 +160,38 @@ impl ParquetEncoder {
         let ms = self.spec.parquet.timestamp_in_millisecond;
         Ok(match c.dms_type {
             DmsType::Boolean => build!(BooleanBuilder::with_capacity(n), |v| values::parse_bool(v)),
-            DmsType::Int1 => build!(Int8Builder::with_capacity(n), |v| values::parse_int::<i8>(v)),
-            DmsType::Int2 => build!(Int16Builder::with_capacity(n), |v| values::parse_int::<i16>(v)),
-            DmsType::Int4 => build!(Int32Builder::with_capacity(n), |v| values::parse_int::<i32>(v)),
-            DmsType::Int8 => build!(Int64Builder::with_capacity(n), |v| values::parse_int::<i64>(v)),
-            DmsType::UInt1 => build!(UInt8Builder::with_capacity(n), |v| values::parse_int::<u8>(v)),
-            DmsType::UInt2 => build!(UInt16Builder::with_capacity(n), |v| values::parse_int::<u16>(v)),
-            DmsType::UInt4 => build!(UInt32Builder::with_capacity(n), |v| values::parse_int::<u32>(v)),
-            DmsType::UInt8 => build!(UInt64Builder::with_capacity(n), |v| values::parse_int::<u64>(v)),
-            DmsType::Real4 => build!(Float32Builder::with_capacity(n), |v| values::parse_float(v).map(|f| f as f32)),
+            DmsType::Int1 => build!(Int8Builder::with_capacity(n), |v| values::parse_int::<i8>(
+                v
+            )),
+            DmsType::Int2 => build!(
+                Int16Builder::with_capacity(n),
+                |v| values::parse_int::<i16>(v)
+            ),
+            DmsType::Int4 => build!(
+                Int32Builder::with_capacity(n),
+                |v| values::parse_int::<i32>(v)
+            ),
+            DmsType::Int8 => build!(
+                Int64Builder::with_capacity(n),
+                |v| values::parse_int::<i64>(v)
+            ),
+            DmsType::UInt1 => build!(UInt8Builder::with_capacity(n), |v| values::parse_int::<u8>(
+                v
+            )),
+            DmsType::UInt2 => build!(
+                UInt16Builder::with_capacity(n),
+                |v| values::parse_int::<u16>(v)
+            ),
+            DmsType::UInt4 => build!(
+                UInt32Builder::with_capacity(n),
+                |v| values::parse_int::<u32>(v)
+            ),
+            DmsType::UInt8 => build!(
+                UInt64Builder::with_capacity(n),
+                |v| values::parse_int::<u64>(v)
+            ),
+            DmsType::Real4 => build!(Float32Builder::with_capacity(n), |v| values::parse_float(v)
+                .map(|f| f as f32)),
             DmsType::Real8 => build!(Float64Builder::with_capacity(n), |v| values::parse_float(v)),
             DmsType::Numeric { precision, scale } => {
                 let b = Decimal128Builder::with_capacity(n)
@@ -161,7 +200,9 @@ impl ParquetEncoder {
                 build!(b, |v| values::parse_decimal(v, precision, scale))
             }
             DmsType::Date => build!(Date32Builder::with_capacity(n), |v| values::parse_date(v)),
-            DmsType::Time => build!(Time64MicrosecondBuilder::with_capacity(n), |v| values::parse_time(v)),
+            DmsType::Time => build!(Time64MicrosecondBuilder::with_capacity(n), |v| {
+                values::parse_time(v)
+            }),
             DmsType::DateTime if ms => build!(
                 TimestampMillisecondBuilder::with_capacity(n).with_timezone(UTC),
                 |v| values::parse_datetime(v).map(|us| us.div_euclid(1000))

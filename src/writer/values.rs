@@ -98,18 +98,33 @@ pub fn parse_decimal(v: &[u8], precision: u8, scale: i8) -> R<i128> {
     }
     let scale_u = scale.max(0) as usize;
     let mut n: i128 = 0;
-    let push = |n: i128, d: u8| n.checked_mul(10).and_then(|n| n.checked_add(i128::from(d - b'0')));
+    let push = |n: i128, d: u8| {
+        n.checked_mul(10)
+            .and_then(|n| n.checked_add(i128::from(d - b'0')))
+    };
     for &d in int_part {
-        n = push(n, d).ok_or_else(|| BadValue(format!("decimal {:?} is too large", String::from_utf8_lossy(v))))?;
+        n = push(n, d).ok_or_else(|| {
+            BadValue(format!(
+                "decimal {:?} is too large",
+                String::from_utf8_lossy(v)
+            ))
+        })?;
     }
     for i in 0..scale_u {
         let d = frac_part.get(i).copied().unwrap_or(b'0');
-        n = push(n, d).ok_or_else(|| BadValue(format!("decimal {:?} is too large", String::from_utf8_lossy(v))))?;
+        n = push(n, d).ok_or_else(|| {
+            BadValue(format!(
+                "decimal {:?} is too large",
+                String::from_utf8_lossy(v)
+            ))
+        })?;
     }
     if frac_part.get(scale_u).is_some_and(|&d| d >= b'5') {
         n += 1;
     }
-    let limit = 10i128.checked_pow(u32::from(precision)).unwrap_or(i128::MAX);
+    let limit = 10i128
+        .checked_pow(u32::from(precision))
+        .unwrap_or(i128::MAX);
     if n >= limit {
         return Err(BadValue(format!(
             "decimal {:?} does not fit NUMERIC({precision},{scale})",
@@ -117,6 +132,24 @@ pub fn parse_decimal(v: &[u8], precision: u8, scale: i8) -> R<i128> {
         )));
     }
     Ok(if neg { -n } else { n })
+}
+
+/// Appends an unscaled decimal as text with `scale` fraction digits.
+pub fn render_decimal(n: i128, scale: i8, out: &mut Vec<u8>) {
+    let digits = n.unsigned_abs().to_string();
+    let scale = scale.max(0) as usize;
+    if n < 0 {
+        out.push(b'-');
+    }
+    if scale == 0 {
+        out.extend_from_slice(digits.as_bytes());
+        return;
+    }
+    let padded = format!("{digits:0>width$}", width = scale + 1);
+    let (int, frac) = padded.split_at(padded.len() - scale);
+    out.extend_from_slice(int.as_bytes());
+    out.push(b'.');
+    out.extend_from_slice(frac.as_bytes());
 }
 
 /// Parses `YYYY-MM-DD` (any year width, optional ` BC`) into (astronomical year, month, day).
@@ -127,7 +160,11 @@ fn ymd(v: &[u8]) -> R<(i32, u32, u32)> {
     let (Some(d1), Some(d2)) = (dash1, dash2) else {
         return bad("date", v);
     };
-    let (Some(y), Some(m), Some(d)) = (digits(&v[..d1]), digits(&v[d1 + 1..d2]), digits(&v[d2 + 1..])) else {
+    let (Some(y), Some(m), Some(d)) = (
+        digits(&v[..d1]),
+        digits(&v[d1 + 1..d2]),
+        digits(&v[d2 + 1..]),
+    ) else {
         return bad("date", v);
     };
     // Year 1 BC is astronomical year 0.
@@ -159,7 +196,8 @@ pub fn parse_time(v: &[u8]) -> R<i64> {
     let frac = match &v[8..] {
         [] => 0,
         [b'.', f @ ..] if !f.is_empty() && f.len() <= 6 => {
-            digits(f).ok_or_else(|| BadValue("time fraction".into()))? * 10i64.pow(6 - f.len() as u32)
+            digits(f).ok_or_else(|| BadValue("time fraction".into()))?
+                * 10i64.pow(6 - f.len() as u32)
         }
         _ => return bad("time", v),
     };
@@ -173,7 +211,10 @@ pub fn parse_time(v: &[u8]) -> R<i64> {
 fn split_datetime(v: &[u8]) -> R<(&[u8], &[u8], bool)> {
     let (v, bc) = strip_bc(v);
     let v = v.strip_suffix(b"+00").unwrap_or(v);
-    let sp = v.iter().position(|&b| b == b' ').map_or_else(|| bad("timestamp", v), Ok)?;
+    let sp = v
+        .iter()
+        .position(|&b| b == b' ')
+        .map_or_else(|| bad("timestamp", v), Ok)?;
     Ok((&v[..sp], &v[sp + 1..], bc))
 }
 
@@ -263,6 +304,12 @@ mod tests {
         assert_eq!(parse_decimal(b"12", 5, 3), Ok(12_000));
         assert_eq!(parse_decimal(b".5", 2, 0), Ok(1));
         assert!(parse_decimal(b"100", 2, 0).is_err());
+        let mut out = Vec::new();
+        render_decimal(-5, 3, &mut out);
+        assert_eq!(out, b"-0.005");
+        out.clear();
+        render_decimal(611_111, 6, &mut out);
+        assert_eq!(out, b"0.611111");
         assert!(parse_decimal(b"NaN", 10, 2).is_err());
         assert!(parse_decimal(b"1e5", 10, 2).is_err());
         assert_eq!(
@@ -275,12 +322,21 @@ mod tests {
     fn dates_and_times() {
         assert_eq!(parse_date(b"1970-01-01"), Ok(0));
         assert_eq!(parse_date(b"2000-03-01"), Ok(11_017));
-        assert_eq!(parse_date(b"0001-12-31 BC"), parse_date(b"0001-01-01").map(|d| d - 1));
+        assert_eq!(
+            parse_date(b"0001-12-31 BC"),
+            parse_date(b"0001-01-01").map(|d| d - 1)
+        );
         assert!(parse_date(b"2023-02-29").is_err());
         assert_eq!(parse_time(b"00:00:01.5"), Ok(1_500_000));
         assert_eq!(parse_time(b"24:00:00"), Ok(US_PER_DAY));
-        assert_eq!(parse_datetime(b"1970-01-02 00:00:00.000001+00"), Ok(US_PER_DAY + 1));
-        assert_eq!(parse_datetime(b"infinity"), parse_datetime(b"9999-12-31 23:59:59"));
+        assert_eq!(
+            parse_datetime(b"1970-01-02 00:00:00.000001+00"),
+            Ok(US_PER_DAY + 1)
+        );
+        assert_eq!(
+            parse_datetime(b"infinity"),
+            parse_datetime(b"9999-12-31 23:59:59")
+        );
         let mut out = Vec::new();
         render_datetime(b"2024-05-01 10:20:30.5+00", &mut out).unwrap();
         assert_eq!(out, b"2024-05-01 10:20:30.500000");

@@ -38,7 +38,13 @@ pub fn quote_ident(s: &str) -> String {
 
 /// DMS type and select expression for a column of PostgreSQL type `typname`
 /// (for domains, the base type), given its type category, kind and modifier.
-fn map_type(typname: &str, typtype: &str, category: &str, typmod: i32, ident: &str) -> (DmsType, String) {
+fn map_type(
+    typname: &str,
+    typtype: &str,
+    category: &str,
+    typmod: i32,
+    ident: &str,
+) -> (DmsType, String) {
     let plain = ident.to_string();
     let string = DmsType::String { lob: false };
     let lob = DmsType::String { lob: true };
@@ -57,7 +63,13 @@ fn map_type(typname: &str, typtype: &str, category: &str, typmod: i32, ident: &s
         "int8" | "oid" => (DmsType::Int8, plain),
         "float4" => (DmsType::Real4, plain),
         "float8" => (DmsType::Real8, plain),
-        "numeric" if typmod < 4 => (DmsType::Numeric { precision: 28, scale: 6 }, plain),
+        "numeric" if typmod < 4 => (
+            DmsType::Numeric {
+                precision: 28,
+                scale: 6,
+            },
+            plain,
+        ),
         "numeric" => {
             let precision = ((typmod - 4) >> 16) & 0xFFFF;
             // PostgreSQL 15 packs a signed 11-bit scale.
@@ -75,12 +87,20 @@ fn map_type(typname: &str, typtype: &str, category: &str, typmod: i32, ident: &s
                 (string, plain)
             }
         }
-        "money" => (DmsType::Numeric { precision: 38, scale: 4 }, format!("{ident}::numeric")),
+        "money" => (
+            DmsType::Numeric {
+                precision: 38,
+                scale: 4,
+            },
+            format!("{ident}::numeric"),
+        ),
         // bpchar→text drops the padding: DMS's TrimSpaceInChar (default true).
         "bpchar" => (string, format!("{ident}::text")),
-        "varchar" | "name" | "char" | "uuid" | "interval" | "inet" | "cidr" | "macaddr" | "macaddr8"
-        | "bit" | "varbit" | "point" | "line" | "lseg" | "box" | "circle" | "pg_lsn" | "tsquery" => (string, plain),
-        "text" | "citext" | "json" | "jsonb" | "xml" | "tsvector" | "path" | "polygon" | "hstore" => (lob, plain),
+        "varchar" | "name" | "char" | "uuid" | "interval" | "inet" | "cidr" | "macaddr"
+        | "macaddr8" | "bit" | "varbit" | "point" | "line" | "lseg" | "box" | "circle"
+        | "pg_lsn" | "tsquery" => (string, plain),
+        "text" | "citext" | "json" | "jsonb" | "xml" | "tsvector" | "path" | "polygon"
+        | "hstore" => (lob, plain),
         "bytea" => (DmsType::Bytes { lob: true }, plain),
         "timestamp" | "timestamptz" => (DmsType::DateTime, plain),
         "date" => (DmsType::Date, plain),
@@ -92,7 +112,11 @@ fn map_type(typname: &str, typtype: &str, category: &str, typmod: i32, ident: &s
 
 /// Lists the relations the mappings select, with their columns. Partitions are skipped: their
 /// partitioned parent reads their rows (selecting both would load rows twice).
-pub async fn selected_tables(client: &Client, mappings: &TableMappings, support_lobs: bool) -> Result<Vec<PgTable>> {
+pub async fn selected_tables(
+    client: &Client,
+    mappings: &TableMappings,
+    support_lobs: bool,
+) -> Result<Vec<PgTable>> {
     let rels = client
         .query(
             "SELECT c.oid, n.nspname, c.relname, c.relkind::text, c.reltuples::float8,
@@ -112,7 +136,11 @@ pub async fn selected_tables(client: &Client, mappings: &TableMappings, support_
         let schema: String = r.get(1);
         let table: String = r.get(2);
         let relkind: String = r.get(3);
-        let kind = if matches!(relkind.as_str(), "v" | "m") { RelationKind::View } else { RelationKind::Table };
+        let kind = if matches!(relkind.as_str(), "v" | "m") {
+            RelationKind::View
+        } else {
+            RelationKind::Table
+        };
         if !mappings.selects(&schema, &table, kind) {
             continue;
         }
@@ -122,7 +150,11 @@ pub async fn selected_tables(client: &Client, mappings: &TableMappings, support_
             PgTable {
                 source: SourceTable {
                     load_order: mappings.load_order(&schema, &table, kind),
-                    schema: Arc::new(TableSchema { schema, table, columns: Vec::new() }),
+                    schema: Arc::new(TableSchema {
+                        schema,
+                        table,
+                        columns: Vec::new(),
+                    }),
                     kind,
                     // -1 means "never analyzed" (PostgreSQL 14+).
                     estimated_rows: (reltuples >= 0.0).then_some(reltuples as u64),
@@ -163,7 +195,11 @@ pub async fn selected_tables(client: &Client, mappings: &TableMappings, support_
         }
         if let Some(t) = picked.get_mut(&oid) {
             t.columns.push(PgColumn {
-                column: Column { name, dms_type, source_type },
+                column: Column {
+                    name,
+                    dms_type,
+                    source_type,
+                },
                 select,
             });
         }
@@ -206,14 +242,41 @@ mod tests {
 
     #[test]
     fn type_map() {
-        assert_eq!(map_type("numeric", "b", "N", numeric(11, 0), "x").0, DmsType::Numeric { precision: 11, scale: 0 });
-        assert_eq!(map_type("numeric", "b", "N", -1, "x").0, DmsType::Numeric { precision: 28, scale: 6 });
-        assert_eq!(map_type("numeric", "b", "N", numeric(40, 2), "x").0, DmsType::String { lob: false });
-        assert_eq!(map_type("numeric", "b", "N", numeric(5, -2), "x").0, DmsType::String { lob: false });
+        assert_eq!(
+            map_type("numeric", "b", "N", numeric(11, 0), "x").0,
+            DmsType::Numeric {
+                precision: 11,
+                scale: 0
+            }
+        );
+        assert_eq!(
+            map_type("numeric", "b", "N", -1, "x").0,
+            DmsType::Numeric {
+                precision: 28,
+                scale: 6
+            }
+        );
+        assert_eq!(
+            map_type("numeric", "b", "N", numeric(40, 2), "x").0,
+            DmsType::String { lob: false }
+        );
+        assert_eq!(
+            map_type("numeric", "b", "N", numeric(5, -2), "x").0,
+            DmsType::String { lob: false }
+        );
         assert_eq!(map_type("money", "b", "N", -1, "\"m\"").1, "\"m\"::numeric");
-        assert_eq!(map_type("_int4", "b", "A", -1, "x").0, DmsType::String { lob: true });
-        assert_eq!(map_type("mood", "e", "E", -1, "x").0, DmsType::String { lob: false });
-        assert_eq!(map_type("bytea", "b", "U", -1, "x").0, DmsType::Bytes { lob: true });
+        assert_eq!(
+            map_type("_int4", "b", "A", -1, "x").0,
+            DmsType::String { lob: true }
+        );
+        assert_eq!(
+            map_type("mood", "e", "E", -1, "x").0,
+            DmsType::String { lob: false }
+        );
+        assert_eq!(
+            map_type("bytea", "b", "U", -1, "x").0,
+            DmsType::Bytes { lob: true }
+        );
         assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");
     }
 }

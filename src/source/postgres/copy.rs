@@ -60,7 +60,13 @@ impl CopyParser {
         !self.carry.is_empty()
     }
 
-    fn lines(&mut self, data: &[u8], batch: &mut RowBatch, time_us: i64, rows: &mut usize) -> Result<()> {
+    fn lines(
+        &mut self,
+        data: &[u8],
+        batch: &mut RowBatch,
+        time_us: i64,
+        rows: &mut usize,
+    ) -> Result<()> {
         // `data` ends with a newline; drop it so `split` yields exactly one item per line (an
         // empty line is a real row when the table has one column).
         let Some(data) = data.strip_suffix(b"\n") else {

@@ -20,7 +20,8 @@ use catalog::PgTable;
 use copy::CopyParser;
 
 /// Session settings that make every value's text canonical (see [`crate::change::DmsType`]).
-const SESSION_SETUP: &str = "SET DateStyle = 'ISO, YMD'; SET TimeZone = 'UTC'; SET IntervalStyle = 'postgres';
+const SESSION_SETUP: &str =
+    "SET DateStyle = 'ISO, YMD'; SET TimeZone = 'UTC'; SET IntervalStyle = 'postgres';
      SET extra_float_digits = 1; SET bytea_output = 'hex'; SET client_encoding = 'UTF8';
      SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0";
 /// A batch is handed to the writer once it holds this many bytes of cell data...
@@ -76,7 +77,10 @@ pub fn pg_error(e: tokio_postgres::Error, doing: &str) -> Error {
 pub async fn connect(source: &SourceConfig) -> Result<Client> {
     let config: tokio_postgres::Config = source.url.parse().map_err(|e| {
         Error::config(
-            format!("[source] url {} is not a PostgreSQL URL: {e}", source.redacted()),
+            format!(
+                "[source] url {} is not a PostgreSQL URL: {e}",
+                source.redacted()
+            ),
             "use postgres://user:password@host:5432/database",
         )
     })?;
@@ -86,9 +90,10 @@ pub async fn connect(source: &SourceConfig) -> Result<Client> {
             "connect through a TLS tunnel (stunnel, ssh -L) or use sslmode=prefer/disable",
         ));
     }
-    let (client, connection) = config.connect(NoTls).await.map_err(|e| {
-        pg_error(e, &format!("connecting to {}", source.redacted()))
-    })?;
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| pg_error(e, &format!("connecting to {}", source.redacted())))?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "PostgreSQL connection closed");
@@ -116,7 +121,11 @@ pub struct PgSnapshot {
 impl PgSnapshot {
     /// Opens the exporting transaction and reads the catalog inside it, so the table list and
     /// the rows come from the same instant.
-    pub async fn export(source: &SourceConfig, mappings: &TableMappings, support_lobs: bool) -> Result<PgSnapshot> {
+    pub async fn export(
+        source: &SourceConfig,
+        mappings: &TableMappings,
+        support_lobs: bool,
+    ) -> Result<PgSnapshot> {
         let client = connect(source).await?;
         client
             .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -204,7 +213,12 @@ impl Snapshot for PgSnapshot {
             .map(|c| {
                 opts.lob_max_bytes
                     .filter(|_| c.column.dms_type.is_lob())
-                    .map(|max| (max, matches!(c.column.dms_type, crate::change::DmsType::Bytes { .. })))
+                    .map(|max| {
+                        (
+                            max,
+                            matches!(c.column.dms_type, crate::change::DmsType::Bytes { .. }),
+                        )
+                    })
             })
             .collect();
         let mut parser = CopyParser::new(ncols, lob);

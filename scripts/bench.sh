@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# Full-load benchmark (skeleton): a private PostgreSQL with a posts-shaped
+# table of BENCH_ROWS rows (default 2,000,000), then
+#   (a) raw `\copy bench.posts to /dev/null` with psql (the floor), and
+#   (b) `tributary run` to a local folder, as Parquet and as CSV,
+# each best of BENCH_RUNS (default 3) by wall time, with peak RSS from
+# /usr/bin/time -v. Targets: <= 1.3x raw COPY and <= 150 MB peak RSS.
+#
+#   bash scripts/bench.sh            # BENCH_ROWS=200000 bash scripts/bench.sh for a quick run
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+
+rows=${BENCH_ROWS:-2000000}
+runs=${BENCH_RUNS:-3}
+target_ratio=1.3
+target_rss_mb=150
+root=$PWD
+bench_dir="$root/.tributary/bench"
+bin="${CARGO_TARGET_DIR:-$root/target}/release/tributary"
+
+phase "Checking prerequisites (apt: postgresql, time)"
+ensure_apt python3:python3 'postgresql:/usr/lib/postgresql/*/bin/initdb' time:/usr/bin/time
+if ! command -v cargo >/dev/null 2>&1 && [[ -f $HOME/.cargo/env ]]; then
+  # shellcheck source=/dev/null
+  source "$HOME/.cargo/env"
+fi
+
+trap stop_all EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+mkdir -p "$bench_dir"
+phase "Building (cargo build --release --locked)"
+if [[ ${BENCH_SKIP_BUILD:-0} == 1 ]]; then
+  info "skipped (BENCH_SKIP_BUILD=1)"
+else
+  command -v cargo >/dev/null 2>&1 || die "cargo not found (install a Rust toolchain)"
+  cargo build --release --locked
+fi
+
+phase "Starting PostgreSQL"
+start_postgres
+psql=("$TRIBUTARY_TEST_PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -d "$TRIBUTARY_TEST_PG_URL")
+
+phase "Creating bench.posts with $rows rows"
+# Shaped like the walkthrough's posts: numeric(11,0) ids/counts, a 32-192 byte
+# body, DATETIME(3)-like timestamps, tags/title with commas and quotes, plus a
+# boolean and a double so every encoder path gets some work.
+"${psql[@]}" -v rows="$rows" <<'SQL'
+SET client_min_messages = warning;
+DROP SCHEMA IF EXISTS bench CASCADE;
+CREATE SCHEMA bench;
+CREATE TABLE bench.posts (
+  id                 bigint PRIMARY KEY,
+  post_type_id       numeric(11,0),
+  accepted_answer_id numeric(11,0),
+  answer_count       numeric(11,0),
+  owner_user_id      numeric(11,0),
+  score              numeric(11,0),
+  body               text,
+  creation_date      timestamp(3),
+  last_activity_date timestamp(3),
+  tags               varchar(150),
+  title              varchar(250),
+  is_closed          boolean,
+  hotness            double precision
+);
+INSERT INTO bench.posts
+SELECT g,
+       1 + g % 3,
+       CASE WHEN g % 3 = 0 THEN NULL ELSE (g * 7) % 100000000 END,
+       g % 17,
+       g % 500000,
+       (g % 2001) - 1000,
+       left(repeat(md5(g::text), 6), 32 + (g % 161)),
+       timestamp '2008-07-31 21:42:52.667' + g * interval '7.123 seconds',
+       timestamp '2008-07-31 21:42:52.667' + g * interval '9.321 seconds',
+       '<c#>,<"sql">,<tag' || (g % 1000) || '>',
+       'How do I parse "CSV, with quotes" #' || g,
+       g % 10 = 0,
+       g / 7.0::float8
+FROM generate_series(1, :rows) AS g;
+VACUUM ANALYZE bench.posts;
+SQL
+info "table size: $("${psql[@]}" -At -c "SELECT pg_size_pretty(pg_total_relation_size('bench.posts'))")"
+
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+min() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b < a) ? b : a }'; }
+
+phase "(a) raw COPY: psql \\copy bench.posts to /dev/null, best of $runs"
+copy_best=""
+for ((i = 1; i <= runs; i++)); do
+  t0=$(now)
+  "${psql[@]}" -c '\copy bench.posts to /dev/null'
+  t=$(elapsed "$t0" "$(now)")
+  info "run $i: ${t}s"
+  copy_best=$(min "$copy_best" "$t")
+done
+
+# write_task FORMAT OUTDIR: task file for one full load of bench.posts.
+write_task() {
+  cat >"$bench_dir/task-$1.toml" <<EOF
+# TargetTablePrepMode is left at its default.
+[task]
+id = "bench-$1"
+migration_type = "full-load"
+table_mappings = '''{"rules":[{"rule-type":"selection","rule-id":"1","rule-name":"1","object-locator":{"schema-name":"bench","table-name":"posts"},"rule-action":"include"}]}'''
+
+[source]
+engine = "postgres"
+url = "\${BENCH_PG_URL}"
+
+[target]
+url = "file://$2"
+
+[target.settings]
+DataFormat = "$1"
+EOF
+}
+export BENCH_PG_URL="$TRIBUTARY_TEST_PG_URL"
+
+# Results per format: best seconds, max RSS (MB), output size (MB) or FAILED.
+declare -A best rss out_mb
+for format in parquet csv; do
+  phase "(b) tributary full load to $format, best of $runs"
+  out=$(mktemp -d "$bench_dir/out-$format.XXXXXX")
+  write_task "$format" "$out"
+  best[$format]=""
+  rss[$format]=0
+  for ((i = 1; i <= runs; i++)); do
+    rm -rf -- "${out:?}"/*
+    log="$bench_dir/run-$format-$i.log"
+    tfile="$bench_dir/time-$format-$i.txt"
+    t0=$(now)
+    if ! /usr/bin/time -v -o "$tfile" "$bin" run --config "$bench_dir/task-$format.toml" >"$log" 2>&1; then
+      info "run $i FAILED (exit status in $tfile); last lines of $log:"
+      tail -n 15 "$log" | sed 's/^/      /'
+      best[$format]=FAILED
+      break
+    fi
+    t=$(elapsed "$t0" "$(now)")
+    kb=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$tfile")
+    mb=$(awk -v k="$kb" 'BEGIN { printf "%.1f", k / 1024 }')
+    info "run $i: ${t}s, peak RSS ${mb} MB"
+    best[$format]=$(min "${best[$format]}" "$t")
+    rss[$format]=$(awk -v a="${rss[$format]}" -v b="$mb" 'BEGIN { print (b > a) ? b : a }')
+  done
+  out_mb[$format]=$(du -sm "$out" | awk '{print $1}')
+  rm -rf -- "$out"
+done
+
+phase "Results ($rows rows; targets: <= ${target_ratio}x raw COPY, <= ${target_rss_mb} MB peak RSS)"
+report="$bench_dir/results-$(date +%Y%m%d-%H%M%S).txt"
+{
+  printf '%-22s %9s %9s %13s %10s  %s\n' phase seconds 'x COPY' 'peak RSS MB' 'output MB' verdict
+  printf '%-22s %9s %9s %13s %10s  %s\n' 'raw COPY (psql)' "$copy_best" 1.00 - - baseline
+  for format in parquet csv; do
+    if [[ ${best[$format]} == FAILED || -z ${best[$format]} ]]; then
+      printf '%-22s %9s %9s %13s %10s  %s\n' "tributary $format" FAILED - - - FAIL
+      continue
+    fi
+    ratio=$(awk -v a="${best[$format]}" -v b="$copy_best" 'BEGIN { printf "%.2f", a / b }')
+    verdict=$(awk -v r="$ratio" -v m="${rss[$format]}" -v tr="$target_ratio" -v tm="$target_rss_mb" \
+      'BEGIN { v = ""; if (r > tr) v = v " slow"; if (m > tm) v = v " memory"; print (v == "") ? "ok" : "MISS:" v }')
+    printf '%-22s %9s %9s %13s %10s  %s\n' "tributary $format" "${best[$format]}" "$ratio" \
+      "${rss[$format]}" "${out_mb[$format]}" "$verdict"
+  done
+} | tee "$report"
+info "saved to ${report#"$root"/}"

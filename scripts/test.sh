@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# THE test command: installs what is missing, starts private PostgreSQL,
+# MariaDB and moto (S3) servers on free loopback ports, builds the release
+# binary and runs every test once against them.
+#
+#   bash scripts/test.sh [extra args for the test harness, e.g. a name filter]
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+
+phase "Checking prerequisites (apt: postgresql, mariadb-server, ca-certificates, curl; moto venv)"
+ensure_apt ca-certificates:/etc/ssl/certs/ca-certificates.crt curl:curl python3:python3 \
+  'postgresql:/usr/lib/postgresql/*/bin/initdb' mariadb-server mariadb-client:mariadb
+ensure_moto
+if ! command -v cargo >/dev/null 2>&1 && [[ -f $HOME/.cargo/env ]]; then
+  # shellcheck source=/dev/null
+  source "$HOME/.cargo/env"
+fi
+command -v cargo >/dev/null 2>&1 || die "cargo not found (install a Rust toolchain)"
+
+trap stop_all EXIT
+# Turn signals into a normal exit so the EXIT trap always cleans up.
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+phase "Starting PostgreSQL"
+start_postgres
+phase "Starting MariaDB"
+start_mariadb
+phase "Starting moto (S3)"
+start_moto
+
+# Tests call `python3` (pyarrow/duckdb) from the venv as independent readers.
+export PATH="$TRIBUTARY_VENV/bin:$PATH"
+export TRIBUTARY_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/tributary"
+
+phase "Building (cargo build --release --locked)"
+cargo build --release --locked
+
+phase "Testing (cargo test --release --locked -- --test-threads=4)"
+# Release profile: the integration tests reuse the binary just built.
+status=0
+cargo test --release --locked -- --test-threads=4 "$@" || status=$?
+
+if [[ $status -eq 0 ]]; then phase "Tests passed"; else phase "Tests FAILED (exit $status)"; fi
+exit "$status"

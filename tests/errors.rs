@@ -1,0 +1,170 @@
+//! Bad input: one clear line naming the cause and the fix, non-zero exit, secrets redacted,
+//! nothing written.
+
+use crate::common::*;
+
+fn run_err(task: &Task) -> (i32, String) {
+    let out = tributary(&[
+        "run",
+        "--config",
+        task.path.to_str().unwrap(),
+        "--no-progress",
+    ]);
+    assert!(
+        !out.status.success(),
+        "expected failure, got success: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line in {stderr}"))
+        .to_string();
+    (out.status.code().unwrap_or(-1), line)
+}
+
+/// Rewrites the task's source URL.
+fn with_source_url(task: &Task, url: &str) {
+    let text = std::fs::read_to_string(&task.path).unwrap();
+    let start = text.find("url = \"postgres").unwrap();
+    let end = start + text[start..].find('\n').unwrap();
+    std::fs::write(
+        &task.path,
+        format!("{}url = \"{url}\"{}", &text[..start], &text[end..]),
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn wrong_password_is_named_and_redacted() {
+    fresh_db("err_pw").await;
+    let task = new_task("err_pw", "public", None, "", "");
+    let url = env("TRIBUTARY_TEST_PG_USER_URL")
+        .replace("tributary:tributary@", "tributary:not-the-Secret@");
+    with_source_url(&task, &url);
+    let (code, line) = run_err(&task);
+    assert_eq!(code, 1);
+    assert!(line.contains("password authentication failed"), "{line}");
+    assert!(line.contains("fix the user/password"), "{line}");
+    assert!(!line.contains("not-the-Secret"), "password leaked: {line}");
+    assert!(files(&task.lake()).is_empty());
+}
+
+#[tokio::test]
+async fn unreachable_source_names_the_fix() {
+    let task = new_task("err_unreach", "public", None, "", "");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    with_source_url(
+        &task,
+        &format!("postgres://u:pw-secret@127.0.0.1:{port}/db"),
+    );
+    let (_, line) = run_err(&task);
+    assert!(
+        line.contains("cannot talk to PostgreSQL")
+            && line.contains("check that the server is running"),
+        "{line}"
+    );
+    assert!(
+        line.contains("127.0.0.1") && !line.contains("pw-secret"),
+        "{line}"
+    );
+}
+
+#[tokio::test]
+async fn invalid_setting_exits_2_with_accepted_values() {
+    let task = new_task("err_cfg", "public", None, "DataFormat = \"avro\"", "");
+    let (code, line) = run_err(&task);
+    assert_eq!(code, 2);
+    assert!(
+        line.contains("DataFormat") && line.contains("csv, parquet"),
+        "{line}"
+    );
+    let task = new_task("err_cfg", "public", None, "MaxFileSiz = 10", "");
+    let (code, line) = run_err(&task);
+    assert_eq!(code, 2);
+    assert!(line.contains("did you mean MaxFileSize"), "{line}");
+}
+
+#[tokio::test]
+async fn missing_privilege_names_the_grant() {
+    let client = fresh_db("err_priv").await;
+    client
+        .batch_execute(
+            "CREATE SCHEMA x; CREATE TABLE x.secret AS SELECT 1 AS id;
+             DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'nopriv') THEN
+               CREATE ROLE nopriv LOGIN PASSWORD 'nopriv'; END IF; END $$;
+             GRANT USAGE ON SCHEMA x TO nopriv;",
+        )
+        .await
+        .unwrap();
+    let task = new_task("err_priv", "x", None, "", "");
+    let url = pg_url("err_priv").replace("postgres@", "nopriv:nopriv@");
+    with_source_url(&task, &url);
+    let (_, line) = run_err(&task);
+    assert!(
+        line.contains("may not SELECT from x.secret") && line.contains("GRANT SELECT"),
+        "{line}"
+    );
+    assert!(files(&task.lake()).is_empty());
+}
+
+#[tokio::test]
+async fn missing_bucket_and_no_tables_are_explained() {
+    let client = fresh_db("err_bucket").await;
+    client
+        .batch_execute("CREATE SCHEMA m; CREATE TABLE m.t AS SELECT 1 AS id")
+        .await
+        .unwrap();
+    let endpoint = env("TRIBUTARY_TEST_S3_ENDPOINT");
+    let target =
+        format!("url = \"s3://no-such-bucket-here\"\nendpoint = \"{endpoint}\"\nmax_retries = 0");
+    let task = new_task("err_bucket", "m", Some(&target), "", "");
+    let (_, line) = run_err(&task);
+    assert!(line.contains("create bucket no-such-bucket-here"), "{line}");
+
+    let task = new_task("err_bucket", "nothing_here", None, "", "");
+    let (code, line) = run_err(&task);
+    assert_eq!(code, 2);
+    assert!(line.contains("select no table"), "{line}");
+}
+
+#[tokio::test]
+async fn validate_reports_ok_and_problems() {
+    let client = fresh_db("val").await;
+    client
+        .batch_execute("CREATE SCHEMA v; CREATE TABLE v.t AS SELECT 1 AS id")
+        .await
+        .unwrap();
+    let task = new_task("val", "v", None, "", "");
+    let out = tributary(&["validate", "--config", task.path.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("table v.t: 1 columns") && stdout.contains("writable"),
+        "{stdout}"
+    );
+    assert!(
+        files(&task.lake()).is_empty(),
+        "validate leaves no object behind"
+    );
+
+    with_source_url(
+        &task,
+        &env("TRIBUTARY_TEST_PG_USER_URL").replace(":tributary@", ":wrong@"),
+    );
+    let out = tributary(&["validate", "--config", task.path.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success() && stdout.contains("problem: ") && stdout.contains("password"),
+        "{stdout}"
+    );
+}

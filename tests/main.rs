@@ -1,0 +1,9 @@
+//! The integration test binary: every module shares the servers `scripts/test.sh` started
+//! (PostgreSQL with wal_level=logical, MariaDB, an S3 API server); each test makes its own
+//! database, bucket and folders, so tests run in parallel.
+
+mod common;
+mod errors;
+mod full_load;
+mod resume;
+mod s3;
