@@ -283,6 +283,24 @@ impl RowBatch {
         Some(&self.data[start..self.ends[i] as usize])
     }
 
+    /// True when every cell is valid UTF-8. Validates the whole buffer in one pass (much faster
+    /// than per value), then checks that no cell starts with a UTF-8 continuation byte, which
+    /// together mean each cell on its own is valid.
+    pub fn all_utf8(&self) -> bool {
+        if std::str::from_utf8(&self.data).is_err() {
+            return false;
+        }
+        let mut start = 0usize;
+        self.ends.iter().all(|&end| {
+            let ok = self
+                .data
+                .get(start)
+                .is_none_or(|&b| (b & 0xC0) != 0x80 || start == end as usize);
+            start = end as usize;
+            ok
+        })
+    }
+
     /// Shortens cell `col` of row `row` to `len` bytes in place (LOB truncation). The cell must
     /// be the last one pushed, since later cells would shift.
     pub fn truncate_last_cell(&mut self, len: usize) {
@@ -326,7 +344,17 @@ mod tests {
         assert_eq!(b.get(0, 1), None);
         assert_eq!(b.get(1, 0), Some(&b""[..]));
         assert_eq!(b.get(1, 1), Some(&b"xyz"[..]));
+        assert!(b.all_utf8());
         b.push_cell(b"only one");
         assert!(b.end_row(Op::Insert, 3).is_err());
+        let mut split = RowBatch::new(2);
+        let e_acute = "é".as_bytes();
+        split.push_cell(&e_acute[..1]);
+        split.push_cell(&e_acute[1..]);
+        split.end_row(Op::Insert, 0).unwrap();
+        assert!(
+            !split.all_utf8(),
+            "a character split across cells is not valid per cell"
+        );
     }
 }

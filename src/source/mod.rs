@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
 use crate::change::{RowBatch, TableSchema};
@@ -83,14 +84,15 @@ pub struct ReadOptions {
 pub trait Snapshot: Send + Sync {
     /// Selected tables with their output schemas, in load order.
     async fn tables(&self) -> Result<Vec<SourceTable>>;
-    /// Streams all rows of `table` into `tx`; returns the row count.
-    async fn read_table(
+    /// A future that streams all rows of `table` into `tx` and returns the row count. It owns
+    /// what it needs (`'static`), so it can run as its own task beside the writer.
+    fn read_table(
         &self,
         table: &SourceTable,
         opts: ReadOptions,
         tx: mpsc::Sender<RowBatch>,
         progress: Arc<ReadProgress>,
-    ) -> Result<u64>;
+    ) -> BoxFuture<'static, Result<u64>>;
     /// Ends the snapshot (releases the exporting transaction).
     async fn close(&self) -> Result<()>;
 }

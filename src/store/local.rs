@@ -17,6 +17,9 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// Prefix of temporary files; `list` skips names starting with it.
 const TMP_PREFIX: char = '.';
+/// Start background writeback (`fdatasync` on a cloned handle) every this many bytes, so the
+/// final fsync of a large file finds little left to flush.
+const WRITEBACK_EVERY: u64 = 64 * 1024 * 1024;
 
 /// A folder on the local file system.
 pub struct LocalStore {
@@ -81,6 +84,8 @@ impl Store for LocalStore {
             final_path,
             dir,
             written: 0,
+            synced_at: 0,
+            writeback: None,
         }))
     }
 
@@ -186,6 +191,30 @@ struct LocalWriter {
     final_path: PathBuf,
     dir: PathBuf,
     written: u64,
+    /// `written` when the last background writeback started.
+    synced_at: u64,
+    /// The background writeback in flight, if any.
+    writeback: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl LocalWriter {
+    /// Starts a background `fdatasync` when enough bytes were written since the last one and
+    /// none is running; its errors surface at `finish`, whose fsync repeats the work anyway.
+    async fn maybe_writeback(&mut self) {
+        if self.written - self.synced_at < WRITEBACK_EVERY
+            || self.writeback.as_ref().is_some_and(|h| !h.is_finished())
+        {
+            return;
+        }
+        let Some(file) = self.file.as_ref() else {
+            return;
+        };
+        if let Ok(clone) = file.try_clone().await {
+            let std_file = clone.into_std().await;
+            self.synced_at = self.written;
+            self.writeback = Some(tokio::task::spawn_blocking(move || std_file.sync_data()));
+        }
+    }
 }
 
 #[async_trait]
@@ -199,10 +228,14 @@ impl ObjectWriter for LocalWriter {
             .await
             .map_err(|e| io_error("write", &self.tmp, e))?;
         self.written += data.len() as u64;
+        self.maybe_writeback().await;
         Ok(())
     }
 
     async fn finish(mut self: Box<Self>) -> Result<u64> {
+        if let Some(h) = self.writeback.take() {
+            let _ = h.await;
+        }
         let mut file = self
             .file
             .take()

@@ -183,9 +183,12 @@ impl FullLoad<'_> {
             first,
         );
         let (tx, rx) = mpsc::channel::<RowBatch>(CHANNEL_BATCHES);
-        let read = snapshot.read_table(table, opts, tx, counters.clone());
+        // The reader runs as its own task so parsing and encoding use both cores.
+        let read = tokio::spawn(snapshot.read_table(table, opts, tx, counters.clone()));
         let write = self.write_all(&mut writer, rx);
         let (read, write) = tokio::join!(read, write);
+        let read =
+            read.unwrap_or_else(|e| Err(Error::internal(format!("reader task failed: {e}"))));
         let outcome = match (read, write) {
             (Ok(rows), Ok(())) => match writer.close().await {
                 Ok(()) => Ok((rows, std::mem::take(&mut writer.finished), writer.bytes)),

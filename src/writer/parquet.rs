@@ -40,6 +40,8 @@ pub struct ParquetEncoder {
     writer: ArrowWriter<Vec<u8>>,
     ts_cache: (i64, String),
     scratch: Vec<u8>,
+    /// Whether the batch being written is all valid UTF-8 (computed once per `write`).
+    utf8_checked: Option<bool>,
 }
 
 /// The Arrow type written for a DMS type.
@@ -123,6 +125,7 @@ impl ParquetEncoder {
             writer,
             ts_cache: (i64::MIN, String::new()),
             scratch: Vec::new(),
+            utf8_checked: None,
         })
     }
 
@@ -212,10 +215,15 @@ impl ParquetEncoder {
                 |v| values::parse_datetime(v)
             ),
             DmsType::String { .. } => {
+                let checked = *self.utf8_checked.get_or_insert_with(|| batch.all_utf8());
                 let mut b = StringBuilder::with_capacity(n, n * 16);
                 for row in rows.clone() {
                     match batch.get(row, col) {
                         None => b.append_null(),
+                        // SAFETY: `all_utf8` proved every cell of this batch valid UTF-8.
+                        Some(v) if checked => {
+                            b.append_value(unsafe { std::str::from_utf8_unchecked(v) })
+                        }
                         Some(v) => b.append_value(std::str::from_utf8(v).map_err(|_| {
                             err(BadValue(format!("row {row}: text that is not UTF-8")))
                         })?),
@@ -244,6 +252,7 @@ impl ParquetEncoder {
 impl Encoder for ParquetEncoder {
     fn write(&mut self, batch: &RowBatch, rows: std::ops::Range<usize>) -> Result<()> {
         let spec = self.spec.clone();
+        self.utf8_checked = None;
         let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
         if spec.op_column {
             let mut b = StringBuilder::with_capacity(rows.len(), rows.len());

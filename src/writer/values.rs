@@ -82,6 +82,13 @@ pub fn parse_float(v: &[u8]) -> R<f64> {
 /// Parses decimal text into an unscaled i128 at `scale`, rounding half away from zero (as
 /// PostgreSQL does when it casts to fewer digits), and checks the result fits `precision`.
 pub fn parse_decimal(v: &[u8], precision: u8, scale: i8) -> R<i128> {
+    // Fast path for the common case of a short integer at scale 0 (ids, counters).
+    if scale == 0 && precision <= 18 {
+        let (neg, body) = v.strip_prefix(b"-").map_or((false, v), |b| (true, b));
+        if let Some(n) = digits(body).filter(|n| *n < 10i64.pow(u32::from(precision))) {
+            return Ok(i128::from(if neg { -n } else { n }));
+        }
+    }
     let (neg, body) = match v.first() {
         Some(b'-') => (true, &v[1..]),
         Some(b'+') => (false, &v[1..]),
@@ -172,8 +179,26 @@ fn ymd(v: &[u8]) -> R<(i32, u32, u32)> {
     Ok((year, m as u32, d as u32))
 }
 
+thread_local! {
+    /// The last date parsed and its day number: consecutive timestamps mostly share a date.
+    static LAST_DATE: std::cell::RefCell<(Vec<u8>, i32)> = const { std::cell::RefCell::new((Vec::new(), 0)) };
+}
+
 /// Days since 1970-01-01 for a canonical date; `±infinity` clamp to DMS's limits.
 pub fn parse_date(v: &[u8]) -> R<i32> {
+    if let Some(days) = LAST_DATE.with_borrow(|(d, n)| (d.as_slice() == v).then_some(*n)) {
+        return Ok(days);
+    }
+    let days = parse_date_uncached(v)?;
+    LAST_DATE.with_borrow_mut(|(d, n)| {
+        d.clear();
+        d.extend_from_slice(v);
+        *n = days;
+    });
+    Ok(days)
+}
+
+fn parse_date_uncached(v: &[u8]) -> R<i32> {
     let v = match v {
         b"infinity" => INFINITY_DATE.as_bytes(),
         b"-infinity" => NEG_INFINITY_DATE.as_bytes(),
@@ -226,12 +251,14 @@ pub fn parse_datetime(v: &[u8]) -> R<i64> {
         _ => v,
     };
     let (date, time, bc) = split_datetime(v)?;
-    let mut date_bc = date.to_vec();
-    if bc {
+    let days = if bc {
+        let mut date_bc = date.to_vec();
         date_bc.extend_from_slice(b" BC");
-    }
-    let days = i64::from(parse_date(&date_bc)?);
-    Ok(days * US_PER_DAY + parse_time(time)?)
+        parse_date(&date_bc)?
+    } else {
+        parse_date(date)?
+    };
+    Ok(i64::from(days) * US_PER_DAY + parse_time(time)?)
 }
 
 /// Appends a timestamp as `YYYY-MM-DD HH:MM:SS.ffffff` (always six fraction digits).

@@ -7,6 +7,7 @@ pub mod copy;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use futures::StreamExt;
 use tokio::sync::{mpsc, Mutex};
 use tokio_postgres::{Client, NoTls};
@@ -106,6 +107,88 @@ pub async fn connect(source: &SourceConfig) -> Result<Client> {
     Ok(client)
 }
 
+/// Streams one table with COPY inside a transaction that imported `snapshot_id`.
+async fn copy_table(
+    source: &SourceConfig,
+    snapshot_id: &str,
+    pg: &PgTable,
+    opts: ReadOptions,
+    tx: mpsc::Sender<RowBatch>,
+    progress: Arc<ReadProgress>,
+) -> Result<u64> {
+    let schema = &pg.source.schema;
+    let name = schema.qualified();
+    let client = connect(source).await?;
+    client
+        .batch_execute(&format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{snapshot_id}'"
+        ))
+        .await
+        .map_err(|e| pg_error(e, &format!("importing the snapshot for {name}")))?;
+    let select: Vec<&str> = pg.columns.iter().map(|c| c.select.as_str()).collect();
+    let query = format!(
+        "COPY (SELECT {} FROM {}.{}) TO STDOUT",
+        select.join(", "),
+        catalog::quote_ident(&schema.schema),
+        catalog::quote_ident(&schema.table)
+    );
+    let stream = client
+        .copy_out(query.as_str())
+        .await
+        .map_err(|e| pg_error(e, &format!("starting COPY of {name}")))?;
+    futures::pin_mut!(stream);
+    let ncols = pg.columns.len();
+    let lob = pg
+        .columns
+        .iter()
+        .map(|c| {
+            opts.lob_max_bytes
+                .filter(|_| c.column.dms_type.is_lob())
+                .map(|max| {
+                    (
+                        max,
+                        matches!(c.column.dms_type, crate::change::DmsType::Bytes { .. }),
+                    )
+                })
+        })
+        .collect();
+    let mut parser = CopyParser::new(ncols, lob);
+    let mut batch = RowBatch::new(ncols);
+    let mut time = opts.clock.now_us();
+    let mut total = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| pg_error(e, &format!("reading {name}")))?;
+        let rows = parser.feed(&chunk, &mut batch, time)?;
+        progress.add(rows as u64, chunk.len() as u64);
+        let full = batch.data_bytes() >= BATCH_BYTES || batch.len() >= BATCH_ROWS;
+        if full && parser.at_row_boundary() {
+            total += batch.len() as u64;
+            let full = std::mem::replace(&mut batch, RowBatch::new(ncols));
+            if tx.send(full).await.is_err() {
+                // The writer stopped (error or cancel); it reports why.
+                return Ok(total);
+            }
+            time = opts.clock.now_us();
+        }
+    }
+    if parser.has_partial_line() {
+        return Err(Error::new(
+            ErrorKind::Source,
+            format!("COPY of {name} ended in the middle of a row"),
+            "check the server log; rerun the task",
+        ));
+    }
+    progress
+        .truncated_lobs
+        .fetch_add(parser.truncated, std::sync::atomic::Ordering::Relaxed);
+    total += batch.len() as u64;
+    if !batch.is_empty() {
+        let _ = tx.send(batch).await;
+    }
+    let _ = client.batch_execute("COMMIT").await;
+    Ok(total)
+}
+
 /// A snapshot exported from a REPEATABLE READ transaction (`pg_export_snapshot()`), held open
 /// until [`Snapshot::close`] so that workers can import it at any time during the load.
 ///
@@ -177,84 +260,19 @@ impl Snapshot for PgSnapshot {
         Ok(self.tables.iter().map(|t| t.source.clone()).collect())
     }
 
-    async fn read_table(
+    fn read_table(
         &self,
         table: &SourceTable,
         opts: ReadOptions,
         tx: mpsc::Sender<RowBatch>,
         progress: Arc<ReadProgress>,
-    ) -> Result<u64> {
-        let pg = self.find(table)?;
-        let name = table.schema.qualified();
-        let client = connect(&self.source).await?;
-        client
-            .batch_execute(&format!(
-                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{}'",
-                self.snapshot_id
-            ))
-            .await
-            .map_err(|e| pg_error(e, &format!("importing the snapshot for {name}")))?;
-        let select: Vec<&str> = pg.columns.iter().map(|c| c.select.as_str()).collect();
-        let query = format!(
-            "COPY (SELECT {} FROM {}.{}) TO STDOUT",
-            select.join(", "),
-            catalog::quote_ident(&table.schema.schema),
-            catalog::quote_ident(&table.schema.table)
-        );
-        let stream = client
-            .copy_out(query.as_str())
-            .await
-            .map_err(|e| pg_error(e, &format!("starting COPY of {name}")))?;
-        futures::pin_mut!(stream);
-        let ncols = pg.columns.len();
-        let lob = pg
-            .columns
-            .iter()
-            .map(|c| {
-                opts.lob_max_bytes
-                    .filter(|_| c.column.dms_type.is_lob())
-                    .map(|max| {
-                        (
-                            max,
-                            matches!(c.column.dms_type, crate::change::DmsType::Bytes { .. }),
-                        )
-                    })
-            })
-            .collect();
-        let mut parser = CopyParser::new(ncols, lob);
-        let mut batch = RowBatch::new(ncols);
-        let mut time = opts.clock.now_us();
-        let mut total = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| pg_error(e, &format!("reading {name}")))?;
-            let rows = parser.feed(&chunk, &mut batch, time)?;
-            progress.add(rows as u64, chunk.len() as u64);
-            if batch.data_bytes() >= BATCH_BYTES || batch.len() >= BATCH_ROWS {
-                total += batch.len() as u64;
-                let full = std::mem::replace(&mut batch, RowBatch::new(ncols));
-                if tx.send(full).await.is_err() {
-                    // The writer stopped (error or cancel); it reports why.
-                    return Ok(total);
-                }
-                time = opts.clock.now_us();
-            }
-        }
-        if parser.has_partial_line() {
-            return Err(Error::new(
-                ErrorKind::Source,
-                format!("COPY of {name} ended in the middle of a row"),
-                "check the server log; rerun the task",
-            ));
-        }
-        progress
-            .truncated_lobs
-            .fetch_add(parser.truncated, std::sync::atomic::Ordering::Relaxed);
-        total += batch.len() as u64;
-        if !batch.is_empty() {
-            let _ = tx.send(batch).await;
-        }
-        let _ = client.batch_execute("COMMIT").await;
-        Ok(total)
+    ) -> BoxFuture<'static, Result<u64>> {
+        let found = self.find(table).cloned();
+        let source = self.source.clone();
+        let snapshot_id = self.snapshot_id.clone();
+        Box::pin(
+            async move { copy_table(&source, &snapshot_id, &found?, opts, tx, progress).await },
+        )
     }
 
     async fn close(&self) -> Result<()> {
