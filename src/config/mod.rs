@@ -517,3 +517,20 @@ mod tests {
         assert!(no_env.message.contains("PGPASS"), "{no_env}");
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    /// The example task files in configs/ must stay valid.
+    #[test]
+    fn example_configs_parse() {
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        let env = |_: &str| Some("x".to_string());
+        for name in ["local-folder.toml", "s3.toml", "dms-walkthrough.toml"] {
+            let t =
+                TaskConfig::load(&base.join(name), &env).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(t.migration_type, MigrationType::FullLoad, "{name}");
+        }
+    }
+}
