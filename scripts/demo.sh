@@ -38,15 +38,9 @@ bin="${CARGO_TARGET_DIR:-$root/target}/release/tributary"
 
 phase "Checking prerequisites (apt: postgresql)"
 ensure_apt python3:python3 'postgresql:/usr/lib/postgresql/*/bin/initdb'
-if ! command -v cargo >/dev/null 2>&1 && [[ -f $HOME/.cargo/env ]]; then
-  # shellcheck source=/dev/null
-  source "$HOME/.cargo/env"
-fi
-command -v cargo >/dev/null 2>&1 || die "cargo not found (install a Rust toolchain)"
+require_cargo
 
-trap stop_all EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+cleanup_on_exit
 
 phase "Starting PostgreSQL"
 start_postgres

@@ -27,6 +27,22 @@ _TRIB_ENTRIES=()
 TRIBUTARY_EXPORTS=()
 _TRIB_APT_UPDATED=0
 
+# Makes cargo available (rustup's env file when it is not on PATH) or stops with the fix.
+require_cargo() {
+  if ! command -v cargo >/dev/null 2>&1 && [[ -f $HOME/.cargo/env ]]; then
+    # shellcheck source=/dev/null
+    source "$HOME/.cargo/env"
+  fi
+  command -v cargo >/dev/null 2>&1 || die "cargo not found (install a Rust toolchain, e.g. from rustup.rs)"
+}
+
+# Stops everything started on exit; turns signals into a normal exit so the EXIT trap runs.
+cleanup_on_exit() {
+  trap stop_all EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+
 phase() { printf '\n==> %s\n' "$*"; }
 info() { printf '    %s\n' "$*"; }
 die() {

@@ -14,16 +14,9 @@ phase "Checking prerequisites (apt: postgresql, mariadb-server, ca-certificates,
 ensure_apt ca-certificates:/etc/ssl/certs/ca-certificates.crt curl:curl python3:python3 \
   'postgresql:/usr/lib/postgresql/*/bin/initdb' mariadb-server mariadb-client:mariadb
 ensure_moto
-if ! command -v cargo >/dev/null 2>&1 && [[ -f $HOME/.cargo/env ]]; then
-  # shellcheck source=/dev/null
-  source "$HOME/.cargo/env"
-fi
-command -v cargo >/dev/null 2>&1 || die "cargo not found (install a Rust toolchain)"
+require_cargo
 
-trap stop_all EXIT
-# Turn signals into a normal exit so the EXIT trap always cleans up.
-trap 'exit 130' INT
-trap 'exit 143' TERM
+cleanup_on_exit
 
 phase "Starting PostgreSQL"
 start_postgres
@@ -41,8 +34,14 @@ cargo build --release --locked
 
 phase "Testing (cargo test --release --locked -- --test-threads=4)"
 # Release profile: the integration tests reuse the binary just built.
-status=0
-cargo test --release --locked -- --test-threads=4 "$@" || status=$?
+log="$TRIBUTARY_RUN_DIR/cargo-test.log"
+set +e
+cargo test --release --locked -- --test-threads=4 "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
 
+# One closing line with the totals of every test binary (unit and integration).
+read -r passed failed < <(awk '/^test result:/ { p += $4; f += $6 } END { print p + 0, f + 0 }' "$log")
 if [[ $status -eq 0 ]]; then phase "Tests passed"; else phase "Tests FAILED (exit $status)"; fi
+echo "$passed passed, $failed failed"
 exit "$status"

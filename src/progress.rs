@@ -48,7 +48,7 @@ impl Progress {
             let bar = m.add(ProgressBar::new(estimated_rows.unwrap_or(0).max(1)));
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{prefix:30!} [{bar:25}] {human_pos:>11} rows {msg:>10} {per_sec:>12} eta {eta}",
+                    "{prefix:30!} [{bar:25}] {human_pos:>11} rows  {msg:<28} eta {eta}",
                 )
                 .expect("static template")
                 .progress_chars("=> "),
@@ -73,7 +73,12 @@ impl Progress {
                                 bar.set_length(rows);
                             }
                             bar.set_position(rows);
-                            bar.set_message(indicatif::HumanBytes(bytes).to_string());
+                            let secs = started.elapsed().as_secs_f64().max(0.001);
+                            bar.set_message(format!(
+                                "{}  {} rows/s",
+                                indicatif::HumanBytes(bytes),
+                                indicatif::HumanCount((rows as f64 / secs) as u64)
+                            ));
                         }
                         None if last_log.elapsed() >= LOG_EVERY => {
                             last_log = Instant::now();

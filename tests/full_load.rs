@@ -406,3 +406,75 @@ async fn prep_modes_and_bucket_folder_override() {
         "the earlier folder is untouched"
     );
 }
+
+#[tokio::test]
+async fn lob_max_size_truncates_and_support_lobs_drops() {
+    let client = fresh_db("fl_lob").await;
+    client
+        .batch_execute(
+            "CREATE SCHEMA l; CREATE TABLE l.t (id int, body text, blob bytea, small varchar(10));
+             INSERT INTO l.t SELECT g, repeat('é', 600 + g), decode(repeat('ab', 1500), 'hex'), 'v' || g
+             FROM generate_series(1, 5) g;
+             INSERT INTO l.t VALUES (6, 'short', '\\x00', 'x');",
+        )
+        .await
+        .unwrap();
+    let task = new_task(
+        "fl_lob",
+        "l",
+        None,
+        "AddColumnName = true",
+        "TargetMetadata.LobMaxSize = 1",
+    );
+    run_ok(&task, &[]);
+    let text = std::fs::read_to_string(task.lake().join("l/t/LOAD00000001.csv")).unwrap();
+    let rows = by_id(parse_csv(&text, ',', "")[1..].to_vec(), 0);
+    for r in &rows[..5] {
+        let body = r[1].as_deref().unwrap();
+        assert!(
+            body.len() <= 1024 && body.len() >= 1022,
+            "text cut at a character within 1 KB: {}",
+            body.len()
+        );
+        assert!(body.chars().all(|c| c == 'é'), "no split character");
+        assert_eq!(
+            r[2].as_deref().unwrap().len(),
+            2048,
+            "bytea cut at 1024 bytes (hex)"
+        );
+    }
+    assert_eq!(
+        rows[5][1].as_deref(),
+        Some("short"),
+        "short values untouched"
+    );
+    let checkpoint = std::fs::read_to_string(
+        task.dir
+            .path()
+            .join("tributary-state/t-fl_lob/checkpoint.json"),
+    )
+    .unwrap();
+    assert!(checkpoint.contains("\"TruncatedLobs\": 10"), "{checkpoint}");
+
+    let task = new_task(
+        "fl_lob",
+        "l",
+        None,
+        "AddColumnName = true",
+        "TargetMetadata.SupportLobs = false",
+    );
+    run_ok(&task, &[]);
+    let text = std::fs::read_to_string(task.lake().join("l/t/LOAD00000001.csv")).unwrap();
+    assert_eq!(
+        text.lines().next(),
+        Some("id,small"),
+        "LOB columns dropped from header and rows"
+    );
+    let rows = by_id(parse_csv(&text, ',', "")[1..].to_vec(), 0);
+    let expected = query_rows(
+        &client,
+        "SELECT id::text AS id_text, small FROM l.t ORDER BY id",
+    )
+    .await;
+    assert_rows_eq(&rows, &expected, "SupportLobs=false");
+}

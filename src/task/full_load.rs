@@ -15,7 +15,7 @@ use crate::layout::Layout;
 use crate::progress::Progress;
 use crate::source::{ReadOptions, ReadProgress, RowClock, Snapshot, SourceTable};
 use crate::store::Store;
-use crate::writer::{EncodeSpec, LoadWriter};
+use crate::writer::{EncodeSpec, LoadWriter, Prepared};
 
 /// Batches in flight between one table's reader and its writer (keeps both cores busy while
 /// bounding memory to a few batches per table).
@@ -173,20 +173,26 @@ impl FullLoad<'_> {
         let shown = self
             .progress
             .table(&key, table.estimated_rows, counters.clone());
-        let spec = EncodeSpec::full_load(&self.task.target.settings, &table.schema);
+        let spec = Arc::new(EncodeSpec::full_load(
+            &self.task.target.settings,
+            &table.schema,
+        ));
         let mut writer = LoadWriter::new(
             self.store,
             self.layout,
             &table.schema,
-            spec,
+            spec.clone(),
             self.task.target.settings.max_file_size_kb,
             first,
         );
+        // Three stages on three threads: reader (COPY → rows), converter (rows → Arrow arrays
+        // for Parquet), writer (encode → upload); bounded channels between them.
         let (tx, rx) = mpsc::channel::<RowBatch>(CHANNEL_BATCHES);
-        // The reader runs as its own task so parsing and encoding use both cores.
+        let (prepared_tx, prepared_rx) = mpsc::channel::<Result<Prepared>>(CHANNEL_BATCHES);
         let read = tokio::spawn(snapshot.read_table(table, opts, tx, counters.clone()));
-        let write = self.write_all(&mut writer, rx);
-        let (read, write) = tokio::join!(read, write);
+        let convert = tokio::task::spawn_blocking(move || convert_all(&spec, rx, prepared_tx));
+        let write = self.write_all(&mut writer, prepared_rx);
+        let (read, write, _) = tokio::join!(read, write, convert);
         let read =
             read.unwrap_or_else(|e| Err(Error::internal(format!("reader task failed: {e}"))));
         let outcome = match (read, write) {
@@ -241,7 +247,7 @@ impl FullLoad<'_> {
     async fn write_all(
         &self,
         writer: &mut LoadWriter<'_>,
-        mut rx: mpsc::Receiver<RowBatch>,
+        mut rx: mpsc::Receiver<Result<Prepared>>,
     ) -> Result<()> {
         loop {
             let batch = tokio::select! {
@@ -249,9 +255,25 @@ impl FullLoad<'_> {
                 _ = self.cancel.cancelled() => return Err(interrupted()),
             };
             match batch {
-                Some(batch) => writer.write(&batch).await?,
+                Some(batch) => writer.write(&batch?).await?,
                 None => return Ok(()),
             }
+        }
+    }
+}
+
+/// The converter stage: prepares each batch for the encoder until the reader is done or the
+/// writer stops listening; a conversion error is passed on and ends the stage.
+fn convert_all(
+    spec: &EncodeSpec,
+    mut rx: mpsc::Receiver<RowBatch>,
+    tx: mpsc::Sender<Result<Prepared>>,
+) {
+    while let Some(batch) = rx.blocking_recv() {
+        let prepared = spec.prepare(batch);
+        let failed = prepared.is_err();
+        if tx.blocking_send(prepared).is_err() || failed {
+            return;
         }
     }
 }

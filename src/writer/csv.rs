@@ -12,8 +12,8 @@ use super::values::{
     parse_decimal, render_datetime, render_decimal, render_timestamp_column, BadValue,
     INFINITY_DATE, NEG_INFINITY_DATE,
 };
-use super::{EncodeSpec, Encoder};
-use crate::change::{Column, DmsType, RowBatch};
+use super::{EncodeSpec, Encoder, Prepared};
+use crate::change::{Column, DmsType};
 use crate::error::{Error, ErrorKind, Result};
 use crate::layout::Compression;
 
@@ -113,7 +113,8 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 impl Encoder for CsvEncoder {
-    fn write(&mut self, batch: &RowBatch, rows: std::ops::Range<usize>) -> Result<()> {
+    fn write(&mut self, prepared: &Prepared, rows: std::ops::Range<usize>) -> Result<()> {
+        let batch = &prepared.rows;
         let spec = self.spec.clone();
         let delim = spec.csv.delimiter.as_bytes();
         let before = self.pending.len();

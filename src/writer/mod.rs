@@ -61,20 +61,54 @@ impl EncodeSpec {
         names
     }
 
-    /// A fresh encoder for one file.
-    pub fn encoder(self: &Arc<Self>) -> Result<Box<dyn Encoder>> {
+    /// Does the format's per-batch preparation (Parquet: text → Arrow arrays, and which
+    /// columns are nearly unique). CPU work meant to run on its own thread, ahead of the encoder.
+    pub fn prepare(&self, rows: RowBatch) -> Result<Prepared> {
+        match self.format {
+            FileFormat::Csv => Ok(Prepared {
+                rows,
+                arrays: None,
+                distinct: Vec::new(),
+            }),
+            FileFormat::Parquet => {
+                let arrays = parquet::convert(self, &rows)?;
+                let distinct = (0..self.columns.len())
+                    .map(|col| parquet::mostly_distinct(&rows, col))
+                    .collect();
+                Ok(Prepared {
+                    rows,
+                    arrays: Some(arrays),
+                    distinct,
+                })
+            }
+        }
+    }
+
+    /// A fresh encoder for one file; `first` is the file's first batch, whose sample decides
+    /// per-column Parquet encodings.
+    pub fn encoder(self: &Arc<Self>, first: &Prepared) -> Result<Box<dyn Encoder>> {
         Ok(match self.format {
             FileFormat::Csv => Box::new(csv::CsvEncoder::new(self.clone())),
-            FileFormat::Parquet => Box::new(parquet::ParquetEncoder::new(self.clone())?),
+            FileFormat::Parquet => Box::new(parquet::ParquetEncoder::new(self.clone(), first)?),
         })
     }
+}
+
+/// A batch ready for an encoder: the rows, plus what [`EncodeSpec::prepare`] derived from them.
+pub struct Prepared {
+    /// The rows (CSV renders from them; Op and timestamp columns come from them).
+    pub rows: RowBatch,
+    /// Parquet: the source columns as Arrow arrays.
+    pub arrays: Option<Vec<arrow_array::ArrayRef>>,
+    /// Parquet: per source column, whether its sampled values are nearly all distinct.
+    pub distinct: Vec<bool>,
 }
 
 /// Encodes rows into the bytes of one file. Synchronous: encoding is CPU work; the caller moves
 /// the produced bytes to the store.
 pub trait Encoder: Send {
     /// Encodes rows `rows` of `batch`.
-    fn write(&mut self, batch: &RowBatch, rows: std::ops::Range<usize>) -> Result<()>;
+    fn write(&mut self, batch: &Prepared, rows: std::ops::Range<usize>) -> Result<()>;
     /// The size that `MaxFileSize` is compared with: uncompressed CSV bytes, or encoded Parquet
     /// bytes (written plus buffered in the open row group).
     fn size(&self) -> u64;
@@ -128,7 +162,7 @@ impl<'a> LoadWriter<'a> {
         store: &'a dyn Store,
         layout: &'a Layout,
         table: &'a TableSchema,
-        spec: EncodeSpec,
+        spec: Arc<EncodeSpec>,
         max_file_size_kb: u64,
         first_counter: u64,
     ) -> LoadWriter<'a> {
@@ -136,7 +170,7 @@ impl<'a> LoadWriter<'a> {
             store,
             layout,
             table,
-            spec: Arc::new(spec),
+            spec,
             max_bytes: max_file_size_kb * 1024,
             next_counter: first_counter,
             open: None,
@@ -147,9 +181,10 @@ impl<'a> LoadWriter<'a> {
     }
 
     /// Appends a batch, rolling files as they reach the size limit.
-    pub async fn write(&mut self, batch: &RowBatch) -> Result<()> {
+    pub async fn write(&mut self, batch: &Prepared) -> Result<()> {
         let mut row = 0;
-        while row < batch.len() {
+        let len = batch.rows.len();
+        while row < len {
             if self.open.is_none() {
                 let key = self.layout.load_key(
                     &self.table.schema,
@@ -160,7 +195,7 @@ impl<'a> LoadWriter<'a> {
                 let object = self.store.create(&key).await?;
                 self.open = Some(OpenFile {
                     key,
-                    encoder: self.spec.encoder()?,
+                    encoder: self.spec.encoder(batch)?,
                     object,
                     rows: 0,
                 });
@@ -170,7 +205,7 @@ impl<'a> LoadWriter<'a> {
                 self.max_bytes,
                 file.encoder.size(),
                 self.bytes_per_row,
-                batch.len() - row,
+                len - row,
             );
             file.encoder.write(batch, row..row + n)?;
             file.rows += n as u64;

@@ -19,9 +19,10 @@ use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression as PqCompression;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::schema::types::ColumnPath;
 
 use super::values::{self, render_timestamp_column, BadValue};
-use super::{EncodeSpec, Encoder};
+use super::{EncodeSpec, Encoder, Prepared};
 use crate::change::{Column, DmsType, RowBatch};
 use crate::config::target::{Encoding, ParquetVersion};
 use crate::error::{Error, ErrorKind, Result};
@@ -30,6 +31,23 @@ use crate::layout::Compression;
 /// Upper bound on a row group's buffered bytes, so wide LOB rows cannot grow memory without
 /// limit before `RowGroupLength` rows are reached.
 const MAX_ROW_GROUP_BYTES: usize = 64 * 1024 * 1024;
+/// Rows sampled from a file's first batch to judge each column's distinctness.
+const DICTIONARY_SAMPLE_ROWS: usize = 1024;
+/// A column whose sample is more distinct than this is written PLAIN: a dictionary of nearly
+/// unique values saves nothing, and arrow-rs would intern every value before falling back.
+const DICTIONARY_MAX_DISTINCT: f64 = 0.9;
+
+/// True when the sampled values of `col` are nearly all distinct.
+pub fn mostly_distinct(batch: &RowBatch, col: usize) -> bool {
+    let n = batch.len().min(DICTIONARY_SAMPLE_ROWS);
+    if n < 64 {
+        return false;
+    }
+    let distinct: std::collections::HashSet<Option<&[u8]>> =
+        (0..n).map(|r| batch.get(r, col)).collect();
+    distinct.len() as f64 > n as f64 * DICTIONARY_MAX_DISTINCT
+}
+
 /// Timezone stored on DATETIME columns: marks them UTC-adjusted, as DMS's files are.
 const UTC: &str = "UTC";
 
@@ -39,9 +57,6 @@ pub struct ParquetEncoder {
     schema: SchemaRef,
     writer: ArrowWriter<Vec<u8>>,
     ts_cache: (i64, String),
-    scratch: Vec<u8>,
-    /// Whether the batch being written is all valid UTF-8 (computed once per `write`).
-    utf8_checked: Option<bool>,
 }
 
 /// The Arrow type written for a DMS type.
@@ -71,8 +86,8 @@ pub fn arrow_type(t: DmsType, timestamp_ms: bool) -> DataType {
 }
 
 impl ParquetEncoder {
-    /// A new file.
-    pub fn new(spec: Arc<EncodeSpec>) -> Result<ParquetEncoder> {
+    /// A new file; `first` (its first rows) decides which columns skip the dictionary.
+    pub fn new(spec: Arc<EncodeSpec>, first: &Prepared) -> Result<ParquetEncoder> {
         let pq = &spec.parquet;
         let mut fields = Vec::new();
         if spec.op_column {
@@ -90,7 +105,16 @@ impl ParquetEncoder {
             ));
         }
         let schema = Arc::new(Schema::new(fields));
-        let props = WriterProperties::builder()
+        let mut props = WriterProperties::builder();
+        if pq.encoding != Encoding::Plain {
+            for (c, distinct) in spec.columns.iter().zip(&first.distinct) {
+                if *distinct {
+                    props = props
+                        .set_column_dictionary_enabled(ColumnPath::from(c.name.as_str()), false);
+                }
+            }
+        }
+        let props = props
             .set_writer_version(match pq.version {
                 ParquetVersion::V1 => WriterVersion::PARQUET_1_0,
                 ParquetVersion::V2 => WriterVersion::PARQUET_2_0,
@@ -124,19 +148,37 @@ impl ParquetEncoder {
             schema,
             writer,
             ts_cache: (i64::MIN, String::new()),
-            scratch: Vec::new(),
-            utf8_checked: None,
         })
     }
+}
 
-    /// Builds the Arrow array of one source column over `rows`.
-    fn column(
-        &mut self,
-        batch: &RowBatch,
-        rows: &std::ops::Range<usize>,
-        col: usize,
-        c: &Column,
-    ) -> Result<ArrayRef> {
+/// Converts every source column of `batch` into Arrow arrays (the CPU-heavy part of Parquet
+/// output, run on the converter thread, not the encoder's).
+pub fn convert(spec: &EncodeSpec, batch: &RowBatch) -> Result<Vec<ArrayRef>> {
+    let utf8 = spec
+        .columns
+        .iter()
+        .any(|c| matches!(c.dms_type, DmsType::String { .. }))
+        && batch.all_utf8();
+    let mut scratch = Vec::new();
+    spec.columns
+        .iter()
+        .enumerate()
+        .map(|(col, c)| column(spec, batch, col, c, utf8, &mut scratch))
+        .collect()
+}
+
+/// Builds the Arrow array of one source column; `utf8` says the whole batch is valid UTF-8.
+fn column(
+    spec: &EncodeSpec,
+    batch: &RowBatch,
+    col: usize,
+    c: &Column,
+    utf8: bool,
+    scratch: &mut Vec<u8>,
+) -> Result<ArrayRef> {
+    {
+        let rows = 0..batch.len();
         let n = rows.len();
         let err = |e: BadValue| {
             Error::new(
@@ -160,7 +202,7 @@ impl ParquetEncoder {
                 Arc::new(b.finish()) as ArrayRef
             }};
         }
-        let ms = self.spec.parquet.timestamp_in_millisecond;
+        let ms = spec.parquet.timestamp_in_millisecond;
         Ok(match c.dms_type {
             DmsType::Boolean => build!(BooleanBuilder::with_capacity(n), |v| values::parse_bool(v)),
             DmsType::Int1 => build!(Int8Builder::with_capacity(n), |v| values::parse_int::<i8>(
@@ -215,7 +257,7 @@ impl ParquetEncoder {
                 |v| values::parse_datetime(v)
             ),
             DmsType::String { .. } => {
-                let checked = *self.utf8_checked.get_or_insert_with(|| batch.all_utf8());
+                let checked = utf8;
                 let mut b = StringBuilder::with_capacity(n, n * 16);
                 for row in rows.clone() {
                     match batch.get(row, col) {
@@ -237,9 +279,9 @@ impl ParquetEncoder {
                     match batch.get(row, col) {
                         None => b.append_null(),
                         Some(v) => {
-                            self.scratch.clear();
-                            values::parse_bytes(v, &mut self.scratch).map_err(err)?;
-                            b.append_value(&self.scratch);
+                            scratch.clear();
+                            values::parse_bytes(v, scratch).map_err(err)?;
+                            b.append_value(&*scratch);
                         }
                     }
                 }
@@ -250,9 +292,13 @@ impl ParquetEncoder {
 }
 
 impl Encoder for ParquetEncoder {
-    fn write(&mut self, batch: &RowBatch, rows: std::ops::Range<usize>) -> Result<()> {
+    fn write(&mut self, prepared: &Prepared, rows: std::ops::Range<usize>) -> Result<()> {
         let spec = self.spec.clone();
-        self.utf8_checked = None;
+        let batch = &prepared.rows;
+        let converted = prepared
+            .arrays
+            .as_ref()
+            .ok_or_else(|| Error::internal("Parquet batch was not prepared"))?;
         let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
         if spec.op_column {
             let mut b = StringBuilder::with_capacity(rows.len(), rows.len());
@@ -274,9 +320,7 @@ impl Encoder for ParquetEncoder {
             }
             arrays.push(Arc::new(b.finish()));
         }
-        for (col, c) in spec.columns.iter().enumerate() {
-            arrays.push(self.column(batch, &rows, col, c)?);
-        }
+        arrays.extend(converted.iter().map(|a| a.slice(rows.start, rows.len())));
         let rb = RecordBatch::try_new(self.schema.clone(), arrays)
             .map_err(|e| Error::internal(format!("record batch: {e}")))?;
         self.writer
@@ -298,5 +342,62 @@ impl Encoder for ParquetEncoder {
             .finish()
             .map_err(|e| Error::internal(format!("parquet footer: {e}")))?;
         Ok(std::mem::take(self.writer.inner_mut()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::change::Op;
+    use crate::config::target::S3Settings;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    fn spec(settings: &str) -> Arc<EncodeSpec> {
+        let mut bag = crate::config::settings::SettingsBag::new("test");
+        bag.extend_eca(settings).unwrap();
+        let s = S3Settings::parse(bag, None).unwrap();
+        let table = crate::change::TableSchema {
+            schema: "s".into(),
+            table: "t".into(),
+            columns: ["unique", "few"]
+                .iter()
+                .map(|n| Column {
+                    name: n.to_string(),
+                    dms_type: DmsType::String { lob: false },
+                    source_type: "text".into(),
+                })
+                .collect(),
+        };
+        Arc::new(EncodeSpec::full_load(&s, &table))
+    }
+
+    /// Encodes 500 rows and returns, per column, whether its chunk has a dictionary page.
+    fn dictionary_pages(settings: &str) -> Vec<bool> {
+        let mut batch = RowBatch::new(2);
+        for i in 0..500 {
+            batch.push_cell(format!("value-{i}").as_bytes());
+            batch.push_cell(["a", "b", "c"][i % 3].as_bytes());
+            batch.end_row(Op::Insert, 0).unwrap();
+        }
+        let spec = spec(settings);
+        let prepared = spec.prepare(batch).unwrap();
+        let mut enc = Box::new(ParquetEncoder::new(spec, &prepared).unwrap());
+        enc.write(&prepared, 0..prepared.rows.len()).unwrap();
+        let mut bytes = enc.take_output();
+        bytes.extend(enc.finish().unwrap());
+        let reader = SerializedFileReader::new(bytes::Bytes::from(bytes)).unwrap();
+        let rg = reader.metadata().row_group(0);
+        (0..2)
+            .map(|c| rg.column(c).dictionary_page_offset().is_some())
+            .collect()
+    }
+
+    #[test]
+    fn nearly_unique_columns_skip_the_dictionary() {
+        assert_eq!(dictionary_pages("dataFormat=parquet"), vec![false, true]);
+        assert_eq!(
+            dictionary_pages("dataFormat=parquet;encodingType=plain"),
+            vec![false, false]
+        );
     }
 }
