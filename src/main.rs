@@ -44,7 +44,7 @@ enum Command {
     },
 }
 
-fn load(path: &PathBuf) -> Result<TaskConfig, Error> {
+fn load(path: &std::path::Path) -> Result<TaskConfig, Error> {
     TaskConfig::load(path, &|name| std::env::var(name).ok())
 }
 

@@ -168,3 +168,54 @@ async fn validate_reports_ok_and_problems() {
         "{stdout}"
     );
 }
+
+/// Mounts a 256 KiB tmpfs (the tests run as root, as scripts/test.sh does in CI) and unmounts it
+/// on drop.
+struct TinyDisk(std::path::PathBuf);
+
+impl TinyDisk {
+    fn new(dir: &std::path::Path) -> TinyDisk {
+        let path = dir.join("tiny");
+        std::fs::create_dir_all(&path).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+            .arg(&path)
+            .status()
+            .expect("run mount");
+        assert!(
+            ok.success(),
+            "mounting a tmpfs needs root (scripts/test.sh runs as root)"
+        );
+        TinyDisk(path)
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[tokio::test]
+async fn disk_full_is_named_and_leaves_no_file() {
+    let client = fresh_db("err_disk").await;
+    client
+        .batch_execute("CREATE SCHEMA d; CREATE TABLE d.t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 20000) g")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let disk = TinyDisk::new(dir.path());
+    let target = format!("url = \"file://{}\"", disk.0.display());
+    let task = new_task("err_disk", "d", Some(&target), "", "");
+    let (code, line) = run_err(&task);
+    assert_eq!(code, 1);
+    assert!(
+        line.contains("No space left") && line.contains("free disk space"),
+        "{line}"
+    );
+    assert!(
+        files(&disk.0).is_empty(),
+        "nothing may be left behind: {:?}",
+        files(&disk.0)
+    );
+}
