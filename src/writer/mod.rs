@@ -61,26 +61,15 @@ impl EncodeSpec {
         names
     }
 
-    /// Does the format's per-batch preparation (Parquet: text → Arrow arrays, and which
-    /// columns are nearly unique). CPU work meant to run on its own thread, ahead of the encoder.
+    /// Does the format's per-batch preparation (Parquet: text → Arrow arrays). CPU work meant
+    /// to run on its own thread, ahead of the encoder.
     pub fn prepare(&self, rows: RowBatch) -> Result<Prepared> {
         match self.format {
-            FileFormat::Csv => Ok(Prepared {
+            FileFormat::Csv => Ok(Prepared { rows, arrays: None }),
+            FileFormat::Parquet => Ok(Prepared {
+                arrays: Some(parquet::convert(self, &rows)?),
                 rows,
-                arrays: None,
-                distinct: Vec::new(),
             }),
-            FileFormat::Parquet => {
-                let arrays = parquet::convert(self, &rows)?;
-                let distinct = (0..self.columns.len())
-                    .map(|col| parquet::mostly_distinct(&rows, col))
-                    .collect();
-                Ok(Prepared {
-                    rows,
-                    arrays: Some(arrays),
-                    distinct,
-                })
-            }
         }
     }
 
@@ -100,8 +89,6 @@ pub struct Prepared {
     pub rows: RowBatch,
     /// Parquet: the source columns as Arrow arrays.
     pub arrays: Option<Vec<arrow_array::ArrayRef>>,
-    /// Parquet: per source column, whether its sampled values are nearly all distinct.
-    pub distinct: Vec<bool>,
 }
 
 /// Encodes rows into the bytes of one file. Synchronous: encoding is CPU work; the caller moves

@@ -38,7 +38,7 @@ const DICTIONARY_SAMPLE_ROWS: usize = 1024;
 const DICTIONARY_MAX_DISTINCT: f64 = 0.9;
 
 /// True when the sampled values of `col` are nearly all distinct.
-pub fn mostly_distinct(batch: &RowBatch, col: usize) -> bool {
+fn mostly_distinct(batch: &RowBatch, col: usize) -> bool {
     let n = batch.len().min(DICTIONARY_SAMPLE_ROWS);
     if n < 64 {
         return false;
@@ -86,7 +86,7 @@ pub fn arrow_type(t: DmsType, timestamp_ms: bool) -> DataType {
 }
 
 impl ParquetEncoder {
-    /// A new file; `first` (its first rows) decides which columns skip the dictionary.
+    /// A new file; a sample of `first` (its first rows) decides which columns skip the dictionary.
     pub fn new(spec: Arc<EncodeSpec>, first: &Prepared) -> Result<ParquetEncoder> {
         let pq = &spec.parquet;
         let mut fields = Vec::new();
@@ -107,8 +107,8 @@ impl ParquetEncoder {
         let schema = Arc::new(Schema::new(fields));
         let mut props = WriterProperties::builder();
         if pq.encoding != Encoding::Plain {
-            for (c, distinct) in spec.columns.iter().zip(&first.distinct) {
-                if *distinct {
+            for (col, c) in spec.columns.iter().enumerate() {
+                if mostly_distinct(&first.rows, col) {
                     props = props
                         .set_column_dictionary_enabled(ColumnPath::from(c.name.as_str()), false);
                 }
@@ -242,7 +242,15 @@ fn column(
                 let b = Decimal128Builder::with_capacity(n)
                     .with_precision_and_scale(precision, scale)
                     .map_err(|e| Error::internal(format!("decimal type: {e}")))?;
-                build!(b, |v| values::parse_decimal(v, precision, scale))
+                if scale == 0 && precision <= 18 {
+                    // Integer-valued decimals (ids, counts): one bound computed per column.
+                    let limit = 10i64.pow(u32::from(precision));
+                    build!(b, |v| values::parse_decimal_int(v, limit)
+                        .map(i128::from)
+                        .or_else(|_| values::parse_decimal(v, precision, scale)))
+                } else {
+                    build!(b, |v| values::parse_decimal(v, precision, scale))
+                }
             }
             DmsType::Date => build!(Date32Builder::with_capacity(n), |v| values::parse_date(v)),
             DmsType::Time => build!(Time64MicrosecondBuilder::with_capacity(n), |v| {

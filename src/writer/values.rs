@@ -79,6 +79,20 @@ pub fn parse_float(v: &[u8]) -> R<f64> {
     }
 }
 
+/// Parses an integer-valued decimal (`-123`) below `limit` in magnitude: the fast path for
+/// `numeric(p,0)` with p ≤ 18; anything else (fractions, signs like `+`, NaN) is an error the
+/// caller answers with [`parse_decimal`].
+pub fn parse_decimal_int(v: &[u8], limit: i64) -> R<i64> {
+    let (neg, body) = match v.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, v),
+    };
+    match digits(body) {
+        Some(n) if n < limit => Ok(if neg { -n } else { n }),
+        _ => bad("decimal", v),
+    }
+}
+
 /// Parses decimal text into an unscaled i128 at `scale`, rounding half away from zero (as
 /// PostgreSQL does when it casts to fewer digits), and checks the result fits `precision`.
 pub fn parse_decimal(v: &[u8], precision: u8, scale: i8) -> R<i128> {
@@ -331,6 +345,9 @@ mod tests {
         assert_eq!(parse_decimal(b"12", 5, 3), Ok(12_000));
         assert_eq!(parse_decimal(b".5", 2, 0), Ok(1));
         assert!(parse_decimal(b"100", 2, 0).is_err());
+        assert_eq!(parse_decimal_int(b"-42", 100), Ok(-42));
+        assert!(parse_decimal_int(b"100", 100).is_err());
+        assert!(parse_decimal_int(b"1.5", 100).is_err());
         let mut out = Vec::new();
         render_decimal(-5, 3, &mut out);
         assert_eq!(out, b"-0.005");
