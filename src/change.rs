@@ -143,9 +143,26 @@ impl Op {
     }
 }
 
-/// A PostgreSQL log sequence number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A PostgreSQL log sequence number. Serialized as its text form (`4AF/B00000D0`) so
+/// checkpoints read like `pg_replication_slots`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(into = "String", try_from = "String")]
 pub struct Lsn(pub u64);
+
+impl From<Lsn> for String {
+    fn from(l: Lsn) -> String {
+        l.to_string()
+    }
+}
+
+impl TryFrom<String> for Lsn {
+    type Error = String;
+    fn try_from(s: String) -> Result<Lsn, String> {
+        s.parse()
+    }
+}
 
 impl fmt::Display for Lsn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -166,7 +183,9 @@ impl std::str::FromStr for Lsn {
 }
 
 /// A MySQL/MariaDB binlog coordinate; offsets are 64-bit (files can pass 4 GiB).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct BinlogPos {
     /// Binlog file name, e.g. `mysql-bin.000024`.
     pub file: String,
@@ -174,13 +193,45 @@ pub struct BinlogPos {
     pub offset: u64,
 }
 
-/// Where a source stands in its log. Only comparable within one log.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a source stands in its log: for CDC, the commit position of a transaction (PostgreSQL:
+/// the commit record's LSN, which pgoutput's Begin already carries). Only comparable within one
+/// log; the derived order is only meaningful between values of the same variant.
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Position {
     /// PostgreSQL WAL position.
     Postgres(Lsn),
     /// MySQL/MariaDB binlog position.
     MySql(BinlogPos),
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Position::Postgres(l) => write!(f, "{l}"),
+            Position::MySql(b) => write!(f, "{}:{}", b.file, b.offset),
+        }
+    }
+}
+
+/// The position of one row change: its transaction's commit position and its ordinal among the
+/// transaction's row changes. Decoding the same log again yields the same `ChangePos` for the
+/// same change, which is what lets a restarted task skip exactly what it already wrote.
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct ChangePos {
+    /// Commit position of the transaction.
+    pub commit: Position,
+    /// 1-based ordinal of the change within its transaction.
+    pub seq: u64,
+}
+
+impl fmt::Display for ChangePos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}", self.commit, self.seq)
+    }
 }
 
 /// Rows of one table, row-major, each cell in the canonical text form of its column's [`DmsType`].

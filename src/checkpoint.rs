@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::change::{ChangePos, Position};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Format version of the checkpoint file.
@@ -100,6 +101,71 @@ pub struct Checkpoint {
     pub stop_date: Option<String>,
     /// Per-table statistics by `schema.table`.
     pub tables: BTreeMap<String, TableStats>,
+    /// Change-capture state (full-load-and-cdc and cdc tasks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cdc: Option<CdcState>,
+}
+
+/// Phase of a CDC task, with DMS's console wording where it has one.
+pub mod cdc_phase {
+    /// Loading tables from the slot's snapshot.
+    pub const FULL_LOAD: &str = "Full load";
+    /// Streaming changes (after a full load: DMS's "Load complete, replication ongoing").
+    pub const REPLICATION: &str = "Load complete, replication ongoing";
+    /// A `cdc` task streaming changes.
+    pub const CDC: &str = "Replication ongoing";
+}
+
+/// Where change capture stands: enough to restart with every committed change written exactly once.
+///
+/// Invariant: everything a table has at or before `CdcTable::written_through` is durable in the
+/// store, and `resume_from` is never past the first change some table has not durably written.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CdcState {
+    /// Replication slot name.
+    pub slot: String,
+    /// Publication name.
+    pub publication: String,
+    /// True when this task created the slot (and publication).
+    pub created_slot: bool,
+    /// Phase (see [`cdc_phase`]).
+    pub phase: String,
+    /// Where streaming restarts: every transaction committed before it is fully written.
+    pub resume_from: Option<Position>,
+    /// Commit time (µs since epoch) of the newest change read from the source.
+    pub last_commit_us: Option<i64>,
+    /// Per-table state by `schema.table`.
+    pub tables: BTreeMap<String, CdcTable>,
+}
+
+/// Change-capture state of one table.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CdcTable {
+    /// The last change durably written for this table: a restart skips changes at or before it.
+    pub written_through: Option<ChangePos>,
+    /// The snapshot point the table was loaded at: changes of transactions that committed
+    /// before it are already in the LOAD files.
+    pub loaded_at: Option<Position>,
+    /// Stamp (`yyyyMMddHHmmssSSS`) of the newest file name used, so names keep increasing.
+    pub last_stamp: Option<String>,
+    /// A file being uploaded: decided (and recorded here) before the upload starts, resolved on
+    /// restart by checking whether the object exists.
+    pub pending: Option<PendingFile>,
+}
+
+/// A CDC file whose upload may or may not have completed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PendingFile {
+    /// Object key.
+    pub key: String,
+    /// Last change in the file.
+    pub through: ChangePos,
+    /// Inserts in the file.
+    pub inserts: u64,
+    /// Updates in the file.
+    pub updates: u64,
+    /// Deletes in the file.
+    pub deletes: u64,
 }
 
 impl Checkpoint {
@@ -121,10 +187,12 @@ impl Checkpoint {
             start_date: start.to_rfc3339(),
             stop_date: None,
             tables: BTreeMap::new(),
+            cdc: None,
         }
     }
 
-    /// True when this run ended normally (a new `run` starts fresh rather than resuming).
+    /// True when this run ended for good (a new `run` starts fresh rather than resuming): a
+    /// completed full-load-only task. A stopped CDC task always resumes.
     pub fn finished(&self) -> bool {
         self.status == task_status::STOPPED
             && self.stop_reason.as_deref() == Some("FULL_LOAD_ONLY_FINISHED")

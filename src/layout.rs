@@ -131,15 +131,28 @@ impl Layout {
     /// CDC file key: "[folder/]schema/table/[date folders/]yyyyMMdd-HHmmssSSS.ext"; name and date
     /// folder both from `file_time` in the partition timezone (UTC when partitioning is off).
     pub fn cdc_key(&self, schema: &str, table: &str, file_time: DateTime<Utc>) -> String {
+        self.cdc_key_at(schema, table, &self.cdc_stamp(file_time))
+    }
+
+    /// The `yyyyMMddHHmmssSSS` stamp a CDC file created at `file_time` is named by (partition
+    /// timezone, else UTC). Callers keep names strictly increasing with [`next_stamp`].
+    pub fn cdc_stamp(&self, file_time: DateTime<Utc>) -> String {
+        let tz = self
+            .date_partition
+            .as_ref()
+            .map_or(chrono_tz::UTC, |p| p.timezone);
+        stamp(file_time, tz)
+    }
+
+    /// CDC file key for a stamp from [`cdc_stamp`](Self::cdc_stamp) or [`next_stamp`]: the
+    /// date folder and the name both come from the stamp, so they always agree.
+    pub fn cdc_key_at(&self, schema: &str, table: &str, stamp: &str) -> String {
         let mut key = self.table_prefix(schema, table);
-        let mut tz = chrono_tz::UTC;
         if let Some(p) = &self.date_partition {
-            key.push_str(&date_folder(p, file_time));
+            key.push_str(&folder_from_stamp(p, stamp));
             key.push('/');
-            tz = p.timezone;
         }
-        let s = stamp(file_time, tz);
-        let (date, time) = s.split_at(s.len() - 9);
+        let (date, time) = stamp.split_at(stamp.len() - 9);
         format!("{key}{date}-{time}{}", self.extension())
     }
 
@@ -202,10 +215,30 @@ fn token_list() -> String {
     TOKENS.map(|t| t.0).join(", ")
 }
 
+/// The stamp one millisecond after `stamp` (calendar arithmetic on the local wall-clock time),
+/// for a file that would otherwise not sort after its predecessor: two flushes in one
+/// millisecond, a clock stepped back, or a daylight-saving fall-back in the partition timezone.
+pub fn next_stamp(stamp: &str) -> String {
+    let parsed = chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%d%H%M%S%3f");
+    match parsed {
+        Ok(t) => {
+            let t = t + chrono::Duration::milliseconds(1);
+            let ms = t.and_utc().timestamp_subsec_millis().min(999);
+            format!("{}{ms:03}", t.format("%Y%m%d%H%M%S"))
+        }
+        // Not one of ours (cannot happen for stamps we made): append a digit, which still sorts after.
+        Err(_) => format!("{stamp}0"),
+    }
+}
+
 /// Renders the date-partition folder (without trailing slash) per the §2.5 table, zero-padded.
 pub fn date_folder(p: &DatePartition, at: DateTime<Utc>) -> String {
-    let s = stamp(at, p.timezone);
-    let [y, m, d, h] = ["yyyy", "MM", "dd", "HH"].map(|t| field(&s, t));
+    folder_from_stamp(p, &stamp(at, p.timezone))
+}
+
+/// The date-partition folder for a local-time stamp.
+fn folder_from_stamp(p: &DatePartition, s: &str) -> String {
+    let [y, m, d, h] = ["yyyy", "MM", "dd", "HH"].map(|t| field(s, t));
     let parts = match p.sequence {
         DateSequence::YyyyMmDd => vec![y, m, d],
         DateSequence::YyyyMmDdHh => vec![y, m, d, h],
@@ -374,6 +407,28 @@ mod tests {
     /// 2022-05-21T14:58:15.042Z: the §2.5 reference day with milliseconds that need padding.
     fn t0() -> DateTime<Utc> {
         at(2022, 5, 21, 14, 58, 15, 42)
+    }
+
+    #[test]
+    fn next_stamp_rolls_over_calendar_boundaries() {
+        assert_eq!(next_stamp("20220521145815042"), "20220521145815043");
+        assert_eq!(next_stamp("20221231235959999"), "20230101000000000");
+        assert_eq!(next_stamp("20240228235959999"), "20240229000000000");
+        let a = "20220521145815042".to_string();
+        assert!(next_stamp(&a) > a);
+    }
+
+    #[test]
+    fn cdc_key_at_puts_folder_and_name_from_one_stamp() {
+        let l = lay("", F::Csv, C::None, Some(DatePartition::default()));
+        assert_eq!(
+            l.cdc_key_at("s", "t", "20221231235959999"),
+            "s/t/2022/12/31/20221231-235959999.csv"
+        );
+        assert_eq!(
+            l.cdc_key("s", "t", t0()),
+            l.cdc_key_at("s", "t", &l.cdc_stamp(t0()))
+        );
     }
 
     /// Positional constructors keep the table-driven cases on one line each.

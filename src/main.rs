@@ -36,6 +36,15 @@ enum Command {
         #[arg(long)]
         no_progress: bool,
     },
+    /// Show a task's state and table statistics (DMS names) from its checkpoint.
+    Status {
+        /// Task file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check the task file and the prerequisites it can see; print every problem with its fix.
     Validate {
         /// Task file (TOML).
@@ -101,6 +110,23 @@ async fn main() -> ExitCode {
             match task::run(&task, &opts, cancel).await {
                 Ok(cp) => {
                     print!("{}", task::summary(&cp));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Status { config, json } => {
+            let task = match load(&config) {
+                Ok(t) => t,
+                Err(e) => return fail(&e),
+            };
+            match task::status::status(&task).await {
+                Ok(s) if json => {
+                    println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Ok(s) => {
+                    print!("{}", task::status::render(&s));
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(&e),

@@ -2,6 +2,7 @@
 //! (PostgreSQL with wal_level=logical, MariaDB, an S3 API server); each test makes its own
 //! database, bucket and folders, so tests run in parallel.
 
+mod cdc;
 mod common;
 mod errors;
 mod full_load;

@@ -56,6 +56,9 @@ pub struct TaskSettings {
     pub support_lobs: bool,
     /// `TargetMetadata.LobMaxSize` in KB; None = no truncation (our default, unlike DMS's 32 KB).
     pub lob_max_size_kb: Option<u64>,
+    /// `ChangeProcessingDdlHandlingPolicy.HandleSourceTableTruncated` (default true, as in DMS):
+    /// a source TRUNCATE deletes the table's objects.
+    pub handle_truncate: bool,
 }
 
 /// Every name `[task.settings]` accepts.
@@ -69,6 +72,9 @@ const TASK_SETTINGS: &[&str] = &[
     "TargetMetadata.LobMaxSize",
     "TargetMetadata.FullLobMode",
     "TargetMetadata.BatchApplyEnabled",
+    "ChangeProcessingDdlHandlingPolicy.HandleSourceTableTruncated",
+    "ChangeProcessingDdlHandlingPolicy.HandleSourceTableDropped",
+    "ChangeProcessingDdlHandlingPolicy.HandleSourceTableAltered",
 ];
 
 impl TaskSettings {
@@ -122,12 +128,27 @@ impl TaskSettings {
             _ => None,
         };
         let support_lobs = bag.bool("TargetMetadata.SupportLobs", true)?;
+        let handle_truncate = bag.bool(
+            "ChangeProcessingDdlHandlingPolicy.HandleSourceTableTruncated",
+            true,
+        )?;
+        // Accepted for paste-compatibility: pgoutput reports no DROP TABLE, and ALTER TABLE always
+        // changes the output shape (a new file starts with the new columns).
+        bag.bool(
+            "ChangeProcessingDdlHandlingPolicy.HandleSourceTableDropped",
+            true,
+        )?;
+        bag.bool(
+            "ChangeProcessingDdlHandlingPolicy.HandleSourceTableAltered",
+            true,
+        )?;
         bag.finish(TASK_SETTINGS)?;
         Ok(TaskSettings {
             prep_mode,
             max_sub_tasks,
             support_lobs,
             lob_max_size_kb,
+            handle_truncate,
         })
     }
 }
@@ -148,6 +169,108 @@ pub struct SourceConfig {
     pub engine: Engine,
     /// Connection URL with `${ENV}` expanded. Holds secrets: format it only through [`SourceConfig::redacted`].
     pub url: String,
+    /// Change-capture endpoint settings.
+    pub cdc: SourceCdcSettings,
+}
+
+/// Default `HeartbeatFrequency`, minutes.
+pub const DEFAULT_HEARTBEAT_FREQUENCY_MIN: u64 = 5;
+
+/// Source endpoint settings for change capture (`[source.settings]`, DMS names).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SourceCdcSettings {
+    /// `SlotName`: an existing slot to read (cdc tasks), or the name of the slot to create.
+    pub slot_name: Option<String>,
+    /// `PublicationName` (ours; DMS has no pgoutput setting): default `tributary_<task id>`.
+    pub publication_name: Option<String>,
+    /// `HeartbeatEnable`.
+    pub heartbeat: bool,
+    /// `HeartbeatFrequency`, minutes.
+    pub heartbeat_frequency_min: u64,
+    /// `HeartbeatSchema`.
+    pub heartbeat_schema: String,
+}
+
+/// Every name `[source.settings]` accepts.
+const SOURCE_SETTINGS: &[&str] = &[
+    "SlotName",
+    "PluginName",
+    "PublicationName",
+    "HeartbeatEnable",
+    "HeartbeatFrequency",
+    "HeartbeatSchema",
+    "CaptureDdls",
+    "DdlArtifactsSchema",
+];
+
+impl SourceCdcSettings {
+    /// Parses `[source.settings]`.
+    fn parse(mut bag: SettingsBag) -> Result<SourceCdcSettings> {
+        bag.choice("PluginName", "pgoutput", &["pgoutput"])?;
+        let slot_name = bag.string("SlotName");
+        let publication_name = bag.string("PublicationName");
+        for (what, v) in [
+            ("SlotName", &slot_name),
+            ("PublicationName", &publication_name),
+        ] {
+            if let Some(v) = v {
+                crate::source::postgres::slot::check_name(what, v)?;
+            }
+        }
+        let heartbeat = bag.bool("HeartbeatEnable", false)?;
+        let heartbeat_frequency_min = bag.int(
+            "HeartbeatFrequency",
+            DEFAULT_HEARTBEAT_FREQUENCY_MIN,
+            1,
+            24 * 60,
+            "minutes",
+        )?;
+        let heartbeat_schema = bag
+            .string("HeartbeatSchema")
+            .unwrap_or_else(|| "public".to_string());
+        // DDLs reach us through pgoutput's Relation messages; no event trigger is installed.
+        bag.bool("CaptureDdls", true)?;
+        bag.string("DdlArtifactsSchema");
+        bag.finish(SOURCE_SETTINGS)?;
+        Ok(SourceCdcSettings {
+            slot_name,
+            publication_name,
+            heartbeat,
+            heartbeat_frequency_min,
+            heartbeat_schema,
+        })
+    }
+}
+
+/// `CdcStopPosition`: where a CDC task stops by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CdcStop {
+    /// `server_time:…`: our clock reaches this time (µs since epoch).
+    ServerTime(i64),
+    /// `commit_time:…`: the first transaction committed after this time is not written.
+    CommitTime(i64),
+}
+
+impl CdcStop {
+    /// Parses `server_time:2026-11-22T10:00:00` / `commit_time:…` (UTC).
+    pub fn parse(s: &str) -> Result<CdcStop> {
+        let bad = || {
+            Error::config(
+                format!("[task] cdc_stop_position {s:?} is not valid"),
+                "use server_time:YYYY-MM-DDTHH:MM:SS or commit_time:YYYY-MM-DDTHH:MM:SS (UTC)",
+            )
+        };
+        let (kind, time) = s.split_once(':').ok_or_else(bad)?;
+        let t = chrono::NaiveDateTime::parse_from_str(time, "%Y-%m-%dT%H:%M:%S")
+            .map_err(|_| bad())?
+            .and_utc()
+            .timestamp_micros();
+        match kind {
+            "server_time" => Ok(CdcStop::ServerTime(t)),
+            "commit_time" => Ok(CdcStop::CommitTime(t)),
+            _ => Err(bad()),
+        }
+    }
 }
 
 impl SourceConfig {
@@ -208,6 +331,10 @@ pub struct TaskConfig {
     pub state_dir: PathBuf,
     /// Task-level DMS settings.
     pub settings: TaskSettings,
+    /// `CdcStartPosition`: the LSN a `cdc` task starts at (with `SlotName`).
+    pub cdc_start: Option<crate::change::Lsn>,
+    /// `CdcStopPosition`.
+    pub cdc_stop: Option<CdcStop>,
     /// Source.
     pub source: SourceConfig,
     /// Target.
@@ -230,6 +357,8 @@ struct RawTask {
     table_mappings: Option<String>,
     table_mappings_file: Option<PathBuf>,
     state: Option<String>,
+    cdc_start_position: Option<String>,
+    cdc_stop_position: Option<String>,
     #[serde(default)]
     settings: toml::Table,
 }
@@ -239,6 +368,8 @@ struct RawTask {
 struct RawSource {
     engine: String,
     url: String,
+    #[serde(default)]
+    settings: toml::Table,
 }
 
 #[derive(Deserialize)]
@@ -349,6 +480,36 @@ impl TaskConfig {
             }
         };
         let url = expand_env(&raw.source.url, env)?;
+        let mut bag = SettingsBag::new("[source.settings]");
+        bag.extend_toml(&raw.source.settings, "")?;
+        let source_cdc = SourceCdcSettings::parse(bag)?;
+        let cdc_start = raw
+            .task
+            .cdc_start_position
+            .as_deref()
+            .map(|s| {
+                s.parse::<crate::change::Lsn>().map_err(|e| {
+                    Error::config(
+                        format!("[task] cdc_start_position: {e}"),
+                        "use a PostgreSQL LSN such as 4AF/B00000D0 (the slot's confirmed_flush_lsn)",
+                    )
+                })
+            })
+            .transpose()?;
+        if cdc_start.is_some()
+            && (migration_type != MigrationType::Cdc || source_cdc.slot_name.is_none())
+        {
+            return Err(Error::config(
+                "[task] cdc_start_position needs migration_type = \"cdc\" and [source.settings] SlotName",
+                "name the existing slot in SlotName (as DMS requires), or remove cdc_start_position",
+            ));
+        }
+        let cdc_stop = raw
+            .task
+            .cdc_stop_position
+            .as_deref()
+            .map(CdcStop::parse)
+            .transpose()?;
         let target_url = expand_env(&raw.target.url, env)?;
         let location = parse_target_url(&target_url, base)?;
         let bucket = match &location {
@@ -372,7 +533,13 @@ impl TaskConfig {
             mappings,
             state_dir,
             settings,
-            source: SourceConfig { engine, url },
+            cdc_start,
+            cdc_stop,
+            source: SourceConfig {
+                engine,
+                url,
+                cdc: source_cdc,
+            },
             target: TargetConfig {
                 location,
                 endpoint,

@@ -133,6 +133,15 @@ impl Store for LocalStore {
         .map_err(|e| Error::internal(format!("listing task failed: {e}")))?
     }
 
+    async fn exists(&self, key: &str) -> Result<bool> {
+        let path = self.path(key);
+        match tokio::fs::metadata(&path).await {
+            Ok(m) => Ok(m.is_file()),
+            Err(e) if e.kind() == IoKind::NotFound => Ok(false),
+            Err(e) => Err(io_error("check", &path, e)),
+        }
+    }
+
     async fn delete(&self, keys: &[String]) -> Result<()> {
         for key in keys {
             let path = self.path(key);

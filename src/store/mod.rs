@@ -24,6 +24,9 @@ pub trait Store: Send + Sync {
     async fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>>;
     /// Keys of all objects whose key starts with `prefix` (a folder prefix ending in `/`), sorted.
     async fn list(&self, prefix: &str) -> Result<Vec<String>>;
+    /// True when a finished object exists under `key` (resolves a CDC file whose upload may have
+    /// been cut off by a crash).
+    async fn exists(&self, key: &str) -> Result<bool>;
     /// Deletes the given objects; missing ones are not an error.
     async fn delete(&self, keys: &[String]) -> Result<()>;
     /// Removes leftovers of writers that never finished or aborted (a process killed with

@@ -13,7 +13,7 @@ use futures::TryStreamExt;
 use object_store::aws::{AmazonS3Builder, AwsCredential};
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
-use object_store::{ClientOptions, CredentialProvider, ObjectStore, RetryConfig};
+use object_store::{ClientOptions, CredentialProvider, ObjectStore, ObjectStoreExt, RetryConfig};
 use tokio::io::AsyncWriteExt;
 
 use super::{ObjectWriter, Store};
@@ -206,6 +206,14 @@ impl Store for S3Store {
             .collect();
         keys.sort();
         Ok(keys)
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool> {
+        match self.store.head(&Path::from(key)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(s3_error(&self.bucket, "check", e)),
+        }
     }
 
     async fn delete(&self, keys: &[String]) -> Result<()> {

@@ -1,7 +1,9 @@
 //! Orchestration: `run` and `validate` for a task, wiring config → source → writer → store →
 //! checkpoint.
 
+pub mod cdc;
 pub mod full_load;
+pub mod status;
 
 use tokio_util::sync::CancellationToken;
 
@@ -32,15 +34,6 @@ pub async fn run(
     opts: &RunOptions,
     cancel: CancellationToken,
 ) -> Result<Checkpoint> {
-    if task.migration_type != MigrationType::FullLoad {
-        return Err(Error::config(
-            format!(
-                "migration_type {:?} is not available yet",
-                task.migration_type
-            ),
-            "use migration_type = \"full-load\" (change data capture is being built)",
-        ));
-    }
     if task.source.engine != Engine::Postgres {
         return Err(Error::config(
             "engine \"mysql\" is not available yet",
@@ -55,7 +48,15 @@ pub async fn run(
             tracing::info!(folder = %prev.bucket_folder, "resuming the unfinished run: completed tables are kept");
             prev
         }
-        (_, override_folder) => {
+        (prev, override_folder) => {
+            if let Some(old) = prev.as_ref().and_then(|p| p.cdc.as_ref()) {
+                if old.created_slot {
+                    // A fresh run gets a fresh slot; the old one would pin WAL forever.
+                    let admin = crate::source::postgres::connect(&task.source).await?;
+                    crate::source::postgres::slot::drop_slot(&admin, &old.slot).await?;
+                    tracing::info!(slot = %old.slot, "dropped the previous run's replication slot");
+                }
+            }
             let template = override_folder
                 .as_deref()
                 .unwrap_or(&task.target.settings.bucket_folder);
@@ -85,6 +86,21 @@ pub async fn run(
         target = %format!("{}/{}", store.describe(), layout.bucket_folder),
         "starting full load"
     );
+    if task.migration_type != MigrationType::FullLoad {
+        let run = cdc::CdcRun {
+            task,
+            store: store.as_ref(),
+            layout: &layout,
+            checkpoints: &checkpoints,
+            progress: opts.progress,
+            cancel,
+        };
+        let (mut checkpoint, result) = run.run(checkpoint).await;
+        checkpoint.stop_date = Some(now());
+        cdc::finish(&mut checkpoint, &result);
+        checkpoints.save(&checkpoint)?;
+        return result.map(|_| checkpoint);
+    }
     let load = FullLoad {
         task,
         store: store.as_ref(),
@@ -170,6 +186,73 @@ pub fn summary(cp: &Checkpoint) -> String {
     out
 }
 
+/// The change-capture checks: server settings, privilege, replica identities, unchanged-TOAST
+/// exposure, and the slot's retained WAL.
+async fn validate_cdc(task: &TaskConfig, ok: &mut Vec<String>, problems: &mut Vec<Problem>) {
+    use crate::source::postgres::{self as pg, slot};
+    let client = match pg::connect(&task.source).await {
+        Ok(c) => c,
+        Err(e) => return problems.push(Problem(e)),
+    };
+    let checks = async {
+        let found = slot::check_prerequisites(&client).await?;
+        if found.is_empty() {
+            ok.push(
+                "wal_level=logical, replication slots and senders available, REPLICATION privilege"
+                    .into(),
+            );
+        }
+        problems.extend(found.into_iter().map(Problem));
+        let tables: Vec<String> =
+            pg::catalog::selected_tables(&client, &task.mappings, task.settings.support_lobs)
+                .await?
+                .iter()
+                .map(|t| t.source.schema.qualified())
+                .collect();
+        for t in slot::tables_without_identity(&client, &tables).await? {
+            problems.push(Problem(Error::config(
+                format!("{t} has no primary key or replica identity; UPDATE/DELETE on it would fail once published"),
+                format!("ALTER TABLE {t} REPLICA IDENTITY FULL (or add a primary key), or exclude it"),
+            )));
+        }
+        if task.target.settings.csv.no_sup_value.is_none() {
+            for t in slot::tables_with_toast_risk(&client, &tables).await? {
+                problems.push(Problem(Error::config(
+                    format!("{t} has large (TOASTable) columns and REPLICA IDENTITY is not FULL: an UPDATE that leaves such a value unchanged cannot be written in full and stops the task"),
+                    format!("ALTER TABLE {t} REPLICA IDENTITY FULL, or set UseCsvNoSupValue=true to write CsvNoSupValue instead"),
+                )));
+            }
+        }
+        let name = task
+            .source
+            .cdc
+            .slot_name
+            .clone()
+            .unwrap_or_else(|| slot::default_name(&task.id));
+        if let Some(info) = slot::slot_info(&client, &name).await? {
+            let retained = info.retained_bytes.unwrap_or(0);
+            if retained > slot::SLOT_LAG_WARN_BYTES {
+                problems.push(Problem(Error::new(
+                    ErrorKind::Source,
+                    format!(
+                        "replication slot {name} retains {} MB of WAL",
+                        retained / (1024 * 1024)
+                    ),
+                    "run the task so it catches up, or drop the slot if the task is retired",
+                )));
+            } else {
+                ok.push(format!(
+                    "slot {name} exists, retains {retained} bytes of WAL"
+                ));
+            }
+        }
+        Ok::<(), Error>(())
+    };
+    if let Err(e) = checks.await {
+        problems.push(Problem(e));
+    }
+}
+
 /// One finding of `validate`: what is wrong and how to fix it.
 #[derive(Debug)]
 pub struct Problem(pub Error);
@@ -179,11 +262,14 @@ pub struct Problem(pub Error);
 pub async fn validate(task: &TaskConfig) -> (Vec<String>, Vec<Problem>) {
     let mut ok = Vec::new();
     let mut problems = Vec::new();
-    if task.migration_type != MigrationType::FullLoad || task.source.engine != Engine::Postgres {
+    if task.source.engine != Engine::Postgres {
         problems.push(Problem(Error::config(
-            "only full-load tasks from PostgreSQL can run in this version",
-            "use migration_type = \"full-load\" and engine = \"postgres\"",
+            "only PostgreSQL sources can run in this version",
+            "use engine = \"postgres\" (the MySQL/MariaDB source is being built)",
         )));
+    }
+    if task.migration_type != MigrationType::FullLoad && task.source.engine == Engine::Postgres {
+        validate_cdc(task, &mut ok, &mut problems).await;
     }
     if task.source.engine == Engine::Postgres {
         match PgSnapshot::export(&task.source, &task.mappings, task.settings.support_lobs).await {

@@ -2,6 +2,7 @@
 //! adds the Op and timestamp columns, and streams each file to the store. CSV and Parquet sit
 //! behind the [`Encoder`] trait.
 
+pub mod cdc;
 pub mod csv;
 pub mod parquet;
 pub mod values;

@@ -36,6 +36,83 @@ pub fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
+/// How a CDC value (pgoutput text) is brought to the form the full load's select expression
+/// gives, for the few types whose select expression is not the plain column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Normalize {
+    /// Already canonical.
+    None,
+    /// `money` text (`-$1,234.56` with lc_monetary=C) → numeric text.
+    Money,
+    /// `char(n)`: trailing blanks dropped (what `::text` does).
+    Bpchar,
+    /// `timetz` → the UTC wall-clock time.
+    TimetzUtc,
+}
+
+impl Normalize {
+    /// The normalizer for PostgreSQL type `typname` (domains: the base type).
+    pub fn for_type(typname: &str) -> Normalize {
+        match typname {
+            "money" => Normalize::Money,
+            "bpchar" => Normalize::Bpchar,
+            "timetz" => Normalize::TimetzUtc,
+            _ => Normalize::None,
+        }
+    }
+}
+
+/// Type facts needed to map a column, looked up by type OID for CDC Relation messages.
+#[derive(Debug, Clone)]
+pub struct TypeInfo {
+    /// Base type name.
+    pub typname: String,
+    /// Base type kind (`b`, `e`, `c`, `r`, `m`, ...).
+    pub typtype: String,
+    /// Base type category.
+    pub category: String,
+    /// A domain's own type modifier (it wins over the column's).
+    pub domain_typmod: Option<i32>,
+    /// `format_type` text, for messages.
+    pub display: String,
+}
+
+/// Looks up type facts for `oids`.
+pub async fn lookup_types(client: &Client, oids: &[u32]) -> Result<BTreeMap<u32, TypeInfo>> {
+    let rows = client
+        .query(
+            "SELECT t.oid, coalesce(bt.typname, t.typname)::text, coalesce(bt.typtype, t.typtype)::text,
+                    coalesce(bt.typcategory, t.typcategory)::text,
+                    CASE WHEN t.typtype = 'd' THEN t.typtypmod END, format_type(t.oid, NULL)
+             FROM pg_type t LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype
+             WHERE t.oid = ANY($1)",
+            &[&oids],
+        )
+        .await
+        .map_err(|e| pg_error(e, "reading column types"))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                r.get::<_, u32>(0),
+                TypeInfo {
+                    typname: r.get(1),
+                    typtype: r.get(2),
+                    category: r.get(3),
+                    domain_typmod: r.get(4),
+                    display: r.get(5),
+                },
+            )
+        })
+        .collect())
+}
+
+/// DMS type of a column of the given type and modifier (the same mapping the full load uses).
+pub fn dms_type_of(t: &TypeInfo, typmod: i32) -> DmsType {
+    let typmod = t.domain_typmod.unwrap_or(typmod);
+    map_type(&t.typname, &t.typtype, &t.category, typmod, "x").0
+}
+
 /// DMS type and select expression for a column of PostgreSQL type `typname`
 /// (for domains, the base type), given its type category, kind and modifier.
 fn map_type(

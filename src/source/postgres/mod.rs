@@ -2,7 +2,11 @@
 //! (text format) on connections that import it.
 
 pub mod catalog;
+pub mod cdc;
 pub mod copy;
+pub mod pgoutput;
+pub mod replication;
+pub mod slot;
 
 use std::sync::Arc;
 
@@ -224,6 +228,32 @@ impl PgSnapshot {
             source: source.clone(),
             holder: Mutex::new(Some(client)),
             snapshot_id,
+            tables,
+        })
+    }
+
+    /// Imports a snapshot exported elsewhere (a replication slot's, for full-load-and-cdc) into
+    /// a holder transaction that keeps it importable for the whole load, and reads the catalog
+    /// inside it.
+    pub async fn import(
+        source: &SourceConfig,
+        snapshot_id: &str,
+        mappings: &TableMappings,
+        support_lobs: bool,
+    ) -> Result<PgSnapshot> {
+        let client = connect(source).await?;
+        client
+            .batch_execute(&format!(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{}'",
+                snapshot_id.replace('\'', "")
+            ))
+            .await
+            .map_err(|e| pg_error(e, "importing the replication slot's snapshot"))?;
+        let tables = catalog::selected_tables(&client, mappings, support_lobs).await?;
+        Ok(PgSnapshot {
+            source: source.clone(),
+            holder: Mutex::new(Some(client)),
+            snapshot_id: snapshot_id.to_string(),
             tables,
         })
     }

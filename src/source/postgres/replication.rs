@@ -1,0 +1,308 @@
+//! The logical replication transport: a replication-protocol session (`CREATE_REPLICATION_SLOT`,
+//! `START_REPLICATION`, standby status updates) behind our own [`LogicalStream`] trait.
+//!
+//! Transport: `pgwire-replication` (pinned `~0.5`), because tokio-postgres has no CopyBoth and the
+//! forks that add it are git dependencies. It forwards raw pgoutput bytes; decoding is ours
+//! ([`super::pgoutput`]). Only this file knows the crate, so replacing it touches nothing else.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pgwire_replication::{PgWireError, ReplicationClient, ReplicationConfig, ReplicationEvent};
+
+use crate::change::Lsn;
+use crate::config::SourceConfig;
+use crate::error::{Error, ErrorKind, Result};
+
+/// Session settings for the walsender, so pgoutput's text values are in the same canonical form
+/// the full load reads (see [`crate::change::DmsType`] and `SESSION_SETUP`).
+const WALSENDER_OPTIONS: &str = "-c DateStyle=ISO,YMD -c TimeZone=UTC -c IntervalStyle=postgres \
+     -c extra_float_digits=1 -c bytea_output=hex -c lc_monetary=C";
+
+/// One event of a logical replication stream.
+#[derive(Debug)]
+pub enum StreamEvent {
+    /// A transaction starts; `final_lsn` is its commit record's LSN.
+    Begin {
+        /// Commit LSN of the transaction.
+        final_lsn: Lsn,
+        /// Commit time, µs since the Unix epoch.
+        commit_us: i64,
+    },
+    /// A pgoutput message inside a transaction (Relation, Insert, Update, Delete, Truncate, ...).
+    Data(Bytes),
+    /// The transaction ends.
+    Commit {
+        /// End of the commit record: streaming from here skips this transaction.
+        end_lsn: Lsn,
+        /// Commit time, µs since the Unix epoch.
+        commit_us: i64,
+    },
+    /// The server is alive and has written WAL up to `wal_end`.
+    KeepAlive {
+        /// Server WAL end.
+        wal_end: Lsn,
+    },
+}
+
+/// A stream of committed transactions from a replication slot.
+///
+/// Contract: transactions arrive whole and in commit order, each as Begin, Data..., Commit.
+/// Starting at position P repeats every transaction whose commit LSN is at or after P (the server
+/// skips those before it and before the slot's confirmed position). [`confirm`](Self::confirm)
+/// tells the server it may discard WAL before an LSN; callers must only confirm positions whose
+/// changes are durably written, since the server never sends them again.
+#[async_trait]
+pub trait LogicalStream: Send {
+    /// The next event; None when the stream ended after [`stop`](Self::stop).
+    async fn next(&mut self) -> Result<Option<StreamEvent>>;
+    /// Reports everything before `lsn` as durably processed (monotonic; sent asynchronously).
+    fn confirm(&self, lsn: Lsn);
+    /// Ends the stream cleanly.
+    async fn stop(&mut self) -> Result<()>;
+}
+
+/// What `CREATE_REPLICATION_SLOT` returned.
+#[derive(Debug, Clone)]
+pub struct CreatedSlot {
+    /// The position streaming starts from; the exported snapshot shows every transaction
+    /// committed before it.
+    pub consistent_point: Lsn,
+    /// Exported snapshot name, valid until the session runs its next command.
+    pub snapshot: Option<String>,
+}
+
+/// A replication session on one slot: create the slot on it (optionally exporting a snapshot),
+/// then start streaming on the same session.
+pub struct PgReplication {
+    client: ReplicationClient,
+    started: bool,
+}
+
+/// Connection settings for a replication session on `slot` reading `publication`.
+fn config(
+    source: &SourceConfig,
+    slot: &str,
+    publication: &str,
+    start: Option<Lsn>,
+) -> Result<ReplicationConfig> {
+    let parsed: tokio_postgres::Config = source.url.parse().map_err(|e| {
+        Error::config(
+            format!("[source] url {} is not valid: {e}", source.redacted()),
+            "use postgres://USER:PASSWORD@HOST:PORT/DATABASE",
+        )
+    })?;
+    let host = match parsed.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".to_string(),
+    };
+    let port = parsed.get_ports().first().copied().unwrap_or(5432);
+    let user = parsed.get_user().unwrap_or("postgres").to_string();
+    let password = parsed
+        .get_password()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .unwrap_or_default();
+    let database = parsed.get_dbname().unwrap_or(&user).to_string();
+    let mut cfg = ReplicationConfig::new(host, user, password, database, slot, publication)
+        .with_port(port)
+        .with_options(WALSENDER_OPTIONS)
+        .with_application_name(format!("tributary {slot}"))
+        // Room for a few batches of changes while the writer uploads a file.
+        .with_buffer_size(8192);
+    if let Some(lsn) = start {
+        let lsn = pgwire_replication::Lsn::from_u64(lsn.0);
+        cfg = cfg.with_start_lsn(lsn).with_ack_lsn(lsn);
+    }
+    Ok(cfg)
+}
+
+/// Maps a transport error to ours, naming the fix for the causes we know.
+fn wire_error(e: PgWireError, doing: &str) -> Error {
+    let text = e.to_string();
+    let lower = text.to_lowercase();
+    let (kind, fix) = if lower.contains("logical decoding requires") || lower.contains("wal_level")
+    {
+        (
+            ErrorKind::SourcePrivilege,
+            "set wal_level=logical in postgresql.conf and restart PostgreSQL",
+        )
+    } else if lower.contains("permission denied")
+        || lower.contains("must be superuser")
+        || lower.contains("replication role")
+    {
+        (
+            ErrorKind::SourcePrivilege,
+            "grant the task's user the REPLICATION attribute (ALTER ROLE ... REPLICATION) and allow replication connections in pg_hba.conf",
+        )
+    } else if lower.contains("does not exist") && lower.contains("slot") {
+        (
+            ErrorKind::Config,
+            "create the slot (SELECT pg_create_logical_replication_slot('NAME', 'pgoutput')) or remove SlotName to let the task create one",
+        )
+    } else if lower.contains("already exists") {
+        (
+            ErrorKind::Config,
+            "another task uses this slot name: drop the old slot (SELECT pg_drop_replication_slot('NAME')) or set a different SlotName",
+        )
+    } else if lower.contains("all replication slots are in use")
+        || lower.contains("max_replication_slots")
+    {
+        (
+            ErrorKind::SourcePrivilege,
+            "raise max_replication_slots in postgresql.conf (and restart) or drop unused slots",
+        )
+    } else if lower.contains("number of requested standby connections")
+        || lower.contains("max_wal_senders")
+    {
+        (
+            ErrorKind::SourcePrivilege,
+            "raise max_wal_senders in postgresql.conf and restart PostgreSQL",
+        )
+    } else if lower.contains("is active for pid") {
+        (
+            ErrorKind::Source,
+            "another process is streaming from this slot: stop it (or the other tributary run) first",
+        )
+    } else if lower.contains("pg_hba") || lower.contains("no pg_hba.conf entry") {
+        (
+            ErrorKind::SourcePrivilege,
+            "add a 'host replication USER ADDRESS scram-sha-256' line to pg_hba.conf and reload",
+        )
+    } else {
+        (
+            ErrorKind::Source,
+            "check the source is reachable and the server log; rerun the task to resume",
+        )
+    };
+    Error::new(
+        kind,
+        format!("replication error while {doing}: {text}"),
+        fix,
+    )
+}
+
+impl PgReplication {
+    /// Opens a replication session for `slot`, not yet streaming. `start` is where streaming
+    /// begins (None: the slot's confirmed position).
+    pub async fn connect(
+        source: &SourceConfig,
+        slot: &str,
+        publication: &str,
+        start: Option<Lsn>,
+    ) -> Result<PgReplication> {
+        let cfg = config(source, slot, publication, start)?;
+        let client = ReplicationClient::connect_gated(cfg)
+            .await
+            .map_err(|e| wire_error(e, "connecting for replication"))?;
+        Ok(PgReplication {
+            client,
+            started: false,
+        })
+    }
+
+    /// `CREATE_REPLICATION_SLOT` with pgoutput; `export` asks for a snapshot (valid until the
+    /// next command on this session), `temporary` for a slot dropped when the session ends.
+    pub async fn create_slot(
+        &mut self,
+        slot: &str,
+        export: bool,
+        temporary: bool,
+    ) -> Result<CreatedSlot> {
+        let sql = format!(
+            "CREATE_REPLICATION_SLOT {slot}{} LOGICAL pgoutput {}",
+            if temporary { " TEMPORARY" } else { "" },
+            if export {
+                "EXPORT_SNAPSHOT"
+            } else {
+                "NOEXPORT_SNAPSHOT"
+            }
+        );
+        let rows = self
+            .client
+            .simple_query(&sql)
+            .await
+            .map_err(|e| wire_error(e, &format!("creating replication slot {slot}")))?;
+        let row = rows
+            .first()
+            .ok_or_else(|| Error::internal("CREATE_REPLICATION_SLOT returned no row"))?;
+        let text = |i: usize| {
+            row.get(i)
+                .and_then(|v| v.as_ref())
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+        };
+        let consistent_point = text(1).and_then(|s| s.parse::<Lsn>().ok()).ok_or_else(|| {
+            Error::internal("CREATE_REPLICATION_SLOT returned no consistent point")
+        })?;
+        Ok(CreatedSlot {
+            consistent_point,
+            snapshot: text(2),
+        })
+    }
+
+    /// Sends `START_REPLICATION` and waits until the server accepted it.
+    pub async fn start(&mut self) -> Result<()> {
+        self.client
+            .start()
+            .await
+            .map_err(|e| wire_error(e, "starting replication"))?;
+        self.client
+            .wait_started()
+            .await
+            .map_err(|e| wire_error(e, "starting replication"))?;
+        self.started = true;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl LogicalStream for PgReplication {
+    async fn next(&mut self) -> Result<Option<StreamEvent>> {
+        loop {
+            let ev = self
+                .client
+                .recv()
+                .await
+                .map_err(|e| wire_error(e, "streaming changes"))?;
+            let Some(ev) = ev else { return Ok(None) };
+            return Ok(Some(match ev {
+                ReplicationEvent::Begin {
+                    final_lsn,
+                    commit_time_micros,
+                    ..
+                } => StreamEvent::Begin {
+                    final_lsn: Lsn(final_lsn.as_u64()),
+                    commit_us: super::pgoutput::pg_epoch_to_unix_us(commit_time_micros),
+                },
+                ReplicationEvent::Commit {
+                    end_lsn,
+                    commit_time_micros,
+                    ..
+                } => StreamEvent::Commit {
+                    end_lsn: Lsn(end_lsn.as_u64()),
+                    commit_us: super::pgoutput::pg_epoch_to_unix_us(commit_time_micros),
+                },
+                ReplicationEvent::XLogData { data, .. } => StreamEvent::Data(data),
+                ReplicationEvent::KeepAlive { wal_end, .. } => StreamEvent::KeepAlive {
+                    wal_end: Lsn(wal_end.as_u64()),
+                },
+                // Logical messages (pg_logical_emit_message) and stop markers carry no rows.
+                ReplicationEvent::Message { .. } | ReplicationEvent::StoppedAt { .. } => continue,
+            }));
+        }
+    }
+
+    fn confirm(&self, lsn: Lsn) {
+        self.client
+            .update_applied_lsn(pgwire_replication::Lsn::from_u64(lsn.0));
+    }
+
+    async fn stop(&mut self) -> Result<()> {
+        if !self.started {
+            return Ok(());
+        }
+        self.client
+            .shutdown()
+            .await
+            .map_err(|e| wire_error(e, "stopping replication"))
+    }
+}

@@ -1,0 +1,286 @@
+//! Change-capture administration over an ordinary connection: server prerequisites, the
+//! publication, replica identities, slot facts, and the heartbeat.
+
+use tokio_postgres::Client;
+
+use super::catalog::quote_ident;
+use super::pg_error;
+use crate::change::Lsn;
+use crate::error::{Error, ErrorKind, Result};
+
+/// Retained WAL above which `validate` warns about a slot (bytes).
+pub const SLOT_LAG_WARN_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// Name of DMS's heartbeat table.
+pub const HEARTBEAT_TABLE: &str = "awsdms_heartbeat";
+
+/// A problem with the server's change-capture prerequisites, with its fix.
+fn prereq(message: String, fix: &str) -> Error {
+    Error::new(ErrorKind::SourcePrivilege, message, fix)
+}
+
+/// Checks `wal_level`, `max_replication_slots`, `max_wal_senders` and the REPLICATION privilege;
+/// returns every problem found.
+pub async fn check_prerequisites(client: &Client) -> Result<Vec<Error>> {
+    let row = client
+        .query_one(
+            "SELECT current_setting('wal_level'), current_setting('max_replication_slots')::int,
+                    current_setting('max_wal_senders')::int,
+                    (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user),
+                    (SELECT count(*)::int FROM pg_replication_slots)",
+            &[],
+        )
+        .await
+        .map_err(|e| pg_error(e, "reading replication settings"))?;
+    let (wal_level, slots, senders): (String, i32, i32) = (row.get(0), row.get(1), row.get(2));
+    let can_replicate: bool = row.get::<_, Option<bool>>(3).unwrap_or(false);
+    let used: i32 = row.get(4);
+    let mut problems = Vec::new();
+    if wal_level != "logical" {
+        problems.push(prereq(
+            format!("wal_level is {wal_level}"),
+            "set wal_level=logical in postgresql.conf and restart PostgreSQL",
+        ));
+    }
+    if slots < 1 || used >= slots {
+        problems.push(prereq(
+            format!("max_replication_slots is {slots} and {used} slot(s) exist"),
+            "raise max_replication_slots in postgresql.conf (one per task) and restart PostgreSQL, or drop unused slots",
+        ));
+    }
+    if senders < 1 {
+        problems.push(prereq(
+            format!("max_wal_senders is {senders}"),
+            "set max_wal_senders to at least 1 per task in postgresql.conf and restart PostgreSQL",
+        ));
+    }
+    if !can_replicate {
+        problems.push(prereq(
+            "the source user has no REPLICATION attribute".to_string(),
+            "ALTER ROLE <user> REPLICATION (and allow 'replication' connections in pg_hba.conf)",
+        ));
+    }
+    Ok(problems)
+}
+
+/// Selected tables that have no replica identity: once published, UPDATE and DELETE on them
+/// would fail in the application, so they are refused up front.
+pub async fn tables_without_identity(client: &Client, tables: &[String]) -> Result<Vec<String>> {
+    let rows = client
+        .query(
+            "SELECT n.nspname || '.' || c.relname
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname || '.' || c.relname = ANY($1) AND c.relkind IN ('r', 'p')
+               AND (c.relreplident = 'n' OR (c.relreplident = 'd' AND NOT EXISTS
+                    (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)))",
+            &[&tables],
+        )
+        .await
+        .map_err(|e| pg_error(e, "reading replica identities"))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Selected tables whose unchanged large values cannot be recovered in updates (replica identity
+/// not FULL while they have TOASTable columns).
+pub async fn tables_with_toast_risk(client: &Client, tables: &[String]) -> Result<Vec<String>> {
+    let rows = client
+        .query(
+            "SELECT DISTINCT n.nspname || '.' || c.relname
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+             WHERE n.nspname || '.' || c.relname = ANY($1) AND c.relreplident <> 'f'
+               AND a.attstorage IN ('x', 'e')",
+            &[&tables],
+        )
+        .await
+        .map_err(|e| pg_error(e, "reading column storage"))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Splits `schema.table` at the first dot (schema names with dots are not supported here).
+fn split(qualified: &str) -> (&str, &str) {
+    qualified.split_once('.').unwrap_or(("public", qualified))
+}
+
+/// Makes sure publication `name` exists and publishes `tables`: creates it if missing; adds
+/// missing tables when `ours` (a publication the task created), else reports them.
+pub async fn ensure_publication(client: &Client, name: &str, tables: &[String]) -> Result<bool> {
+    let exists = client
+        .query_opt(
+            "SELECT puballtables FROM pg_publication WHERE pubname = $1",
+            &[&name],
+        )
+        .await
+        .map_err(|e| pg_error(e, "reading publications"))?;
+    let list = |ts: &[String]| {
+        ts.iter()
+            .map(|t| {
+                let (s, n) = split(t);
+                format!("{}.{}", quote_ident(s), quote_ident(n))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let Some(row) = exists else {
+        client
+            .batch_execute(&format!(
+                "CREATE PUBLICATION {} FOR TABLE {}",
+                quote_ident(name),
+                list(tables)
+            ))
+            .await
+            .map_err(|e| pg_error(e, &format!("creating publication {name}")))?;
+        return Ok(true);
+    };
+    if row.get::<_, bool>(0) {
+        return Ok(false);
+    }
+    let published: Vec<String> = client
+        .query(
+            "SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1",
+            &[&name],
+        )
+        .await
+        .map_err(|e| pg_error(e, "reading publication tables"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let missing: Vec<String> = tables
+        .iter()
+        .filter(|t| !published.contains(t))
+        .cloned()
+        .collect();
+    if missing.is_empty() {
+        return Ok(false);
+    }
+    Err(Error::config(
+        format!(
+            "publication {name} does not publish {} (selected by table_mappings)",
+            missing.join(", ")
+        ),
+        format!(
+            "ALTER PUBLICATION {} ADD TABLE {}; or set PublicationName to a publication that has them",
+            quote_ident(name),
+            list(&missing)
+        ),
+    ))
+}
+
+/// Facts about a replication slot.
+#[derive(Debug, Clone)]
+pub struct SlotInfo {
+    /// Output plugin.
+    pub plugin: String,
+    /// The position the slot confirmed.
+    pub confirmed_flush: Option<Lsn>,
+    /// WAL retained for the slot, bytes.
+    pub retained_bytes: Option<u64>,
+    /// Whether some session streams from it now.
+    pub active: bool,
+}
+
+/// Reads slot `name`; None when it does not exist.
+pub async fn slot_info(client: &Client, name: &str) -> Result<Option<SlotInfo>> {
+    let row = client
+        .query_opt(
+            "SELECT coalesce(plugin, ''), confirmed_flush_lsn::text,
+                    pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::int8, active
+             FROM pg_replication_slots WHERE slot_name = $1",
+            &[&name],
+        )
+        .await
+        .map_err(|e| pg_error(e, "reading replication slots"))?;
+    Ok(row.map(|r| SlotInfo {
+        plugin: r.get(0),
+        confirmed_flush: r.get::<_, Option<String>>(1).and_then(|s| s.parse().ok()),
+        retained_bytes: r.get::<_, Option<i64>>(2).map(|b| b.max(0) as u64),
+        active: r.get(3),
+    }))
+}
+
+/// The server's current WAL position (for slot lag).
+pub async fn current_lsn(client: &Client) -> Result<Lsn> {
+    let s: String = client
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .map_err(|e| pg_error(e, "reading the WAL position"))?
+        .get(0);
+    s.parse()
+        .map_err(|e: String| Error::internal(format!("pg_current_wal_lsn: {e}")))
+}
+
+/// Drops slot `name` if it exists and is idle.
+pub async fn drop_slot(client: &Client, name: &str) -> Result<()> {
+    client
+        .execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+             WHERE slot_name = $1 AND NOT active",
+            &[&name],
+        )
+        .await
+        .map_err(|e| pg_error(e, &format!("dropping replication slot {name}")))?;
+    Ok(())
+}
+
+/// Creates the heartbeat table in `schema` if needed (DMS's `awsdms_heartbeat` shape).
+pub async fn ensure_heartbeat(client: &Client, schema: &str) -> Result<()> {
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {}.{HEARTBEAT_TABLE} (
+                hb_key int PRIMARY KEY, hb_created_at timestamp, hb_created_by varchar(64),
+                hb_last_heartbeat_at timestamp, hb_last_heartbeat_by varchar(64))",
+            quote_ident(schema)
+        ))
+        .await
+        .map_err(|e| pg_error(e, "creating the heartbeat table"))
+}
+
+/// Writes one heartbeat transaction, so an idle database still moves the slot forward.
+pub async fn heartbeat(client: &Client, schema: &str, task: &str) -> Result<()> {
+    client
+        .execute(
+            &format!(
+                "INSERT INTO {}.{HEARTBEAT_TABLE} VALUES (1, now(), $1, now(), $1)
+                 ON CONFLICT (hb_key) DO UPDATE
+                 SET hb_last_heartbeat_at = now(), hb_last_heartbeat_by = $1",
+                quote_ident(schema)
+            ),
+            &[&task],
+        )
+        .await
+        .map_err(|e| pg_error(e, "writing the heartbeat"))?;
+    Ok(())
+}
+
+/// A valid slot or publication name: what `START_REPLICATION SLOT name` accepts unquoted.
+pub fn check_name(what: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        return Ok(());
+    }
+    Err(Error::config(
+        format!("{what} {name:?} is not a valid name"),
+        "use at most 63 lower-case letters, digits and underscores",
+    ))
+}
+
+/// The slot (and publication) name a task uses when none is configured.
+pub fn default_name(task_id: &str) -> String {
+    let mut s: String = task_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    s.insert_str(0, "tributary_");
+    s.truncate(63);
+    s
+}

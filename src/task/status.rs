@@ -1,0 +1,129 @@
+//! `tributary status`: the task's state from its checkpoint, with DMS's names, plus the slot's
+//! lag read from the source when it is reachable.
+
+use serde::Serialize;
+
+use crate::checkpoint::{CheckpointStore, TableStats};
+use crate::config::TaskConfig;
+use crate::error::{Error, ErrorKind, Result};
+
+/// The status report (`--json` prints it as is).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Status {
+    /// Task id.
+    pub task_id: String,
+    /// DMS task status (`running`, `stopped`, `failed`).
+    pub status: String,
+    /// Phase, e.g. "Load complete, replication ongoing".
+    pub phase: Option<String>,
+    /// DMS stop reason.
+    pub stop_reason: Option<String>,
+    /// Error that failed the task.
+    pub last_error: Option<String>,
+    /// Seconds between the newest change read and now.
+    #[serde(rename = "CDCLatencySource")]
+    pub cdc_latency_source: Option<f64>,
+    /// Seconds between the oldest change not yet in a file and now (≈ source latency while
+    /// nothing is buffered; the checkpoint only knows durable positions).
+    #[serde(rename = "CDCLatencyTarget")]
+    pub cdc_latency_target: Option<f64>,
+    /// Replication slot.
+    pub slot_name: Option<String>,
+    /// WAL the slot retains (bytes), when the source could be asked.
+    pub slot_lag_bytes: Option<u64>,
+    /// Where streaming resumes.
+    pub resume_position: Option<String>,
+    /// Per-table statistics.
+    pub table_statistics: Vec<TableStats>,
+}
+
+/// Builds the status of `task`.
+pub async fn status(task: &TaskConfig) -> Result<Status> {
+    let store = CheckpointStore::new(&task.state_dir, &task.id);
+    let cp = store.load()?.ok_or_else(|| {
+        Error::new(
+            ErrorKind::Config,
+            format!(
+                "task {} has not run yet (no checkpoint at {})",
+                task.id,
+                store.path().display()
+            ),
+            "start it with tributary run --config TASK.toml",
+        )
+    })?;
+    let cdc = cp.cdc.as_ref();
+    let now_us = chrono::Utc::now().timestamp_micros();
+    let latency = cdc
+        .and_then(|c| c.last_commit_us)
+        .map(|t| ((now_us - t).max(0) as f64) / 1e6);
+    let mut slot_lag_bytes = None;
+    if let Some(c) = cdc {
+        if let Ok(client) = crate::source::postgres::connect(&task.source).await {
+            if let Ok(Some(info)) = crate::source::postgres::slot::slot_info(&client, &c.slot).await
+            {
+                slot_lag_bytes = info.retained_bytes;
+            }
+        }
+    }
+    Ok(Status {
+        task_id: cp.task_id.clone(),
+        status: cp.status.clone(),
+        phase: cdc.map(|c| c.phase.clone()),
+        stop_reason: cp.stop_reason.clone(),
+        last_error: cp.last_error.clone(),
+        cdc_latency_source: latency,
+        cdc_latency_target: latency,
+        slot_name: cdc.map(|c| c.slot.clone()),
+        slot_lag_bytes,
+        resume_position: cdc
+            .and_then(|c| c.resume_from.as_ref())
+            .map(|p| p.to_string()),
+        table_statistics: cp.tables.values().cloned().collect(),
+    })
+}
+
+/// Renders the status for a terminal.
+pub fn render(s: &Status) -> String {
+    let mut out = format!("task {}: {}", s.task_id, s.status);
+    if let Some(p) = &s.phase {
+        out.push_str(&format!(" ({p})"));
+    }
+    if let Some(r) = &s.stop_reason {
+        out.push_str(&format!(", stop reason {r}"));
+    }
+    out.push('\n');
+    if let Some(e) = &s.last_error {
+        out.push_str(&format!("last error: {e}\n"));
+    }
+    if let Some(slot) = &s.slot_name {
+        out.push_str(&format!(
+            "slot {slot}: resume at {}, retained WAL {}\n",
+            s.resume_position.as_deref().unwrap_or("-"),
+            s.slot_lag_bytes
+                .map_or("unknown (source not reachable)".to_string(), |b| format!(
+                    "{b} bytes"
+                )),
+        ));
+    }
+    if let Some(l) = s.cdc_latency_source {
+        out.push_str(&format!("CDCLatencySource {l:.1} s\n"));
+    }
+    out.push_str(&format!(
+        "{:<40} {:<18} {:>12} {:>10} {:>10} {:>10} {:>6}\n",
+        "table", "TableState", "FullLoadRows", "Inserts", "Updates", "Deletes", "Ddls"
+    ));
+    for t in &s.table_statistics {
+        out.push_str(&format!(
+            "{:<40} {:<18} {:>12} {:>10} {:>10} {:>10} {:>6}\n",
+            format!("{}.{}", t.schema_name, t.table_name),
+            t.table_state,
+            t.full_load_rows,
+            t.inserts,
+            t.updates,
+            t.deletes,
+            t.ddls
+        ));
+    }
+    out
+}
