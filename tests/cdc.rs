@@ -421,3 +421,127 @@ async fn unchanged_toast_without_full_identity_stops_with_the_fix() {
         "no file may hold a NULL for the unchanged value"
     );
 }
+
+#[tokio::test]
+async fn source_truncate_deletes_the_tables_objects_then_streams_on() {
+    let client = fresh_db("cdc_trunc").await;
+    client
+        .batch_execute(
+            "CREATE SCHEMA c; CREATE TABLE c.t (id int PRIMARY KEY, rev int NOT NULL);
+             INSERT INTO c.t SELECT g, 0 FROM generate_series(1, 10) g;
+             CREATE TABLE c.fence (id bigint PRIMARY KEY, rev int NOT NULL);",
+        )
+        .await
+        .unwrap();
+    let task = cdc_task(
+        "cdc_trunc",
+        "full-load-and-cdc",
+        "AddColumnName = true\nCdcMaxBatchInterval = 1",
+        "",
+    );
+    let mut child = spawn(&task, 0);
+    wait_for(&task, 0, &mut child, 60, "load files", |fs| {
+        fs.iter().any(|f| f.starts_with("c/t/LOAD"))
+    });
+    client
+        .batch_execute("INSERT INTO c.t VALUES (11, 0)")
+        .await
+        .unwrap();
+    wait_for(&task, 0, &mut child, 60, "a CDC file", |fs| {
+        fs.iter().any(|f| f.starts_with("c/t/2"))
+    });
+    client
+        .batch_execute("BEGIN; INSERT INTO c.t VALUES (12, 0); TRUNCATE c.t; INSERT INTO c.t VALUES (13, 0); COMMIT;")
+        .await
+        .unwrap();
+    client
+        .batch_execute("INSERT INTO c.fence VALUES (1, 0)")
+        .await
+        .unwrap();
+    await_fence(&task, 0, &mut child, 1);
+    terminate(&task, 0, child);
+    let lake = task.lake();
+    // Everything before the TRUNCATE is gone, including the LOAD files and row 12.
+    let names: Vec<String> = files(&lake)
+        .into_iter()
+        .filter(|f| f.starts_with("c/t/"))
+        .collect();
+    assert!(names.iter().all(|f| !f.contains("LOAD")), "{names:?}");
+    assert_matches_source(&client, &lake, "c.t", &["id", "rev"]).await;
+}
+
+#[tokio::test]
+async fn cdc_from_an_existing_slot_between_start_and_stop_positions() {
+    let client = fresh_db("cdc_slot").await;
+    client
+        .batch_execute(
+            "CREATE SCHEMA c; CREATE TABLE c.t (id int PRIMARY KEY, rev int NOT NULL);
+             CREATE PUBLICATION cdc_slot_pub FOR TABLE c.t;
+             INSERT INTO c.t VALUES (1, 0);",
+        )
+        .await
+        .unwrap();
+    let slot = "cdc_slot_existing";
+    client
+        .batch_execute(&format!(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{slot}';
+             SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput');"
+        ))
+        .await
+        .unwrap();
+    client
+        .batch_execute("INSERT INTO c.t VALUES (2, 0)")
+        .await
+        .unwrap();
+    let start = query_rows(&client, "SELECT pg_current_wal_insert_lsn()::text").await[0][0]
+        .clone()
+        .unwrap();
+    client
+        .batch_execute("INSERT INTO c.t VALUES (3, 0); UPDATE c.t SET rev = 1 WHERE id = 3")
+        .await
+        .unwrap();
+    let stop = query_rows(
+        &client,
+        "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')",
+    )
+    .await[0][0]
+        .clone()
+        .unwrap();
+    client
+        .batch_execute("INSERT INTO c.t VALUES (4, 0)")
+        .await
+        .unwrap();
+    let task = cdc_task(
+        "cdc_slot",
+        "cdc",
+        "AddColumnName = true",
+        &format!("cdc_start_position = \"{start}\"\ncdc_stop_position = \"commit_time:{stop}\""),
+    );
+    let text = std::fs::read_to_string(&task.path)
+        .unwrap()
+        .replace("[target]", &format!("[source.settings]\nSlotName = \"{slot}\"\nPublicationName = \"cdc_slot_pub\"\n[target]"));
+    std::fs::write(&task.path, text).unwrap();
+    // It stops by itself at the first transaction committed after the stop time.
+    let out = run_ok(&task, &[]);
+    let lake = task.lake();
+    let rows: Vec<(String, String)> = read_table_files(&lake, "c/t")
+        .into_iter()
+        .map(|(_, r)| (r["Op"].clone().unwrap(), r["id"].clone().unwrap()))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![("I".into(), "3".into()), ("U".into(), "3".into())],
+        "only changes between the start LSN and the stop time\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = tributary(&["status", "--config", task.path.to_str().unwrap(), "--json"]);
+    let s: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(s["StopReason"], "STOPPED_AT_COMMIT_TIME", "{s}");
+    assert_eq!(s["SlotName"], slot);
+    let stats = &s["TableStatistics"][0];
+    assert_eq!(
+        (stats["Inserts"].as_u64(), stats["Updates"].as_u64()),
+        (Some(1), Some(1)),
+        "{s}"
+    );
+}

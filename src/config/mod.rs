@@ -252,7 +252,7 @@ pub enum CdcStop {
 }
 
 impl CdcStop {
-    /// Parses `server_time:2026-11-22T10:00:00` / `commit_time:…` (UTC).
+    /// Parses `server_time:2026-11-22T10:00:00` / `commit_time:…` (UTC, optional `.ffffff`).
     pub fn parse(s: &str) -> Result<CdcStop> {
         let bad = || {
             Error::config(
@@ -261,7 +261,8 @@ impl CdcStop {
             )
         };
         let (kind, time) = s.split_once(':').ok_or_else(bad)?;
-        let t = chrono::NaiveDateTime::parse_from_str(time, "%Y-%m-%dT%H:%M:%S")
+        // Fractional seconds are our extension (DMS takes whole seconds).
+        let t = chrono::NaiveDateTime::parse_from_str(time, "%Y-%m-%dT%H:%M:%S%.f")
             .map_err(|_| bad())?
             .and_utc()
             .timestamp_micros();
@@ -682,6 +683,41 @@ mod tests {
         )
         .unwrap_err();
         assert!(no_env.message.contains("PGPASS"), "{no_env}");
+    }
+
+    #[test]
+    fn cdc_positions_and_source_settings() {
+        assert_eq!(
+            CdcStop::parse("commit_time:2026-11-22T10:00:00").unwrap(),
+            CdcStop::CommitTime(1_795_341_600_000_000)
+        );
+        assert_eq!(
+            CdcStop::parse("server_time:2026-11-22T10:00:00.5").unwrap(),
+            CdcStop::ServerTime(1_795_341_600_500_000)
+        );
+        assert!(CdcStop::parse("commit:2026-11-22T10:00:00").is_err());
+        let text = task("", "url = \"s3://lake\"")
+            .replace(
+                "migration_type = \"full-load\"",
+                "migration_type = \"cdc\"\ncdc_start_position = \"4AF/B00000D0\"",
+            )
+            .replace(
+                "[target]",
+                "[source.settings]\nSlotName = \"my_slot\"\nHeartbeatEnable = true\n[target]",
+            );
+        let t = TaskConfig::parse(&text, Path::new("/"), &env).unwrap();
+        assert_eq!(t.cdc_start, Some(crate::change::Lsn(0x4AF_B000_00D0)));
+        assert_eq!(t.source.cdc.slot_name.as_deref(), Some("my_slot"));
+        assert!(t.source.cdc.heartbeat);
+        assert_eq!(
+            t.source.cdc.heartbeat_frequency_min,
+            DEFAULT_HEARTBEAT_FREQUENCY_MIN
+        );
+        let bad = text.replace("SlotName = \"my_slot\"", "SlotName = \"My-Slot\"");
+        let e = TaskConfig::parse(&bad, Path::new("/"), &env).unwrap_err();
+        assert!(e.to_string().contains("lower-case"), "{e}");
+        let unknown = text.replace("HeartbeatEnable", "HeartbeatEnabled");
+        assert!(TaskConfig::parse(&unknown, Path::new("/"), &env).is_err());
     }
 }
 

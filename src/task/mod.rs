@@ -84,7 +84,12 @@ pub async fn run(
         task = %task.id,
         source = %task.source.redacted(),
         target = %format!("{}/{}", store.describe(), layout.bucket_folder),
-        "starting full load"
+        "starting {}",
+        match task.migration_type {
+            MigrationType::FullLoad => "full load",
+            MigrationType::FullLoadAndCdc => "full load and change capture",
+            MigrationType::Cdc => "change capture",
+        }
     );
     if task.migration_type != MigrationType::FullLoad {
         let run = cdc::CdcRun {
