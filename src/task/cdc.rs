@@ -79,6 +79,18 @@ impl CdcRun<'_> {
 
     async fn run_inner(&self, cp: &mut Checkpoint) -> Result<Stopped> {
         let task = self.task;
+        if task
+            .target
+            .settings
+            .cdc
+            .preserve_transactions_path
+            .is_some()
+        {
+            return Err(Error::config(
+                "PreserveTransactions (CDC_TXN files under CdcPath) is not supported yet",
+                "remove PreserveTransactions and CdcPath; per-table CDC files keep commit order per table, and the TimestampColumnName column orders changes across tables",
+            ));
+        }
         let admin = pg::connect(&task.source).await?;
         let problems = slot::check_prerequisites(&admin).await?;
         if let Some(first) = problems.into_iter().next() {
