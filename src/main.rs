@@ -35,6 +35,9 @@ enum Command {
         /// Never draw progress bars (log lines instead).
         #[arg(long)]
         no_progress: bool,
+        /// Serve Prometheus metrics (table statistics, CDC latencies) at this address, e.g. 127.0.0.1:9187.
+        #[arg(long)]
+        metrics_addr: Option<std::net::SocketAddr>,
     },
     /// Show a task's state and table statistics (DMS names) from its checkpoint.
     Status {
@@ -95,6 +98,7 @@ async fn main() -> ExitCode {
             bucket_folder,
             restart,
             no_progress,
+            metrics_addr,
         } => {
             let task = match load(&config) {
                 Ok(t) => t,
@@ -106,6 +110,7 @@ async fn main() -> ExitCode {
                 bucket_folder,
                 restart,
                 progress: !no_progress,
+                metrics_addr,
             };
             match task::run(&task, &opts, cancel).await {
                 Ok(cp) => {

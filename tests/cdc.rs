@@ -25,6 +25,11 @@ fn cdc_task(db: &str, migration: &str, settings: &str, extra_task: &str) -> Task
 
 /// Starts `tributary run` in the background, logging to `<dir>/run-N.log`.
 fn spawn(task: &Task, n: usize) -> Child {
+    spawn_with(task, n, &[])
+}
+
+/// [`spawn`] with extra arguments.
+fn spawn_with(task: &Task, n: usize, extra: &[&str]) -> Child {
     let log = std::fs::File::create(task.dir.path().join(format!("run-{n}.log"))).unwrap();
     Command::new(env!("CARGO_BIN_EXE_tributary"))
         .args([
@@ -33,6 +38,7 @@ fn spawn(task: &Task, n: usize) -> Child {
             task.path.to_str().unwrap(),
             "--no-progress",
         ])
+        .args(extra)
         .env("TRIBUTARY_LOG", "info,tributary=debug")
         .stdout(Stdio::null())
         .stderr(log)
@@ -439,7 +445,13 @@ async fn source_truncate_deletes_the_tables_objects_then_streams_on() {
         "AddColumnName = true\nCdcMaxBatchInterval = 1",
         "",
     );
-    let mut child = spawn(&task, 0);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = spawn_with(&task, 0, &["--metrics-addr", &addr]);
     wait_for(&task, 0, &mut child, 60, "load files", |fs| {
         fs.iter().any(|f| f.starts_with("c/t/LOAD"))
     });
@@ -450,6 +462,20 @@ async fn source_truncate_deletes_the_tables_objects_then_streams_on() {
     wait_for(&task, 0, &mut child, 60, "a CDC file", |fs| {
         fs.iter().any(|f| f.starts_with("c/t/2"))
     });
+    // The Prometheus endpoint serves the table statistics while the task runs.
+    let metrics = Command::new("curl")
+        .args(["-sf", &format!("http://{addr}/metrics")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&metrics.stdout);
+    assert!(
+        text.contains("tributary_full_load_rows{table=\"c.t\"} 10"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tributary_cdc_latency_source_seconds"),
+        "{text}"
+    );
     client
         .batch_execute("BEGIN; INSERT INTO c.t VALUES (12, 0); TRUNCATE c.t; INSERT INTO c.t VALUES (13, 0); COMMIT;")
         .await

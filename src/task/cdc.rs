@@ -389,6 +389,8 @@ impl Streamer<'_> {
             self.checkpoints.save(cp)?;
             self.dirty = false;
         }
+        let oldest = self.writer.oldest_buffered_commit_us();
+        super::metrics::publish(cp, oldest);
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 
 pub mod cdc;
 pub mod full_load;
+pub mod metrics;
 pub mod status;
 
 use tokio_util::sync::CancellationToken;
@@ -26,6 +27,8 @@ pub struct RunOptions {
     pub restart: bool,
     /// Show progress bars when stderr is a terminal.
     pub progress: bool,
+    /// `--metrics-addr`: serve Prometheus metrics there while running.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Runs a task to completion (full load) and returns its final checkpoint.
@@ -39,6 +42,9 @@ pub async fn run(
             "engine \"mysql\" is not available yet",
             "use engine = \"postgres\" (the MySQL/MariaDB source is being built)",
         ));
+    }
+    if let Some(addr) = opts.metrics_addr {
+        metrics::install(addr)?;
     }
     let checkpoints = CheckpointStore::new(&task.state_dir, &task.id);
     let previous = checkpoints.load()?;

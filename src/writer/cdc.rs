@@ -207,6 +207,15 @@ impl<'a> CdcWriter<'a> {
         self.tables.values().filter_map(|t| t.first.as_ref()).min()
     }
 
+    /// Commit time (µs) of the oldest buffered change, for the target-latency figure.
+    pub fn oldest_buffered_commit_us(&self) -> Option<i64> {
+        self.tables
+            .values()
+            .filter(|t| !t.rows.is_empty())
+            .map(|t| t.rows.times[0])
+            .min()
+    }
+
     /// Tables whose first buffered change is `CdcMaxBatchInterval` old.
     pub fn due_by_time(&self) -> Vec<String> {
         let now_ms = self.clock.now().timestamp_millis();
