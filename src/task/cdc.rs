@@ -253,6 +253,7 @@ impl CdcRun<'_> {
             confirmed: None,
             dirty: false,
             last_heartbeat: std::time::Instant::now(),
+            last_lag_check: std::time::Instant::now(),
             admin,
         };
         let result = s.stream(&mut stream, cp, &self.cancel).await;
@@ -321,8 +322,13 @@ struct Streamer<'a> {
     /// The checkpoint has unsaved position changes.
     dirty: bool,
     last_heartbeat: std::time::Instant,
+    /// Last time the slot's retained WAL was checked.
+    last_lag_check: std::time::Instant,
     admin: tokio_postgres::Client,
 }
+
+/// How often the running task checks the slot's retained WAL.
+const LAG_CHECK: Duration = Duration::from_secs(60);
 
 impl Streamer<'_> {
     async fn stream(
@@ -383,6 +389,17 @@ impl Streamer<'_> {
             if let Err(e) = slot::heartbeat(&self.admin, &cdc.heartbeat_schema, &self.task.id).await
             {
                 tracing::warn!(error = %e, "heartbeat failed; retrying at the next interval");
+            }
+        }
+        if self.last_lag_check.elapsed() >= LAG_CHECK {
+            self.last_lag_check = std::time::Instant::now();
+            let slot_name = cp.cdc.as_ref().map(|c| c.slot.clone()).unwrap_or_default();
+            if let Ok(Some(info)) = slot::slot_info(&self.admin, &slot_name).await {
+                let retained = info.retained_bytes.unwrap_or(0);
+                metrics::gauge!("tributary_slot_retained_wal_bytes").set(retained as f64);
+                if retained > slot::SLOT_LAG_WARN_BYTES {
+                    tracing::warn!(slot = %slot_name, retained_mb = retained / (1024 * 1024), "the replication slot retains a lot of WAL: the task is behind, or the database is idle without HeartbeatEnable");
+                }
             }
         }
         if self.dirty {
@@ -612,13 +629,12 @@ impl Streamer<'_> {
         if !rel.selected || !self.writer.wants(op) || Self::already_written(cp, &rel.key, &pos) {
             return Ok(());
         }
-        let key = rel.key.clone();
         let out = self
             .writer
-            .row_buf(&key)
-            .ok_or_else(|| Error::internal(format!("no schema for {key}")))?;
+            .row_buf(&rel.key)
+            .ok_or_else(|| Error::internal(format!("no schema for {}", rel.key)))?;
         fill(&self.rels, rel, out)?;
-        if let Some(table) = self.writer.end_row(&key, op, commit_us, pos)? {
+        if let Some(table) = self.writer.end_row(&rel.key, op, commit_us, pos)? {
             self.writer.flush(&table, cp, self.checkpoints).await?;
         }
         Ok(())

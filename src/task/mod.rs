@@ -163,6 +163,11 @@ pub async fn run(
 
 /// Renders the table-statistics summary printed at the end of a run.
 pub fn summary(cp: &Checkpoint) -> String {
+    if cp.cdc.is_some() {
+        // CDC tasks: the status view (state, phase, Inserts/Updates/Deletes/Ddls).
+        let s = status::Status::from_checkpoint(cp);
+        return status::render(&s);
+    }
     let mut out = format!(
         "{:<40} {:<16} {:>12} {:>6} {:>12}  {:<24} {:<24}\n",
         "Table",

@@ -52,35 +52,42 @@ pub async fn status(task: &TaskConfig) -> Result<Status> {
             "start it with tributary run --config TASK.toml",
         )
     })?;
-    let cdc = cp.cdc.as_ref();
-    let now_us = chrono::Utc::now().timestamp_micros();
-    let latency = cdc
-        .and_then(|c| c.last_commit_us)
-        .map(|t| ((now_us - t).max(0) as f64) / 1e6);
-    let mut slot_lag_bytes = None;
-    if let Some(c) = cdc {
+    let mut s = Status::from_checkpoint(&cp);
+    if let Some(c) = &cp.cdc {
         if let Ok(client) = crate::source::postgres::connect(&task.source).await {
             if let Ok(Some(info)) = crate::source::postgres::slot::slot_info(&client, &c.slot).await
             {
-                slot_lag_bytes = info.retained_bytes;
+                s.slot_lag_bytes = info.retained_bytes;
             }
         }
     }
-    Ok(Status {
-        task_id: cp.task_id.clone(),
-        status: cp.status.clone(),
-        phase: cdc.map(|c| c.phase.clone()),
-        stop_reason: cp.stop_reason.clone(),
-        last_error: cp.last_error.clone(),
-        cdc_latency_source: latency,
-        cdc_latency_target: latency,
-        slot_name: cdc.map(|c| c.slot.clone()),
-        slot_lag_bytes,
-        resume_position: cdc
-            .and_then(|c| c.resume_from.as_ref())
-            .map(|p| p.to_string()),
-        table_statistics: cp.tables.values().cloned().collect(),
-    })
+    Ok(s)
+}
+
+impl Status {
+    /// The status as far as the checkpoint knows it (no slot lag).
+    pub fn from_checkpoint(cp: &crate::checkpoint::Checkpoint) -> Status {
+        let cdc = cp.cdc.as_ref();
+        let now_us = chrono::Utc::now().timestamp_micros();
+        let latency = cdc
+            .and_then(|c| c.last_commit_us)
+            .map(|t| ((now_us - t).max(0) as f64) / 1e6);
+        Status {
+            task_id: cp.task_id.clone(),
+            status: cp.status.clone(),
+            phase: cdc.map(|c| c.phase.clone()),
+            stop_reason: cp.stop_reason.clone(),
+            last_error: cp.last_error.clone(),
+            cdc_latency_source: latency,
+            cdc_latency_target: latency,
+            slot_name: cdc.map(|c| c.slot.clone()),
+            slot_lag_bytes: None,
+            resume_position: cdc
+                .and_then(|c| c.resume_from.as_ref())
+                .map(|p| p.to_string()),
+            table_statistics: cp.tables.values().cloned().collect(),
+        }
+    }
 }
 
 /// Renders the status for a terminal.

@@ -172,7 +172,6 @@ impl<'a> CdcWriter<'a> {
         commit_us: i64,
         pos: ChangePos,
     ) -> Result<Option<String>> {
-        let now_ms = self.clock.now().timestamp_millis();
         let t = self
             .tables
             .get_mut(table)
@@ -181,7 +180,7 @@ impl<'a> CdcWriter<'a> {
         t.counts[op as usize] += 1;
         if t.first.is_none() {
             t.first = Some(pos.clone());
-            t.first_ms = Some(now_ms);
+            t.first_ms = Some(self.clock.now().timestamp_millis());
         }
         t.last = Some(pos);
         if t.rows.data_bytes() >= self.min_file_bytes {
