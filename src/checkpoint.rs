@@ -166,6 +166,9 @@ pub struct PendingFile {
     pub updates: u64,
     /// Deletes in the file.
     pub deletes: u64,
+    /// Transaction files (`PreserveTransactions`): inserts, updates, deletes per table.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub per_table: BTreeMap<String, [u64; 3]>,
 }
 
 impl Checkpoint {

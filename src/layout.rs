@@ -162,13 +162,17 @@ impl Layout {
     /// Always CSV because DMS writes these as CSV even for Parquet tasks, and always UTC because
     /// DMS forbids PreserveTransactions with date partitioning, so no partition timezone applies.
     pub fn cdc_txn_key(&self, cdc_path: &str, file_time: DateTime<Utc>) -> String {
+        self.cdc_txn_key_at(cdc_path, &stamp(file_time, chrono_tz::UTC))
+    }
+
+    /// Transaction file key for a UTC stamp (see [`cdc_txn_key`](Self::cdc_txn_key)).
+    pub fn cdc_txn_key_at(&self, cdc_path: &str, stamp: &str) -> String {
         let ext = match self.compression {
             Compression::None => ".csv",
             Compression::Gzip => ".csv.gz",
         };
-        let s = stamp(file_time, chrono_tz::UTC);
         let (folder, path) = (dir(&self.bucket_folder), dir(cdc_path.trim_matches('/')));
-        format!("{folder}{path}CDC_TXN-{s}{ext}")
+        format!("{folder}{path}CDC_TXN-{stamp}{ext}")
     }
 }
 

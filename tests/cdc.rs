@@ -13,7 +13,12 @@ use crate::common::*;
 
 /// Writes a CDC task file for database `db`, schema `schema`.
 fn cdc_task(db: &str, migration: &str, settings: &str, extra_task: &str) -> Task {
-    let task = new_task(db, "c", None, settings, "");
+    let mut task = new_task(db, "c", None, settings, "");
+    // TRIBUTARY_TEST_KEEP=1 keeps the task folder (logs, lake, checkpoint) for a post-mortem.
+    if std::env::var_os("TRIBUTARY_TEST_KEEP").is_some() {
+        task.dir.disable_cleanup(true);
+        eprintln!("task folder kept: {}", task.dir.path().display());
+    }
     let text = std::fs::read_to_string(&task.path).unwrap();
     let text = text.replace(
         "migration_type = \"full-load\"",
@@ -70,11 +75,12 @@ fn wait_for(
                 log(task, n)
             );
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
-            log(task, n)
-        );
+        if Instant::now() >= deadline {
+            // Do not leave a running task behind a failed test (it holds its slot).
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("timed out waiting for {what}\n{}", log(task, n));
+        }
         std::thread::sleep(Duration::from_millis(25));
     }
 }
@@ -689,4 +695,69 @@ print(len(state), sum(r for r,_ in state.values()), state[1], state[11])"
         String::from_utf8_lossy(&out.stdout).trim(),
         expected[0][0].as_deref().unwrap()
     );
+}
+
+#[tokio::test]
+async fn preserve_transactions_writes_commit_ordered_txn_files() {
+    let client = fresh_db("cdc_txn").await;
+    client
+        .batch_execute(
+            "CREATE SCHEMA c; CREATE TABLE c.a (id int PRIMARY KEY, v text);
+             CREATE TABLE c.b (id int PRIMARY KEY, w text);",
+        )
+        .await
+        .unwrap();
+    let task = cdc_task(
+        "cdc_txn",
+        "cdc",
+        "PreserveTransactions = true\nCdcPath = \"changes\"\nCdcMaxBatchInterval = 1",
+        "",
+    );
+    let mut child = spawn(&task, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !log(&task, 0).contains("streaming changes") {
+        assert!(child.try_wait().unwrap().is_none(), "{}", log(&task, 0));
+        assert!(Instant::now() < deadline, "{}", log(&task, 0));
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    client
+        .batch_execute(
+            "BEGIN; INSERT INTO c.a VALUES (1, 'x'); INSERT INTO c.b VALUES (1, 'y,z'); COMMIT;
+             BEGIN; UPDATE c.b SET w = 'q' WHERE id = 1; DELETE FROM c.a WHERE id = 1; COMMIT;",
+        )
+        .await
+        .unwrap();
+    wait_for(
+        &task,
+        0,
+        &mut child,
+        60,
+        "four changes in CDC_TXN files",
+        |fs| {
+            let lines: usize = fs
+                .iter()
+                .filter(|f| f.starts_with("changes/CDC_TXN-"))
+                .map(|f| {
+                    std::fs::read_to_string(task.lake().join(f))
+                        .unwrap()
+                        .lines()
+                        .count()
+                })
+                .sum();
+            lines >= 4
+        },
+    );
+    terminate(&task, 0, child);
+    let names = files(&task.lake());
+    assert!(
+        names
+            .iter()
+            .all(|f| f.starts_with("changes/CDC_TXN-") && f.ends_with(".csv")),
+        "{names:?}"
+    );
+    let text: String = names
+        .iter()
+        .map(|f| std::fs::read_to_string(task.lake().join(f)).unwrap())
+        .collect();
+    assert_eq!(text, "I,a,c,1,x\nI,b,c,1,\"y,z\"\nU,b,c,1,q\nD,a,c,1,\n");
 }

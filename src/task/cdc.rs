@@ -79,18 +79,6 @@ impl CdcRun<'_> {
 
     async fn run_inner(&self, cp: &mut Checkpoint) -> Result<Stopped> {
         let task = self.task;
-        if task
-            .target
-            .settings
-            .cdc
-            .preserve_transactions_path
-            .is_some()
-        {
-            return Err(Error::config(
-                "PreserveTransactions (CDC_TXN files under CdcPath) is not supported yet",
-                "remove PreserveTransactions and CdcPath; per-table CDC files keep commit order per table, and the TimestampColumnName column orders changes across tables",
-            ));
-        }
         let admin = pg::connect(&task.source).await?;
         let problems = slot::check_prerequisites(&admin).await?;
         if let Some(first) = problems.into_iter().next() {
@@ -143,7 +131,14 @@ impl CdcRun<'_> {
         state.publication = publication.clone();
         let mut stream: Option<PgReplication> = None;
         if fresh {
-            let existing = slot::slot_info(&admin, &slot_name).await?;
+            let mut existing = slot::slot_info(&admin, &slot_name).await?;
+            let ours = cp.cdc.as_ref().is_some_and(|c| c.created_slot);
+            if existing.is_some() && ours {
+                // A previous attempt created the slot and died before recording where it starts:
+                // nothing was written from it, so start over with a fresh one.
+                slot::drop_slot(&admin, &slot_name).await?;
+                existing = None;
+            }
             match (task.migration_type, existing) {
                 (MigrationType::Cdc, Some(info)) if task.source.cdc.slot_name.is_some() => {
                     // DMS's native start: an existing slot, optionally at CdcStartPosition.
@@ -170,6 +165,9 @@ impl CdcRun<'_> {
                     ));
                 }
                 (migration, None) => {
+                    // Recorded first, so a crash right after creation is recognised as ours.
+                    cp.cdc.as_mut().expect("set above").created_slot = true;
+                    self.checkpoints.save(cp)?;
                     let mut repl =
                         PgReplication::connect(&task.source, &slot_name, &publication, None)
                             .await?;
@@ -198,7 +196,13 @@ impl CdcRun<'_> {
             .is_some_and(|c| c.phase == cdc_phase::FULL_LOAD)
         {
             // Resume an interrupted load from a temporary slot's fresh snapshot.
-            let tmp = format!("{}_load", &slot_name[..slot_name.len().min(58)]);
+            // Unique per process: a killed predecessor's temporary slot may linger until the
+            // server notices its connection is gone.
+            let tmp = format!(
+                "{}_load_{}",
+                &slot_name[..slot_name.len().min(45)],
+                std::process::id()
+            );
             let mut repl = PgReplication::connect(&task.source, &tmp, &publication, None).await?;
             let created = repl.create_slot(&tmp, true, true).await?;
             let snapshot = created
@@ -503,13 +507,17 @@ impl Streamer<'_> {
     }
 
     /// True when `table` already has the change at `pos` (written before a restart, or in its
-    /// LOAD files).
-    fn already_written(cp: &Checkpoint, table: &str, pos: &ChangePos) -> bool {
-        let Some(state) = cp.cdc.as_ref().and_then(|c| c.tables.get(table)) else {
+    /// LOAD files). `stream` is the checkpoint key whose files carry the table's changes.
+    fn already_written(cp: &Checkpoint, stream: &str, table: &str, pos: &ChangePos) -> bool {
+        let Some(c) = cp.cdc.as_ref() else {
             return false;
         };
-        state.written_through.as_ref().is_some_and(|w| pos <= w)
-            || state.loaded_at.as_ref().is_some_and(|l| pos.commit < *l)
+        let written = c
+            .tables
+            .get(stream)
+            .and_then(|s| s.written_through.as_ref());
+        let loaded = c.tables.get(table).and_then(|s| s.loaded_at.as_ref());
+        written.is_some_and(|w| pos <= w) || loaded.is_some_and(|l| pos.commit < *l)
     }
 
     async fn message(&mut self, msg: Message<'_>, cp: &mut Checkpoint) -> Result<()> {
@@ -578,7 +586,7 @@ impl Streamer<'_> {
                     let Some(rel) = self.rels.get(oid).filter(|r| r.selected).cloned() else {
                         continue;
                     };
-                    if Self::already_written(cp, &rel.key, &pos) {
+                    if Self::already_written(cp, &rel.key, &rel.key, &pos) {
                         continue;
                     }
                     if let Some(stats) = cp.tables.get_mut(&rel.key) {
@@ -626,7 +634,11 @@ impl Streamer<'_> {
                 "change for unknown relation {relation}"
             )));
         };
-        if !rel.selected || !self.writer.wants(op) || Self::already_written(cp, &rel.key, &pos) {
+        let stream = self.writer.stream_key(&rel.key);
+        if !rel.selected
+            || !self.writer.wants(op)
+            || Self::already_written(cp, stream, &rel.key, &pos)
+        {
             return Ok(());
         }
         let out = self

@@ -30,6 +30,23 @@ use crate::writer::EncodeSpec;
 /// busy tables cannot add up to unbounded memory (each is already capped by `CdcMinFileSize`).
 pub const BUFFER_BUDGET_BYTES: usize = 96 * 1024 * 1024;
 
+/// Checkpoint key of the transaction-file stream (`PreserveTransactions`); the leading blank keeps
+/// it apart from every `schema.table`.
+pub const TXN_STREAM: &str = " CDC_TXN";
+
+/// `PreserveTransactions`: all tables' changes in commit order, rendered as
+/// `<op>,<table_name>,<schema_name>,<columns…>` CSV lines, bound for `CDC_TXN-*.csv` files.
+struct TxnBuffer {
+    cdc_path: String,
+    bytes: Vec<u8>,
+    first_ms: Option<i64>,
+    first: Option<ChangePos>,
+    last: Option<ChangePos>,
+    per_table: BTreeMap<String, [u64; 3]>,
+    /// Per table: the line renderer (a CSV encoder whose first columns are table and schema).
+    encoders: BTreeMap<String, super::csv::CsvEncoder>,
+}
+
 /// The time source of the flush policy and of file names; tests drive it by hand.
 pub trait Clock: Send + Sync {
     /// Current UTC time.
@@ -98,6 +115,7 @@ pub struct CdcWriter<'a> {
     max_interval_ms: i64,
     budget_bytes: usize,
     tables: BTreeMap<String, TableBuffer>,
+    txn: Option<TxnBuffer>,
 }
 
 impl<'a> CdcWriter<'a> {
@@ -117,6 +135,29 @@ impl<'a> CdcWriter<'a> {
             max_interval_ms: settings.cdc.max_batch_interval_s as i64 * 1000,
             budget_bytes: BUFFER_BUDGET_BYTES,
             tables: BTreeMap::new(),
+            txn: settings
+                .cdc
+                .preserve_transactions_path
+                .clone()
+                .map(|cdc_path| TxnBuffer {
+                    cdc_path,
+                    bytes: Vec::new(),
+                    first_ms: None,
+                    first: None,
+                    last: None,
+                    per_table: BTreeMap::new(),
+                    encoders: BTreeMap::new(),
+                }),
+        }
+    }
+
+    /// The checkpoint key whose `written_through` covers `table`'s changes: the table itself, or
+    /// the transaction stream with `PreserveTransactions`.
+    pub fn stream_key<'t>(&self, table: &'t str) -> &'t str {
+        if self.txn.is_some() {
+            TXN_STREAM
+        } else {
+            table
         }
     }
 
@@ -151,6 +192,9 @@ impl<'a> CdcWriter<'a> {
                 debug_assert!(false, "set_schema with rows buffered");
             }
             _ => {
+                if let Some(txn) = self.txn.as_mut() {
+                    txn.encoders.remove(table);
+                }
                 self.tables
                     .insert(table.to_string(), TableBuffer::new(schema, self.settings));
             }
@@ -177,6 +221,19 @@ impl<'a> CdcWriter<'a> {
             .get_mut(table)
             .ok_or_else(|| crate::error::Error::internal(format!("no schema for {table}")))?;
         t.rows.end_row(op, commit_us)?;
+        if let Some(txn) = self.txn.as_mut() {
+            let line = render_txn_line(txn, table, t, self.settings)?;
+            t.rows = RowBatch::new(t.schema.columns.len());
+            txn.bytes.extend_from_slice(&line);
+            txn.per_table.entry(table.to_string()).or_default()[op as usize] += 1;
+            if txn.first.is_none() {
+                txn.first = Some(pos.clone());
+                txn.first_ms = Some(self.clock.now().timestamp_millis());
+            }
+            txn.last = Some(pos);
+            let full = txn.bytes.len() >= self.min_file_bytes;
+            return Ok(full.then(|| TXN_STREAM.to_string()));
+        }
         t.counts[op as usize] += 1;
         if t.first.is_none() {
             t.first = Some(pos.clone());
@@ -203,7 +260,12 @@ impl<'a> CdcWriter<'a> {
 
     /// The earliest change not yet durably written, over all tables (None when nothing is buffered).
     pub fn oldest_buffered(&self) -> Option<&ChangePos> {
-        self.tables.values().filter_map(|t| t.first.as_ref()).min()
+        let txn = self.txn.as_ref().and_then(|t| t.first.as_ref());
+        self.tables
+            .values()
+            .filter_map(|t| t.first.as_ref())
+            .chain(txn)
+            .min()
     }
 
     /// Commit time (µs) of the oldest buffered change, for the target-latency figure.
@@ -218,22 +280,28 @@ impl<'a> CdcWriter<'a> {
     /// Tables whose first buffered change is `CdcMaxBatchInterval` old.
     pub fn due_by_time(&self) -> Vec<String> {
         let now_ms = self.clock.now().timestamp_millis();
+        let due = |first: Option<i64>| first.is_some_and(|f| now_ms - f >= self.max_interval_ms);
+        let txn = self
+            .txn
+            .as_ref()
+            .filter(|t| due(t.first_ms))
+            .map(|_| TXN_STREAM.to_string());
         self.tables
             .iter()
-            .filter(|(_, t)| {
-                t.first_ms
-                    .is_some_and(|f| now_ms - f >= self.max_interval_ms)
-            })
+            .filter(|(_, t)| due(t.first_ms))
             .map(|(k, _)| k.clone())
+            .chain(txn)
             .collect()
     }
 
     /// Milliseconds until the next table becomes due by time (None when nothing is buffered).
     pub fn next_due_in_ms(&self) -> Option<i64> {
         let now_ms = self.clock.now().timestamp_millis();
+        let txn = self.txn.as_ref().and_then(|t| t.first_ms);
         self.tables
             .values()
             .filter_map(|t| t.first_ms)
+            .chain(txn)
             .map(|f| (f + self.max_interval_ms - now_ms).max(0))
             .min()
     }
@@ -255,7 +323,58 @@ impl<'a> CdcWriter<'a> {
         for name in names {
             self.flush(&name, cp, store).await?;
         }
-        Ok(())
+        self.flush_txn(cp, store).await
+    }
+
+    /// Writes the buffered transaction lines as one `CDC_TXN-*.csv` file (same protocol as
+    /// [`flush`](Self::flush), under the [`TXN_STREAM`] checkpoint key).
+    async fn flush_txn(&mut self, cp: &mut Checkpoint, store: &CheckpointStore) -> Result<()> {
+        let Some(txn) = self.txn.as_mut() else {
+            return Ok(());
+        };
+        let Some(through) = txn.last.take() else {
+            return Ok(());
+        };
+        let bytes = std::mem::take(&mut txn.bytes);
+        let per_table = std::mem::take(&mut txn.per_table);
+        txn.first = None;
+        txn.first_ms = None;
+        let cdc_path = txn.cdc_path.clone();
+        let state = cdc_table(cp, TXN_STREAM);
+        let mut stamp = self.layout.cdc_stamp(self.clock.now());
+        if let Some(last) = &state.last_stamp {
+            if stamp <= *last {
+                stamp = layout::next_stamp(last);
+            }
+        }
+        let key = self.layout.cdc_txn_key_at(&cdc_path, &stamp);
+        state.last_stamp = Some(stamp);
+        state.pending = Some(PendingFile {
+            key: key.clone(),
+            through,
+            inserts: 0,
+            updates: 0,
+            deletes: 0,
+            per_table,
+        });
+        store.save(cp)?;
+        let body = match self.layout.compression {
+            crate::layout::Compression::None => bytes,
+            crate::layout::Compression::Gzip => tokio::task::block_in_place(|| {
+                use std::io::Write;
+                let mut gz =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                gz.write_all(&bytes)
+                    .and_then(|()| gz.finish())
+                    .map_err(|e| crate::error::Error::internal(format!("gzip: {e}")))
+            })?,
+        };
+        let mut object = self.store.create(&key).await?;
+        object.write(Bytes::from(body)).await?;
+        let bytes = object.finish().await?;
+        tracing::debug!(%key, bytes, "CDC transaction file written");
+        commit_pending(cp, TXN_STREAM);
+        store.save(cp)
     }
 
     /// Writes `table`'s buffered rows as one CDC file with the exactly-once protocol (module doc).
@@ -265,6 +384,9 @@ impl<'a> CdcWriter<'a> {
         cp: &mut Checkpoint,
         store: &CheckpointStore,
     ) -> Result<()> {
+        if table == TXN_STREAM {
+            return self.flush_txn(cp, store).await;
+        }
         let Some(t) = self.tables.get_mut(table) else {
             return Ok(());
         };
@@ -296,6 +418,7 @@ impl<'a> CdcWriter<'a> {
             inserts: counts[Op::Insert as usize],
             updates: counts[Op::Update as usize],
             deletes: counts[Op::Delete as usize],
+            per_table: Default::default(),
         });
         store.save(cp)?;
 
@@ -314,6 +437,57 @@ impl<'a> CdcWriter<'a> {
         commit_pending(cp, table);
         store.save(cp)
     }
+}
+
+/// Renders the single row buffered in `t` as one transaction-file line.
+fn render_txn_line(
+    txn: &mut TxnBuffer,
+    table: &str,
+    t: &TableBuffer,
+    settings: &S3Settings,
+) -> Result<Vec<u8>> {
+    use super::Encoder;
+    let encoder = match txn.encoders.entry(table.to_string()) {
+        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::btree_map::Entry::Vacant(v) => {
+            let text = |name: &str| crate::change::Column {
+                name: name.to_string(),
+                dms_type: crate::change::DmsType::String { lob: false },
+                source_type: "text".to_string(),
+            };
+            let mut columns = vec![text("table_name"), text("schema_name")];
+            columns.extend(t.schema.columns.iter().cloned());
+            let mut csv = settings.csv.clone();
+            csv.add_column_name = false;
+            let spec = EncodeSpec {
+                format: crate::layout::FileFormat::Csv,
+                compression: crate::layout::Compression::None,
+                csv,
+                parquet: settings.parquet.clone(),
+                op_column: true,
+                timestamp_column: None,
+                columns,
+            };
+            v.insert(super::csv::CsvEncoder::new(Arc::new(spec)))
+        }
+    };
+    let n = t.schema.columns.len();
+    let mut one = RowBatch::new(n + 2);
+    one.push_cell(t.schema.table.as_bytes());
+    one.push_cell(t.schema.schema.as_bytes());
+    for c in 0..n {
+        match t.rows.get(0, c) {
+            Some(v) => one.push_cell(v),
+            None => one.push_null(),
+        }
+    }
+    one.end_row(t.rows.ops[0], t.rows.times[0])?;
+    let prepared = super::Prepared {
+        rows: one,
+        arrays: None,
+    };
+    encoder.write(&prepared, 0..1)?;
+    Ok(encoder.take_output())
 }
 
 /// Encodes a whole CDC file (CPU work; the caller runs it off the async threads).
@@ -343,6 +517,17 @@ fn commit_pending(cp: &mut Checkpoint, table: &str) {
         return;
     };
     state.written_through = Some(p.through);
+    for (t, [i, u, d]) in &p.per_table {
+        add_stats(cp, t, *i, *u, *d);
+    }
+    if table == TXN_STREAM {
+        return;
+    }
+    add_stats(cp, table, p.inserts, p.updates, p.deletes);
+}
+
+/// Adds written changes to `table`'s statistics.
+fn add_stats(cp: &mut Checkpoint, table: &str, inserts: u64, updates: u64, deletes: u64) {
     let (schema, name) = table.split_once('.').unwrap_or(("", table));
     let stats = cp
         .tables
@@ -353,9 +538,9 @@ fn commit_pending(cp: &mut Checkpoint, table: &str) {
             table_state: table_state::COMPLETED.to_string(),
             ..TableStats::default()
         });
-    stats.inserts += p.inserts;
-    stats.updates += p.updates;
-    stats.deletes += p.deletes;
+    stats.inserts += inserts;
+    stats.updates += updates;
+    stats.deletes += deletes;
     stats.last_update_time = Some(crate::task::full_load::now());
 }
 
@@ -376,6 +561,10 @@ pub async fn resolve_pending(
         return Ok(());
     }
     for (table, key) in pending {
+        // A process killed mid-upload can leave a hidden temporary beside the key (local store).
+        if let Some((folder, _)) = key.rsplit_once('/') {
+            store.remove_abandoned(&format!("{folder}/")).await?;
+        }
         if store.exists(&key).await? {
             tracing::info!(%key, "a CDC file uploaded just before the stop is kept");
             commit_pending(cp, &table);
@@ -512,6 +701,7 @@ mod tests {
             inserts: 1,
             updates: 0,
             deletes: 0,
+            per_table: Default::default(),
         });
         resolve_pending(&store, &mut cp, &checkpoints)
             .await
@@ -526,6 +716,7 @@ mod tests {
             inserts: 1,
             updates: 0,
             deletes: 0,
+            per_table: Default::default(),
         });
         resolve_pending(&store, &mut cp, &checkpoints)
             .await
