@@ -6,6 +6,10 @@
 # each best of BENCH_RUNS (default 3) by wall time, with peak RSS from
 # /usr/bin/time -v. Targets: <= 1.3x raw COPY and <= 150 MB peak RSS.
 #
+# Then the change-capture part (scripts/bench-cdc.sh): a 1,000,000-row UPDATE read by
+# pg_recvlogical and by a `cdc` task (>= 0.9x throughput, <= 200 MB), and commit→visible
+# latency at 10,000 changes/s (p99 <= 1.5 s). BENCH_ONLY=full-load or BENCH_ONLY=cdc runs one part.
+#
 #   bash scripts/bench.sh            # BENCH_ROWS=200000 bash scripts/bench.sh for a quick run
 set -euo pipefail
 
@@ -21,8 +25,10 @@ root=$PWD
 bench_dir="$root/.tributary/bench"
 bin="${CARGO_TARGET_DIR:-$root/target}/release/tributary"
 
-phase "Checking prerequisites (apt: postgresql, time)"
+only=${BENCH_ONLY:-all}
+phase "Checking prerequisites (apt: postgresql, time; venv with pyarrow)"
 ensure_apt python3:python3 'postgresql:/usr/lib/postgresql/*/bin/initdb' time:/usr/bin/time
+ensure_moto
 
 cleanup_on_exit
 
@@ -141,6 +147,8 @@ time_tributary() {
   out_mb[$format]=$(du -sm "$out" | awk '{print $1}')
 }
 
+report="$bench_dir/results-$(date +%Y%m%d-%H%M%S).txt"
+if [[ $only != cdc ]]; then
 # The first passes over a freshly loaded table are slow (hint bits, cold caches): warm up,
 # then interleave the phases in rounds so drift on a shared machine hits all of them alike.
 phase "Warm-up: two untimed raw COPYs"
@@ -164,7 +172,6 @@ done
 for format in parquet csv; do rm -rf -- "${outdir[$format]}"; done
 
 phase "Results ($rows rows; targets: <= ${target_ratio}x raw COPY, <= ${target_rss_mb} MB peak RSS)"
-report="$bench_dir/results-$(date +%Y%m%d-%H%M%S).txt"
 {
   printf '%-22s %9s %9s %13s %10s  %s\n' phase seconds 'x COPY' 'peak RSS MB' 'output MB' verdict
   printf '%-22s %9s %9s %13s %10s  %s\n' 'raw COPY (psql)' "$copy_best" 1.00 - - baseline
@@ -180,4 +187,10 @@ report="$bench_dir/results-$(date +%Y%m%d-%H%M%S).txt"
       "${rss[$format]}" "${out_mb[$format]}" "$verdict"
   done
 } | tee "$report"
+fi
+
+if [[ $only != full-load ]]; then
+  # shellcheck source=scripts/bench-cdc.sh
+  source scripts/bench-cdc.sh
+fi
 info "saved to ${report#"$root"/}"
