@@ -85,6 +85,44 @@ fn wait_for(
     }
 }
 
+/// Waits until the task logs that it streams (its slot exists from then on).
+fn wait_streaming(task: &Task, n: usize, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !log(task, n).contains("streaming changes") {
+        assert!(child.try_wait().unwrap().is_none(), "{}", log(task, n));
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("the task never started streaming\n{}", log(task, n));
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Commits fence row 1, waits for it in the files, stops the task with SIGTERM, and compares
+/// the replayed `c.items` and `c.plain` with the source.
+async fn fence_stop_and_compare(
+    client: &tokio_postgres::Client,
+    task: &Task,
+    n: usize,
+    mut child: Child,
+) {
+    client
+        .batch_execute("INSERT INTO c.fence VALUES (1, 0)")
+        .await
+        .unwrap();
+    await_fence(task, n, &mut child, 1);
+    terminate(task, n, child);
+    let lake = task.lake();
+    assert_matches_source(
+        client,
+        &lake,
+        "c.items",
+        &["id", "rev", "name", "amount", "big"],
+    )
+    .await;
+    assert_matches_source(client, &lake, "c.plain", &["id", "rev", "v"]).await;
+}
+
 /// Sends SIGTERM and expects a clean exit 0.
 fn terminate(task: &Task, n: usize, mut child: Child) {
     let pid = child.id().to_string();
@@ -279,22 +317,8 @@ async fn full_load_and_cdc_with_concurrent_workload_replays_to_source() {
         .await
         .unwrap();
     workload(&client, 2).await;
-    client
-        .batch_execute("INSERT INTO c.fence VALUES (1, 0)")
-        .await
-        .unwrap();
-    await_fence(&task, 0, &mut child, 1);
-    terminate(&task, 0, child);
-
+    fence_stop_and_compare(&client, &task, 0, child).await;
     let lake = task.lake();
-    assert_matches_source(
-        &client,
-        &lake,
-        "c.items",
-        &["id", "rev", "name", "amount", "big"],
-    )
-    .await;
-    assert_matches_source(&client, &lake, "c.plain", &["id", "rev", "v"]).await;
     // The added column shows up in the files written after the ALTER, with its values.
     let state = replay(&lake, "c/items");
     assert_eq!(
@@ -375,22 +399,8 @@ async fn kill_9_at_random_moments_still_writes_every_change_once() {
         child.kill().unwrap();
         child.wait().unwrap();
     }
-    let mut child = spawn(&task, 9);
-    client
-        .batch_execute("INSERT INTO c.fence VALUES (1, 0)")
-        .await
-        .unwrap();
-    await_fence(&task, 9, &mut child, 1);
-    terminate(&task, 9, child);
-    let lake = task.lake();
-    assert_matches_source(
-        &client,
-        &lake,
-        "c.items",
-        &["id", "rev", "name", "amount", "big"],
-    )
-    .await;
-    assert_matches_source(&client, &lake, "c.plain", &["id", "rev", "v"]).await;
+    let child = spawn(&task, 9);
+    fence_stop_and_compare(&client, &task, 9, child).await;
 }
 
 #[tokio::test]
@@ -411,12 +421,7 @@ async fn unchanged_toast_without_full_identity_stops_with_the_fix() {
     );
     let mut child = spawn(&task, 0);
     // The slot exists once the task logs that it streams; then the update is captured.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !log(&task, 0).contains("streaming changes") {
-        assert!(child.try_wait().unwrap().is_none(), "{}", log(&task, 0));
-        assert!(Instant::now() < deadline, "{}", log(&task, 0));
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    wait_streaming(&task, 0, &mut child);
     client
         .batch_execute("UPDATE c.docs SET rev = 1")
         .await
@@ -609,12 +614,7 @@ async fn parquet_cdc_into_s3_and_a_million_row_transaction() {
         .replace("migration_type = \"full-load\"", "migration_type = \"cdc\"");
     std::fs::write(&task.path, text).unwrap();
     let mut child = spawn(&task, 0);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !log(&task, 0).contains("streaming changes") {
-        assert!(child.try_wait().unwrap().is_none(), "{}", log(&task, 0));
-        assert!(Instant::now() < deadline, "{}", log(&task, 0));
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    wait_streaming(&task, 0, &mut child);
     // One transaction of a million rows: it must pass in files of bounded size, whole.
     client
         .batch_execute(
@@ -714,12 +714,7 @@ async fn preserve_transactions_writes_commit_ordered_txn_files() {
         "",
     );
     let mut child = spawn(&task, 0);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !log(&task, 0).contains("streaming changes") {
-        assert!(child.try_wait().unwrap().is_none(), "{}", log(&task, 0));
-        assert!(Instant::now() < deadline, "{}", log(&task, 0));
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    wait_streaming(&task, 0, &mut child);
     client
         .batch_execute(
             "BEGIN; INSERT INTO c.a VALUES (1, 'x'); INSERT INTO c.b VALUES (1, 'y,z'); COMMIT;

@@ -695,14 +695,15 @@ mod tests {
         assert_eq!(cp.tables["s.t"].inserts, 2);
 
         // A crash after recording a pending file: a file that exists counts, a missing one not.
-        cdc_table(&mut cp, "s.t").pending = Some(PendingFile {
-            key: keys[1].clone(),
-            through: pos(3, 1),
+        let pending = |key: &str, lsn: u64| PendingFile {
+            key: key.to_string(),
+            through: pos(lsn, 1),
             inserts: 1,
             updates: 0,
             deletes: 0,
             per_table: Default::default(),
-        });
+        };
+        cdc_table(&mut cp, "s.t").pending = Some(pending(&keys[1], 3));
         resolve_pending(&store, &mut cp, &checkpoints)
             .await
             .unwrap();
@@ -710,14 +711,7 @@ mod tests {
             cp.cdc.as_ref().unwrap().tables["s.t"].written_through,
             Some(pos(3, 1))
         );
-        cdc_table(&mut cp, "s.t").pending = Some(PendingFile {
-            key: "s/t/never-uploaded.csv".into(),
-            through: pos(4, 1),
-            inserts: 1,
-            updates: 0,
-            deletes: 0,
-            per_table: Default::default(),
-        });
+        cdc_table(&mut cp, "s.t").pending = Some(pending("s/t/never-uploaded.csv", 4));
         resolve_pending(&store, &mut cp, &checkpoints)
             .await
             .unwrap();
