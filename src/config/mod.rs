@@ -735,5 +735,9 @@ mod example_tests {
                 TaskConfig::load(&base.join(name), &env).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(t.migration_type, MigrationType::FullLoad, "{name}");
         }
+        let cdc = TaskConfig::load(&base.join("full-load-and-cdc.toml"), &env).unwrap();
+        assert_eq!(cdc.migration_type, MigrationType::FullLoadAndCdc);
+        assert!(cdc.source.cdc.heartbeat);
+        assert!(cdc.target.settings.cdc.date_partition.is_some());
     }
 }
