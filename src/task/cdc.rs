@@ -29,6 +29,9 @@ use crate::writer::cdc::{cdc_table, resolve_pending, CdcWriter, SystemClock};
 
 use super::full_load::FullLoad;
 
+/// How long a restart keeps retrying a replication session that is not available yet.
+const RECONNECT_FOR: Duration = Duration::from_secs(60);
+
 /// How often the loop wakes without events: timed flushes, heartbeat, stop-time checks.
 const TICK: Duration = Duration::from_millis(250);
 
@@ -217,16 +220,18 @@ impl CdcRun<'_> {
         let store = self.store;
         resolve_pending(store, cp, self.checkpoints).await?;
         let mut stream = match stream {
-            Some(s) => s,
+            Some(mut s) => {
+                s.start().await?;
+                s
+            }
             None => {
                 let start = match cp.cdc.as_ref().and_then(|c| c.resume_from.clone()) {
                     Some(Position::Postgres(l)) => l,
                     _ => return Err(Error::internal("no position to resume streaming from")),
                 };
-                PgReplication::connect(&task.source, &slot_name, &publication, Some(start)).await?
+                self.reconnect(&slot_name, &publication, start).await?
             }
         };
-        stream.start().await?;
         tracing::info!(slot = %slot_name, "streaming changes");
         let rel_client = pg::connect(&task.source).await?;
         let rels = Relations::new(
@@ -263,6 +268,31 @@ impl CdcRun<'_> {
         let result = s.stream(&mut stream, cp, &self.cancel).await;
         let _ = stream.stop().await;
         result
+    }
+
+    /// Opens and starts a replication session at `start`, retrying transient failures (a slot
+    /// still held by a crashed predecessor's walsender) for up to [`RECONNECT_FOR`].
+    async fn reconnect(&self, slot: &str, publication: &str, start: Lsn) -> Result<PgReplication> {
+        let deadline = std::time::Instant::now() + RECONNECT_FOR;
+        loop {
+            let attempt = async {
+                let mut s =
+                    PgReplication::connect(&self.task.source, slot, publication, Some(start)).await?;
+                s.start().await?;
+                Ok::<_, Error>(s)
+            };
+            match attempt.await {
+                Ok(s) => return Ok(s),
+                Err(e) if e.retryable() && std::time::Instant::now() < deadline => {
+                    tracing::warn!(error = %e, "replication not available yet; retrying");
+                    tokio::select! {
+                        _ = self.cancel.cancelled() => return Err(e),
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Loads every unfinished table from `snapshot` (taken at `point`).

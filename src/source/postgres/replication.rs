@@ -159,8 +159,10 @@ fn wire_error(e: PgWireError, doing: &str) -> Error {
             "raise max_wal_senders in postgresql.conf and restart PostgreSQL",
         )
     } else if lower.contains("is active for pid") {
+        // Also what a restart right after a crash sees until the server notices the dead
+        // connection: transient, so the caller retries for a while.
         (
-            ErrorKind::Source,
+            ErrorKind::SourceConnect,
             "another process is streaming from this slot: stop it (or the other tributary run) first",
         )
     } else if lower.contains("pg_hba") || lower.contains("no pg_hba.conf entry") {
