@@ -183,14 +183,60 @@ impl std::str::FromStr for Lsn {
 }
 
 /// A MySQL/MariaDB binlog coordinate; offsets are 64-bit (files can pass 4 GiB).
-#[derive(
-    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct BinlogPos {
     /// Binlog file name, e.g. `mysql-bin.000024`.
     pub file: String,
     /// Byte offset in that file.
     pub offset: u64,
+}
+
+impl BinlogPos {
+    /// The file's sequence number (`mysql-bin.000024` → 24): compared as a number because the
+    /// suffix grows past six digits (`.999999` → `.1000000`), where text order would break.
+    fn sequence(&self) -> u64 {
+        self.file
+            .rsplit('.')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Ord for BinlogPos {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.sequence(), &self.file, self.offset).cmp(&(
+            other.sequence(),
+            &other.file,
+            other.offset,
+        ))
+    }
+}
+
+impl PartialOrd for BinlogPos {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl std::str::FromStr for BinlogPos {
+    type Err = String;
+    /// Parses DMS's native start position `mysql-bin.000024:373`.
+    fn from_str(s: &str) -> Result<BinlogPos, String> {
+        let (file, offset) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("binlog position {s:?} is not of the form file:offset"))?;
+        let offset = offset
+            .parse()
+            .map_err(|_| format!("binlog position {s:?}: offset is not a number"))?;
+        if file.is_empty() {
+            return Err(format!("binlog position {s:?}: file name is empty"));
+        }
+        Ok(BinlogPos {
+            file: file.to_string(),
+            offset,
+        })
+    }
 }
 
 /// Where a source stands in its log: for CDC, the commit position of a transaction (PostgreSQL:
@@ -379,6 +425,15 @@ mod tests {
         assert_eq!(l.0, 0x4AF_B000_00D0);
         assert_eq!(l.to_string(), "4AF/B00000D0");
         assert!("4AF".parse::<Lsn>().is_err());
+    }
+
+    #[test]
+    fn binlog_positions_order_by_file_number() {
+        let p = |s: &str| s.parse::<BinlogPos>().unwrap();
+        assert!(p("mysql-bin.999999:900") < p("mysql-bin.1000000:4"));
+        assert!(p("mysql-bin.000024:373") < p("mysql-bin.000024:374"));
+        assert_eq!(p("mysql-bin.000024:373").offset, 373);
+        assert!("mysql-bin.000024".parse::<BinlogPos>().is_err());
     }
 
     #[test]

@@ -29,12 +29,12 @@ fn cdc_task(db: &str, migration: &str, settings: &str, extra_task: &str) -> Task
 }
 
 /// Starts `tributary run` in the background, logging to `<dir>/run-N.log`.
-fn spawn(task: &Task, n: usize) -> Child {
+pub(crate) fn spawn(task: &Task, n: usize) -> Child {
     spawn_with(task, n, &[])
 }
 
 /// [`spawn`] with extra arguments.
-fn spawn_with(task: &Task, n: usize, extra: &[&str]) -> Child {
+pub(crate) fn spawn_with(task: &Task, n: usize, extra: &[&str]) -> Child {
     let log = std::fs::File::create(task.dir.path().join(format!("run-{n}.log"))).unwrap();
     Command::new(env!("CARGO_BIN_EXE_tributary"))
         .args([
@@ -51,12 +51,12 @@ fn spawn_with(task: &Task, n: usize, extra: &[&str]) -> Child {
         .unwrap()
 }
 
-fn log(task: &Task, n: usize) -> String {
+pub(crate) fn log(task: &Task, n: usize) -> String {
     std::fs::read_to_string(task.dir.path().join(format!("run-{n}.log"))).unwrap_or_default()
 }
 
 /// Waits until `cond` holds on the lake's files, failing with the run's log after `secs`.
-fn wait_for(
+pub(crate) fn wait_for(
     task: &Task,
     n: usize,
     child: &mut Child,
@@ -86,7 +86,7 @@ fn wait_for(
 }
 
 /// Waits until the task logs that it streams (its slot exists from then on).
-fn wait_streaming(task: &Task, n: usize, child: &mut Child) {
+pub(crate) fn wait_streaming(task: &Task, n: usize, child: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !log(task, n).contains("streaming changes") {
         assert!(child.try_wait().unwrap().is_none(), "{}", log(task, n));
@@ -124,7 +124,7 @@ async fn fence_stop_and_compare(
 }
 
 /// Sends SIGTERM and expects a clean exit 0.
-fn terminate(task: &Task, n: usize, mut child: Child) {
+pub(crate) fn terminate(task: &Task, n: usize, mut child: Child) {
     let pid = child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
@@ -141,7 +141,10 @@ fn terminate(task: &Task, n: usize, mut child: Child) {
 
 /// One table's files in consumer order (LOAD files, then CDC files by name), as rows keyed by
 /// column name. Needs `AddColumnName=true` so every file names its columns.
-fn read_table_files(lake: &Path, table: &str) -> Vec<(bool, BTreeMap<String, Option<String>>)> {
+pub(crate) fn read_table_files(
+    lake: &Path,
+    table: &str,
+) -> Vec<(bool, BTreeMap<String, Option<String>>)> {
     let mut names: Vec<String> = files(lake)
         .into_iter()
         .filter(|f| f.starts_with(&format!("{table}/")))
@@ -170,7 +173,7 @@ fn read_table_files(lake: &Path, table: &str) -> Vec<(bool, BTreeMap<String, Opt
 }
 
 /// Replays a table's files into current state by `id`, checking revision continuity per key.
-fn replay(lake: &Path, table: &str) -> BTreeMap<i64, BTreeMap<String, Option<String>>> {
+pub(crate) fn replay(lake: &Path, table: &str) -> BTreeMap<i64, BTreeMap<String, Option<String>>> {
     let mut state: BTreeMap<i64, BTreeMap<String, Option<String>>> = BTreeMap::new();
     let mut last_rev: BTreeMap<i64, i64> = BTreeMap::new();
     for (is_cdc, row) in read_table_files(lake, table) {

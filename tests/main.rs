@@ -6,5 +6,6 @@ mod cdc;
 mod common;
 mod errors;
 mod full_load;
+mod mysql;
 mod resume;
 mod s3;

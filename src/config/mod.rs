@@ -189,6 +189,9 @@ pub struct SourceCdcSettings {
     pub heartbeat_frequency_min: u64,
     /// `HeartbeatSchema`.
     pub heartbeat_schema: String,
+    /// `ServerId` (ours, MySQL): the replica id the binlog reader registers with; None derives
+    /// one from the task id.
+    pub server_id: Option<u32>,
 }
 
 /// Every name `[source.settings]` accepts.
@@ -201,6 +204,7 @@ const SOURCE_SETTINGS: &[&str] = &[
     "HeartbeatSchema",
     "CaptureDdls",
     "DdlArtifactsSchema",
+    "ServerId",
 ];
 
 impl SourceCdcSettings {
@@ -231,6 +235,15 @@ impl SourceCdcSettings {
         // DDLs reach us through pgoutput's Relation messages; no event trigger is installed.
         bag.bool("CaptureDdls", true)?;
         bag.string("DdlArtifactsSchema");
+        let server_id = match bag.string("ServerId") {
+            None => None,
+            Some(v) => Some(v.parse::<u32>().ok().filter(|&n| n >= 1).ok_or_else(|| {
+                Error::config(
+                    format!("[source.settings] ServerId {v:?} is not valid"),
+                    "use a number from 1 to 4294967295 that no other replica of the server uses",
+                )
+            })?),
+        };
         bag.finish(SOURCE_SETTINGS)?;
         Ok(SourceCdcSettings {
             slot_name,
@@ -238,6 +251,7 @@ impl SourceCdcSettings {
             heartbeat,
             heartbeat_frequency_min,
             heartbeat_schema,
+            server_id,
         })
     }
 }
@@ -332,8 +346,10 @@ pub struct TaskConfig {
     pub state_dir: PathBuf,
     /// Task-level DMS settings.
     pub settings: TaskSettings,
-    /// `CdcStartPosition`: the LSN a `cdc` task starts at (with `SlotName`).
+    /// `CdcStartPosition` of a PostgreSQL `cdc` task: the LSN it starts at (with `SlotName`).
     pub cdc_start: Option<crate::change::Lsn>,
+    /// `CdcStartPosition` of a MySQL `cdc` task: the binlog file and offset it starts at.
+    pub cdc_start_binlog: Option<crate::change::BinlogPos>,
     /// `CdcStopPosition`.
     pub cdc_stop: Option<CdcStop>,
     /// Source.
@@ -484,10 +500,32 @@ impl TaskConfig {
         let mut bag = SettingsBag::new("[source.settings]");
         bag.extend_toml(&raw.source.settings, "")?;
         let source_cdc = SourceCdcSettings::parse(bag)?;
+        let mysql = engine == Engine::MySql;
+        let cdc_start_binlog = raw
+            .task
+            .cdc_start_position
+            .as_deref()
+            .filter(|_| mysql)
+            .map(|s| {
+                s.parse::<crate::change::BinlogPos>().map_err(|e| {
+                    Error::config(
+                        format!("[task] cdc_start_position: {e}"),
+                        "use a binlog file and offset such as mysql-bin.000024:373 (SHOW MASTER STATUS)",
+                    )
+                })
+            })
+            .transpose()?;
+        if cdc_start_binlog.is_some() && migration_type != MigrationType::Cdc {
+            return Err(Error::config(
+                "[task] cdc_start_position needs migration_type = \"cdc\"",
+                "set migration_type = \"cdc\", or remove cdc_start_position",
+            ));
+        }
         let cdc_start = raw
             .task
             .cdc_start_position
             .as_deref()
+            .filter(|_| !mysql)
             .map(|s| {
                 s.parse::<crate::change::Lsn>().map_err(|e| {
                     Error::config(
@@ -535,6 +573,7 @@ impl TaskConfig {
             state_dir,
             settings,
             cdc_start,
+            cdc_start_binlog,
             cdc_stop,
             source: SourceConfig {
                 engine,

@@ -1,6 +1,7 @@
 //! Source readers. Each engine gives a consistent snapshot of the selected tables; every table is
 //! streamed from that one snapshot as [`RowBatch`]es.
 
+pub mod mysql;
 pub mod postgres;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -277,7 +277,8 @@ impl CdcRun<'_> {
         loop {
             let attempt = async {
                 let mut s =
-                    PgReplication::connect(&self.task.source, slot, publication, Some(start)).await?;
+                    PgReplication::connect(&self.task.source, slot, publication, Some(start))
+                        .await?;
                 s.start().await?;
                 Ok::<_, Error>(s)
             };
@@ -305,7 +306,27 @@ impl CdcRun<'_> {
             task.settings.support_lobs,
         )
         .await?;
+        let r = self.load_from(cp, &snap, Position::Postgres(point)).await;
+        let _ = snap.close().await;
+        r
+    }
+
+    /// Loads every unfinished table from `snap`, whose changes end at `point` (the tables
+    /// skip changes of transactions before it), then enters the replication phase.
+    pub(super) async fn load_from(
+        &self,
+        cp: &mut Checkpoint,
+        snap: &dyn Snapshot,
+        point: Position,
+    ) -> Result<()> {
+        let task = self.task;
         let tables = snap.tables().await?;
+        if tables.is_empty() {
+            return Err(Error::config(
+                "table_mappings select no table in the source",
+                "check schema-name/table-name patterns (% and _ are wildcards)",
+            ));
+        }
         for t in &tables {
             crate::layout::check_segment("schema", &t.schema.schema)?;
             crate::layout::check_segment("table", &t.schema.table)?;
@@ -315,7 +336,7 @@ impl CdcRun<'_> {
                 .get(&name)
                 .is_some_and(|s| s.table_state == crate::checkpoint::table_state::COMPLETED);
             if !done {
-                cdc_table(cp, &name).loaded_at = Some(Position::Postgres(point));
+                cdc_table(cp, &name).loaded_at = Some(point.clone());
             }
         }
         self.checkpoints.save(cp)?;
@@ -328,8 +349,7 @@ impl CdcRun<'_> {
             progress: Progress::new(self.progress),
             cancel: self.cancel.clone(),
         };
-        let r = load.run(&snap, tables).await;
-        let _ = snap.close().await;
+        let r = load.run(snap, tables).await;
         *cp = load.checkpoint.into_inner();
         r?;
         cp.cdc.as_mut().expect("cdc state").phase = cdc_phase::REPLICATION.into();
@@ -536,20 +556,6 @@ impl Streamer<'_> {
         ))
     }
 
-    /// True when `table` already has the change at `pos` (written before a restart, or in its
-    /// LOAD files). `stream` is the checkpoint key whose files carry the table's changes.
-    fn already_written(cp: &Checkpoint, stream: &str, table: &str, pos: &ChangePos) -> bool {
-        let Some(c) = cp.cdc.as_ref() else {
-            return false;
-        };
-        let written = c
-            .tables
-            .get(stream)
-            .and_then(|s| s.written_through.as_ref());
-        let loaded = c.tables.get(table).and_then(|s| s.loaded_at.as_ref());
-        written.is_some_and(|w| pos <= w) || loaded.is_some_and(|l| pos.commit < *l)
-    }
-
     async fn message(&mut self, msg: Message<'_>, cp: &mut Checkpoint) -> Result<()> {
         match msg {
             Message::Relation(r) => {
@@ -616,7 +622,7 @@ impl Streamer<'_> {
                     let Some(rel) = self.rels.get(oid).filter(|r| r.selected).cloned() else {
                         continue;
                     };
-                    if Self::already_written(cp, &rel.key, &rel.key, &pos) {
+                    if already_written(cp, &rel.key, &rel.key, &pos) {
                         continue;
                     }
                     if let Some(stats) = cp.tables.get_mut(&rel.key) {
@@ -665,10 +671,7 @@ impl Streamer<'_> {
             )));
         };
         let stream = self.writer.stream_key(&rel.key);
-        if !rel.selected
-            || !self.writer.wants(op)
-            || Self::already_written(cp, stream, &rel.key, &pos)
-        {
+        if !rel.selected || !self.writer.wants(op) || already_written(cp, stream, &rel.key, &pos) {
             return Ok(());
         }
         let out = self
@@ -681,6 +684,20 @@ impl Streamer<'_> {
         }
         Ok(())
     }
+}
+
+/// True when `table` already has the change at `pos` (written before a restart, or in its LOAD
+/// files). `stream` is the checkpoint key whose files carry the table's changes.
+pub(super) fn already_written(cp: &Checkpoint, stream: &str, table: &str, pos: &ChangePos) -> bool {
+    let Some(c) = cp.cdc.as_ref() else {
+        return false;
+    };
+    let written = c
+        .tables
+        .get(stream)
+        .and_then(|s| s.written_through.as_ref());
+    let loaded = c.tables.get(table).and_then(|s| s.loaded_at.as_ref());
+    written.is_some_and(|w| pos <= w) || loaded.is_some_and(|l| pos.commit < *l)
 }
 
 /// Status for a stopped or running CDC task (`tributary status`).

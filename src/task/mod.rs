@@ -2,6 +2,7 @@
 //! checkpoint.
 
 pub mod cdc;
+pub mod cdc_mysql;
 pub mod full_load;
 pub mod metrics;
 pub mod status;
@@ -13,6 +14,7 @@ use crate::config::{Engine, MigrationType, TaskConfig};
 use crate::error::{Error, ErrorKind, Result};
 use crate::layout::{self, Layout};
 use crate::progress::Progress;
+use crate::source::mysql::MySnapshot;
 use crate::source::postgres::PgSnapshot;
 use crate::source::Snapshot;
 use crate::store;
@@ -37,12 +39,6 @@ pub async fn run(
     opts: &RunOptions,
     cancel: CancellationToken,
 ) -> Result<Checkpoint> {
-    if task.source.engine != Engine::Postgres {
-        return Err(Error::config(
-            "engine \"mysql\" is not available yet",
-            "use engine = \"postgres\" (the MySQL/MariaDB source is being built)",
-        ));
-    }
     if let Some(addr) = opts.metrics_addr {
         metrics::install(addr)?;
     }
@@ -106,7 +102,10 @@ pub async fn run(
             progress: opts.progress,
             cancel,
         };
-        let (mut checkpoint, result) = run.run(checkpoint).await;
+        let (mut checkpoint, result) = match task.source.engine {
+            Engine::Postgres => run.run(checkpoint).await,
+            Engine::MySql => run.run_mysql(checkpoint).await,
+        };
         checkpoint.stop_date = Some(now());
         cdc::finish(&mut checkpoint, &result);
         checkpoints.save(&checkpoint)?;
@@ -122,8 +121,7 @@ pub async fn run(
         cancel,
     };
     let result = async {
-        let snapshot =
-            PgSnapshot::export(&task.source, &task.mappings, task.settings.support_lobs).await?;
+        let snapshot = open_snapshot(task).await?;
         let tables = snapshot.tables().await?;
         if tables.is_empty() {
             return Err(Error::config(
@@ -135,7 +133,7 @@ pub async fn run(
             layout::check_segment("schema", &t.schema.schema)?;
             layout::check_segment("table", &t.schema.table)?;
         }
-        let r = load.run(&snapshot, tables).await;
+        let r = load.run(snapshot.as_ref(), tables).await;
         let _ = snapshot.close().await;
         r
     }
@@ -159,6 +157,23 @@ pub async fn run(
     }
     checkpoints.save(&checkpoint)?;
     result.map(|()| checkpoint)
+}
+
+/// Takes the full-load snapshot of a `full-load` task on its engine.
+async fn open_snapshot(task: &TaskConfig) -> Result<Box<dyn Snapshot>> {
+    let lobs = task.settings.support_lobs;
+    Ok(match task.source.engine {
+        Engine::Postgres => Box::new(PgSnapshot::export(&task.source, &task.mappings, lobs).await?),
+        Engine::MySql => Box::new(
+            MySnapshot::export(
+                &task.source,
+                &task.mappings,
+                lobs,
+                task.settings.max_sub_tasks,
+            )
+            .await?,
+        ),
+    })
 }
 
 /// Renders the table-statistics summary printed at the end of a run.
@@ -269,6 +284,67 @@ async fn validate_cdc(task: &TaskConfig, ok: &mut Vec<String>, problems: &mut Ve
     }
 }
 
+/// The MySQL/MariaDB checks: reachable, tables selected and readable, RELOAD for the consistent
+/// snapshot, and for change capture the binlog settings and replication privileges.
+async fn validate_mysql(task: &TaskConfig, ok: &mut Vec<String>, problems: &mut Vec<Problem>) {
+    use crate::source::mysql::{self as my, catalog, prereq};
+    use mysql_async::prelude::Queryable;
+    let mut conn = match my::connect(&task.source).await {
+        Ok(c) => c,
+        Err(e) => return problems.push(Problem(e)),
+    };
+    ok.push(format!("source {} reachable", task.source.redacted()));
+    let checks = async {
+        let tables =
+            catalog::selected_tables(&mut conn, &task.mappings, task.settings.support_lobs).await?;
+        if tables.is_empty() {
+            problems.push(Problem(Error::config(
+                "table_mappings select no table in the source",
+                "check schema-name (the database) and table-name patterns (% and _ are wildcards)",
+            )));
+        }
+        for t in &tables {
+            let s = &t.source.schema;
+            let probe = format!(
+                "SELECT 1 FROM {}.{} LIMIT 0",
+                catalog::quote_ident(&s.schema),
+                catalog::quote_ident(&s.table)
+            );
+            match conn.query_drop(probe).await {
+                Ok(()) => ok.push(format!(
+                    "table {}: {} columns, ~{} rows",
+                    s.qualified(),
+                    s.columns.len(),
+                    t.source.estimated_rows.unwrap_or(0)
+                )),
+                Err(e) => problems.push(Problem(my::my_error(
+                    e,
+                    &format!("reading {}", s.qualified()),
+                ))),
+            }
+            for seg in [("schema", &s.schema), ("table", &s.table)] {
+                if let Err(e) = layout::check_segment(seg.0, seg.1) {
+                    problems.push(Problem(e));
+                }
+            }
+        }
+        if let Some(p) = prereq::check_reload(&mut conn).await? {
+            problems.push(Problem(p));
+        }
+        if task.migration_type != MigrationType::FullLoad {
+            let found = prereq::check_cdc(&mut conn).await?;
+            if found.is_empty() {
+                ok.push("binlog on, ROW format, FULL row image, replication privileges".into());
+            }
+            problems.extend(found.into_iter().map(Problem));
+        }
+        Ok::<(), Error>(())
+    };
+    if let Err(e) = checks.await {
+        problems.push(Problem(e));
+    }
+}
+
 /// One finding of `validate`: what is wrong and how to fix it.
 #[derive(Debug)]
 pub struct Problem(pub Error);
@@ -278,11 +354,8 @@ pub struct Problem(pub Error);
 pub async fn validate(task: &TaskConfig) -> (Vec<String>, Vec<Problem>) {
     let mut ok = Vec::new();
     let mut problems = Vec::new();
-    if task.source.engine != Engine::Postgres {
-        problems.push(Problem(Error::config(
-            "only PostgreSQL sources can run in this version",
-            "use engine = \"postgres\" (the MySQL/MariaDB source is being built)",
-        )));
+    if task.source.engine == Engine::MySql {
+        validate_mysql(task, &mut ok, &mut problems).await;
     }
     if task.migration_type != MigrationType::FullLoad && task.source.engine == Engine::Postgres {
         validate_cdc(task, &mut ok, &mut problems).await;

@@ -54,7 +54,13 @@ pub async fn status(task: &TaskConfig) -> Result<Status> {
     })?;
     let mut s = Status::from_checkpoint(&cp);
     if let Some(c) = &cp.cdc {
-        if let Ok(client) = crate::source::postgres::connect(&task.source).await {
+        // MySQL has no slot: the binlog position is in the checkpoint.
+        let pg = task.source.engine == crate::config::Engine::Postgres;
+        let client = match pg {
+            true => crate::source::postgres::connect(&task.source).await.ok(),
+            false => None,
+        };
+        if let Some(client) = client {
             if let Ok(Some(info)) = crate::source::postgres::slot::slot_info(&client, &c.slot).await
             {
                 s.slot_lag_bytes = info.retained_bytes;
@@ -80,7 +86,7 @@ impl Status {
             last_error: cp.last_error.clone(),
             cdc_latency_source: latency,
             cdc_latency_target: latency,
-            slot_name: cdc.map(|c| c.slot.clone()),
+            slot_name: cdc.map(|c| c.slot.clone()).filter(|s| !s.is_empty()),
             slot_lag_bytes: None,
             resume_position: cdc
                 .and_then(|c| c.resume_from.as_ref())

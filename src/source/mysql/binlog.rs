@@ -1,0 +1,476 @@
+//! Binlog plumbing for change capture: opening a dump at a file/offset, the table versions rows
+//! are decoded with, and binlog values → the canonical text of [`crate::change::DmsType`].
+//!
+//! The transport and event parsing are `mysql_async`'s (over `mysql_common`); what is written
+//! here is only what no crate does: mapping binlog values to DMS's text forms with the catalog's
+//! types (ENUM/SET labels, fractional-second digits, unsigned reinterpretation).
+
+use std::sync::Arc;
+
+use mysql_async::binlog::events::{OptionalMetaExtractor, TableMapEvent};
+use mysql_async::binlog::value::BinlogValue;
+use mysql_async::prelude::Queryable;
+use mysql_async::{BinlogStream, BinlogStreamRequest, Value};
+
+use super::catalog::{self, MyColumn};
+use super::{connect, my_error};
+use crate::change::{BinlogPos, DmsType, RowBatch, TableSchema};
+use crate::config::SourceConfig;
+use crate::error::{Error, ErrorKind, Result};
+
+/// Seconds between the server's heartbeat events on an idle binlog dump (DMS's
+/// `EventsPollInterval` default), so a dead connection is noticed.
+pub const HEARTBEAT_S: u64 = 5;
+
+/// MariaDB's GTID event type (not parsed by `mysql_common`; it only marks a transaction start).
+const MARIADB_GTID_EVENT: u8 = 0xA2;
+
+/// A replica id derived from the task id, stable across restarts (so a restarted task replaces
+/// its own stale dump connection) and unlikely to collide with real replicas' small ids.
+pub fn default_server_id(task_id: &str) -> u32 {
+    // FNV-1a: tiny, stable across Rust versions (unlike DefaultHasher).
+    let mut h: u32 = 0x811c_9dc5;
+    for b in task_id.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    1_000_000 + h % 1_000_000_000
+}
+
+/// Opens a binlog dump at `pos` as replica `server_id`.
+pub async fn open(source: &SourceConfig, server_id: u32, pos: &BinlogPos) -> Result<BinlogStream> {
+    let mut conn = connect(source).await?;
+    conn.query_drop(format!(
+        "SET @master_heartbeat_period = {}",
+        HEARTBEAT_S * 1_000_000_000
+    ))
+    .await
+    .map_err(|e| my_error(e, "setting the binlog heartbeat"))?;
+    let request = BinlogStreamRequest::new(server_id)
+        .with_filename(pos.file.as_bytes())
+        .with_pos(pos.offset);
+    conn.get_binlog_stream(request).await.map_err(|e| {
+        my_error(
+            e,
+            &format!("starting the binlog dump at {}:{}", pos.file, pos.offset),
+        )
+    })
+}
+
+/// True for an event that opens a transaction without a `BEGIN` query (MariaDB GTID).
+pub fn is_gtid(event_type: u8) -> bool {
+    event_type == MARIADB_GTID_EVENT
+}
+
+/// One version of a selected table as rows of a TABLE_MAP describe it.
+#[derive(Debug)]
+pub struct TableVersion {
+    /// `schema.table`.
+    pub key: String,
+    /// Output schema (from the catalog).
+    pub schema: Arc<TableSchema>,
+    /// Catalog columns, in output order.
+    pub columns: Vec<MyColumn>,
+    /// For each output column, its index in the binlog row (None: not in this binlog version,
+    /// written as NULL).
+    pub from_binlog: Vec<Option<usize>>,
+    /// Output indexes of the primary-key columns.
+    pub key_cols: Vec<usize>,
+}
+
+impl TableVersion {
+    /// Matches a catalog table to a TABLE_MAP: by column name when the binlog carries names
+    /// (`binlog_row_metadata=FULL`), else by ordinal, which needs the same column count.
+    pub fn new(table: &catalog::MyTable, tme: &TableMapEvent<'_>) -> Result<Self> {
+        let total_cols = table.total_columns;
+        let schema = table.source.schema.clone();
+        let key = schema.qualified();
+        let names: Vec<String> = OptionalMetaExtractor::new(tme.iter_optional_meta())
+            .ok()
+            .map(|m| {
+                m.iter_column_name()
+                    .filter_map(|n| n.ok().map(|n| n.name().into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let n = tme.columns_count() as usize;
+        let from_binlog = if names.len() == n {
+            table
+                .columns
+                .iter()
+                .map(|c| names.iter().position(|b| b == &c.column.name))
+                .collect()
+        } else if n == total_cols {
+            table.kept.iter().map(|&i| Some(i)).collect()
+        } else {
+            return Err(Error::new(
+                ErrorKind::SourceSchema,
+                format!("binlog rows of {key} have {n} columns but the table now has {total_cols}: it was altered after this binlog position"),
+                "set binlog_row_metadata=FULL on the server (columns are then matched by name), or reload the task with --restart",
+            ));
+        };
+        let key_cols = table
+            .key
+            .iter()
+            .filter_map(|k| table.columns.iter().position(|c| &c.column.name == k))
+            .collect();
+        Ok(TableVersion {
+            key,
+            schema,
+            columns: table.columns.clone(),
+            from_binlog,
+            key_cols,
+        })
+    }
+}
+
+/// `{"a": [1, 2]}`: MySQL's own JSON text layout, so CDC values read like the full load's.
+struct MySqlJsonFormatter;
+
+impl serde_json::ser::Formatter for MySqlJsonFormatter {
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
+    }
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
+    }
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b": ")
+    }
+}
+
+/// `.ffffff` cut to `fsp` digits (nothing for fsp 0).
+fn fraction(us: u32, fsp: u8) -> String {
+    if fsp == 0 {
+        return String::new();
+    }
+    let f = format!("{us:06}");
+    format!(".{}", &f[..fsp.min(6) as usize])
+}
+
+/// Appends one binlog value as the canonical cell of `col`.
+pub fn push_binlog_value(
+    col: &MyColumn,
+    v: Option<BinlogValue<'_>>,
+    out: &mut RowBatch,
+) -> Result<()> {
+    let v =
+        match v {
+            None | Some(BinlogValue::Value(Value::NULL)) => {
+                out.push_null();
+                return Ok(());
+            }
+            Some(BinlogValue::Value(v)) => v,
+            Some(BinlogValue::Jsonb(j)) => {
+                let json = serde_json::Value::try_from(j).map_err(|e| {
+                    Error::new(
+                        ErrorKind::Data,
+                        format!(
+                            "column {}: cannot decode a binary JSON value: {e}",
+                            col.column.name
+                        ),
+                        "report this as a bug with the server version",
+                    )
+                })?;
+                let mut ser =
+                    serde_json::Serializer::with_formatter(out.cell_buf(), MySqlJsonFormatter);
+                serde::Serialize::serialize(&json, &mut ser)
+                    .map_err(|e| Error::internal(format!("JSON text: {e}")))?;
+                out.end_cell();
+                return Ok(());
+            }
+            Some(BinlogValue::JsonDiff(_)) => return Err(Error::new(
+                ErrorKind::Source,
+                format!(
+                    "column {} arrived as a partial JSON update, which carries no full value",
+                    col.column.name
+                ),
+                "SET GLOBAL binlog_row_value_options = '' on the server (partial JSON updates off)",
+            )),
+        };
+    let timestamp = col.column.source_type.starts_with("timestamp");
+    match v {
+        Value::Bytes(b) if col.is_set => {
+            let mut mask = 0u64;
+            for (i, byte) in b.iter().enumerate().take(8) {
+                mask |= u64::from(*byte) << (8 * i);
+            }
+            let chosen: Vec<&str> = col
+                .labels
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, l)| l.as_str())
+                .collect();
+            out.push_cell(chosen.join(",").as_bytes());
+        }
+        Value::Bytes(b) if timestamp => {
+            // TIMESTAMP2 arrives as "seconds[.micros]" since the epoch; 0 is the zero date.
+            let text = String::from_utf8_lossy(&b);
+            let (sec, us) = text.split_once('.').unwrap_or((&text, "0"));
+            let sec: i64 = sec.parse().unwrap_or(0);
+            let us: u32 = us.parse().unwrap_or(0);
+            push_epoch(sec, us, col.fsp, out);
+        }
+        Value::Bytes(b) => catalog::push_value(col.kind, &b, out),
+        Value::Int(n) if !col.labels.is_empty() => {
+            // ENUM: 1-based index; 0 is MySQL's "invalid value" empty string.
+            let label = usize::try_from(n)
+                .ok()
+                .and_then(|i| i.checked_sub(1))
+                .and_then(|i| col.labels.get(i));
+            out.push_cell(label.map_or(&b""[..], |l| l.as_bytes()));
+        }
+        Value::Int(n) if timestamp => push_epoch(n, 0, col.fsp, out),
+        Value::Int(n) if col.unsigned && n < 0 => {
+            let bits = u32::from(col.int_bytes.max(1)) * 8;
+            let u = if bits >= 64 {
+                n as u64
+            } else {
+                (n as u64) & ((1u64 << bits) - 1)
+            };
+            out.push_cell(u.to_string().as_bytes());
+        }
+        Value::Int(n) if col.column.dms_type == DmsType::Boolean => {
+            out.push_cell(if n != 0 { b"t" } else { b"f" })
+        }
+        Value::Int(n) => out.push_cell(n.to_string().as_bytes()),
+        Value::UInt(n) => out.push_cell(n.to_string().as_bytes()),
+        Value::Float(f) => out.push_cell(catalog::float_text(f64::from(f), true).as_bytes()),
+        Value::Double(f) => out.push_cell(catalog::float_text(f, false).as_bytes()),
+        Value::Date(y, m, d, h, mi, s, us) => {
+            if y == 0 || m == 0 || d == 0 {
+                out.push_null();
+            } else if col.column.dms_type == DmsType::Date {
+                out.push_cell(format!("{y:04}-{m:02}-{d:02}").as_bytes());
+            } else {
+                let f = fraction(us, col.fsp);
+                out.push_cell(format!("{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02}{f}").as_bytes());
+            }
+        }
+        Value::Time(neg, days, h, m, s, us) => {
+            let hours = days * 24 + u32::from(h);
+            let sign = if neg { "-" } else { "" };
+            let f = fraction(us, col.fsp);
+            out.push_cell(format!("{sign}{hours:02}:{m:02}:{s:02}{f}").as_bytes());
+        }
+        Value::NULL => out.push_null(),
+    }
+    Ok(())
+}
+
+/// A TIMESTAMP as UTC text, or NULL for the zero timestamp.
+fn push_epoch(sec: i64, us: u32, fsp: u8, out: &mut RowBatch) {
+    if sec == 0 && us == 0 {
+        out.push_null();
+        return;
+    }
+    match chrono::DateTime::from_timestamp(sec, us * 1000) {
+        Some(t) => {
+            let f = fraction(us, fsp);
+            out.push_cell(format!("{}{f}", t.format("%Y-%m-%d %H:%M:%S")).as_bytes());
+        }
+        None => out.push_null(),
+    }
+}
+
+/// The table a `TRUNCATE [TABLE] [db.]name` statement names, given the statement's default
+/// database; None for other statements.
+pub fn truncated_table(query: &str, default_db: &str) -> Option<(String, String)> {
+    let q = strip_comments(query);
+    let mut words = q.split_whitespace();
+    if !words.next()?.eq_ignore_ascii_case("truncate") {
+        return None;
+    }
+    let mut name = words.next()?;
+    if name.eq_ignore_ascii_case("table") {
+        name = words.next()?;
+    }
+    let parts: Vec<String> = split_qualified(name.trim_end_matches(';'));
+    match parts.as_slice() {
+        [t] => Some((default_db.to_string(), t.clone())),
+        [d, t] => Some((d.clone(), t.clone())),
+        _ => None,
+    }
+}
+
+/// True for statements that may change a table's shape (the catalog must be read again).
+pub fn is_ddl(query: &str) -> bool {
+    let q = strip_comments(query);
+    let first = q
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase();
+    matches!(
+        first.as_str(),
+        "ALTER" | "CREATE" | "DROP" | "RENAME" | "TRUNCATE"
+    )
+}
+
+/// The statement without leading `/* ... */` and `#`/`--` comment lines.
+fn strip_comments(q: &str) -> &str {
+    let mut q = q.trim_start();
+    loop {
+        if let Some(rest) = q.strip_prefix("/*") {
+            q = rest.split_once("*/").map_or("", |(_, r)| r).trim_start();
+        } else if q.starts_with('#') || q.starts_with("--") {
+            q = q.split_once('\n').map_or("", |(_, r)| r).trim_start();
+        } else {
+            return q;
+        }
+    }
+}
+
+/// Splits `` `db`.`t` `` / `db.t` / `t` into unquoted parts.
+fn split_qualified(name: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = name.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '`' if quoted && chars.peek() == Some(&'`') => {
+                cur.push('`');
+                chars.next();
+            }
+            '`' => quoted = !quoted,
+            '.' if !quoted => parts.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    parts.push(cur);
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::change::{Column, Op};
+    use crate::source::mysql::catalog::ValueKind;
+
+    fn col(ty: &str, dms: DmsType, kind: ValueKind) -> MyColumn {
+        MyColumn {
+            column: Column {
+                name: "c".into(),
+                dms_type: dms,
+                source_type: ty.into(),
+            },
+            kind,
+            unsigned: ty.contains("unsigned"),
+            int_bytes: if ty.starts_with("tinyint") { 1 } else { 8 },
+            fsp: if ty.contains("(6)") {
+                6
+            } else if ty.contains("(3)") {
+                3
+            } else {
+                0
+            },
+            labels: if ty.starts_with("enum") || ty.starts_with("set") {
+                vec!["a".to_string(), "bb".to_string()].into()
+            } else {
+                Vec::new().into()
+            },
+            is_set: ty.starts_with("set"),
+        }
+    }
+
+    fn render(c: &MyColumn, v: Value) -> Option<String> {
+        let mut b = RowBatch::new(1);
+        push_binlog_value(c, Some(BinlogValue::Value(v)), &mut b).unwrap();
+        b.end_row(Op::Insert, 0).unwrap();
+        b.get(0, 0).map(|v| String::from_utf8(v.to_vec()).unwrap())
+    }
+
+    #[test]
+    fn binlog_values_render_like_the_full_load() {
+        let tu = col("tinyint(3) unsigned", DmsType::UInt1, ValueKind::Plain);
+        assert_eq!(render(&tu, Value::Int(-1)).as_deref(), Some("255"));
+        let ti = col("tinyint(4)", DmsType::Int1, ValueKind::Plain);
+        assert_eq!(render(&ti, Value::Int(-5)).as_deref(), Some("-5"));
+        let dt = col("datetime(6)", DmsType::DateTime, ValueKind::DateTime);
+        assert_eq!(
+            render(&dt, Value::Date(2024, 2, 29, 12, 34, 56, 123456)).as_deref(),
+            Some("2024-02-29 12:34:56.123456")
+        );
+        assert_eq!(render(&dt, Value::Date(0, 0, 0, 0, 0, 0, 0)), None);
+        let ts = col("timestamp(6)", DmsType::DateTime, ValueKind::DateTime);
+        assert_eq!(
+            render(&ts, Value::Bytes(b"1709210096.654321".to_vec())).as_deref(),
+            Some("2024-02-29 12:34:56.654321")
+        );
+        assert_eq!(
+            render(&ts, Value::Bytes(b"1709210096".to_vec())).as_deref(),
+            Some("2024-02-29 12:34:56.000000")
+        );
+        let d = col("date", DmsType::Date, ValueKind::Date);
+        assert_eq!(
+            render(&d, Value::Date(2024, 2, 29, 0, 0, 0, 0)).as_deref(),
+            Some("2024-02-29")
+        );
+        let t = col("time(3)", DmsType::String { lob: false }, ValueKind::Plain);
+        assert_eq!(
+            render(&t, Value::Time(true, 34, 22, 59, 59, 0)).as_deref(),
+            Some("-838:59:59.000")
+        );
+        let e = col(
+            "enum('a','bb')",
+            DmsType::String { lob: false },
+            ValueKind::Plain,
+        );
+        assert_eq!(render(&e, Value::Int(2)).as_deref(), Some("bb"));
+        let s = col(
+            "set('a','bb')",
+            DmsType::String { lob: false },
+            ValueKind::Plain,
+        );
+        assert_eq!(render(&s, Value::Bytes(vec![3])).as_deref(), Some("a,bb"));
+        let f = col("double", DmsType::Real8, ValueKind::Float { single: false });
+        assert_eq!(render(&f, Value::Double(1e300)).as_deref(), Some("1e300"));
+        assert_eq!(render(&f, Value::Double(1.5)).as_deref(), Some("1.5"));
+        let fl = col("float", DmsType::Real8, ValueKind::Float { single: true });
+        assert_eq!(render(&fl, Value::Float(1.1)).as_deref(), Some("1.1"));
+        let bin = col(
+            "varbinary(8)",
+            DmsType::Bytes { lob: false },
+            ValueKind::Binary,
+        );
+        assert_eq!(
+            render(&bin, Value::Bytes(vec![0, 255])).as_deref(),
+            Some("\\x00ff")
+        );
+    }
+
+    #[test]
+    fn statements_are_recognised() {
+        assert_eq!(
+            truncated_table("TRUNCATE TABLE `db`.`t1`", "x"),
+            Some(("db".into(), "t1".into()))
+        );
+        assert_eq!(
+            truncated_table("/* c */ truncate t2", "x"),
+            Some(("x".into(), "t2".into()))
+        );
+        assert_eq!(truncated_table("ALTER TABLE t ADD c INT", "x"), None);
+        assert!(is_ddl("ALTER TABLE t ADD c INT AFTER id"));
+        assert!(!is_ddl("BEGIN"));
+        assert!(default_server_id("a") != default_server_id("b"));
+        assert!(default_server_id("task") >= 1_000_000);
+    }
+}

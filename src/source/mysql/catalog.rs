@@ -1,0 +1,429 @@
+//! MySQL/MariaDB catalog: which tables the mappings select, their columns in DMS types
+//! (reference §4.4), and how each column's value becomes canonical text.
+
+use std::sync::Arc;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+
+use super::my_error;
+use crate::change::{Column, DmsType, RowBatch, TableSchema};
+use crate::error::Result;
+use crate::mapping::{RelationKind, TableMappings};
+use crate::source::SourceTable;
+
+/// Databases that are never user data (DMS warns that `%` would select them).
+const SYSTEM_SCHEMAS: &[&str] = &["mysql", "information_schema", "performance_schema", "sys"];
+
+/// How a column's value (text protocol, or binlog bytes) becomes the canonical text of its
+/// [`DmsType`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueKind {
+    /// Already canonical: integers, DECIMAL, strings, ENUM/SET, JSON text, TIME, YEAR.
+    Plain,
+    /// FLOAT (`single`) or DOUBLE: re-rendered by [`float_text`] so the full load and the binlog
+    /// agree (servers differ on when they switch to exponent form).
+    Float {
+        /// FLOAT (4 bytes): shortest text that round-trips through f32.
+        single: bool,
+    },
+    /// BIT(1) as BOOLEAN.
+    Bit1,
+    /// BIT(n>1), BINARY, VARBINARY, BLOBs, spatial types: bytes rendered as `\x` hex.
+    Binary,
+    /// DATE: zero dates become NULL.
+    Date,
+    /// DATETIME/TIMESTAMP: zero dates become NULL; TIMESTAMP arrives in UTC (session time zone).
+    DateTime,
+}
+
+/// One selected column with its conversion.
+#[derive(Debug, Clone)]
+pub struct MyColumn {
+    /// Output column.
+    pub column: Column,
+    /// Conversion to canonical text.
+    pub kind: ValueKind,
+    /// `UNSIGNED` integer (binlog values of unsigned columns arrive as signed bit patterns).
+    pub unsigned: bool,
+    /// Type byte width for integers (1, 2, 3, 4, 8), used to reinterpret binlog values.
+    pub int_bytes: u8,
+    /// Fractional-second digits of DATETIME/TIMESTAMP/TIME (the text protocol pads to them).
+    pub fsp: u8,
+    /// ENUM or SET labels in definition order (binlog rows carry indexes / bitmasks).
+    pub labels: Arc<[String]>,
+    /// A SET column (its binlog value is a bitmask over `labels`).
+    pub is_set: bool,
+}
+
+/// The `(N)` of `datetime(N)`, `time(N)`, `timestamp(N)`; 0 without one.
+fn fsp_of(column_type: &str) -> u8 {
+    column_type
+        .split_once('(')
+        .and_then(|(_, r)| r.split_once(')'))
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The labels of `enum('a','b''c')` / `set(...)`, unquoted.
+fn labels_of(column_type: &str) -> Vec<String> {
+    let Some(inner) = column_type
+        .split_once('(')
+        .and_then(|(_, r)| r.strip_suffix(')'))
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = inner.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (false, '\'') => quoted = true,
+            (true, '\'') if chars.peek() == Some(&'\'') => {
+                cur.push('\'');
+                chars.next();
+            }
+            (true, '\'') => {
+                quoted = false;
+                out.push(std::mem::take(&mut cur));
+            }
+            (true, '\\') => {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+            }
+            (true, c) => cur.push(c),
+            (false, _) => {}
+        }
+    }
+    out
+}
+
+/// A selected table.
+#[derive(Debug, Clone)]
+pub struct MyTable {
+    /// What the full load sees.
+    pub source: SourceTable,
+    /// Columns in ordinal order (LOB columns already dropped when SupportLobs=false).
+    pub columns: Vec<MyColumn>,
+    /// Positions (0-based, among *all* source columns) of the columns kept, for binlog rows that
+    /// carry every column.
+    pub kept: Vec<usize>,
+    /// Names of the primary-key columns (empty without a key).
+    pub key: Vec<String>,
+    /// Number of source columns, dropped LOB columns included (binlog rows carry them all).
+    pub total_columns: usize,
+}
+
+/// Quotes an identifier with backticks.
+pub fn quote_ident(s: &str) -> String {
+    format!("`{}`", s.replace('`', "``"))
+}
+
+/// DMS type, conversion and integer width of a column from `information_schema.COLUMNS`.
+fn map_type(
+    data_type: &str,
+    column_type: &str,
+    precision: Option<u64>,
+    scale: Option<u64>,
+) -> (DmsType, ValueKind, u8) {
+    let unsigned = column_type.contains("unsigned");
+    let string = DmsType::String { lob: false };
+    let int = |s: DmsType, u: DmsType, w: u8| (if unsigned { u } else { s }, ValueKind::Plain, w);
+    match data_type {
+        "tinyint" => int(DmsType::Int1, DmsType::UInt1, 1),
+        "smallint" => int(DmsType::Int2, DmsType::UInt2, 2),
+        "mediumint" => int(DmsType::Int4, DmsType::UInt4, 3),
+        "int" | "integer" => int(DmsType::Int4, DmsType::UInt4, 4),
+        "bigint" => int(DmsType::Int8, DmsType::UInt8, 8),
+        "decimal" | "numeric" => {
+            let p = precision.unwrap_or(10);
+            let s = scale.unwrap_or(0);
+            if p <= 38 {
+                let t = DmsType::Numeric {
+                    precision: p as u8,
+                    scale: s as i8,
+                };
+                (t, ValueKind::Plain, 0)
+            } else {
+                // Wider than Parquet's DECIMAL128: keep every digit as text.
+                (string, ValueKind::Plain, 0)
+            }
+        }
+        "float" => (DmsType::Real8, ValueKind::Float { single: true }, 0),
+        "double" | "real" => (DmsType::Real8, ValueKind::Float { single: false }, 0),
+        "bit" if precision.unwrap_or(1) == 1 => (DmsType::Boolean, ValueKind::Bit1, 0),
+        "bit" | "binary" | "varbinary" | "tinyblob" | "blob" => {
+            (DmsType::Bytes { lob: false }, ValueKind::Binary, 0)
+        }
+        "mediumblob" | "longblob" | "geometry" | "point" | "linestring" | "polygon"
+        | "multipoint" | "multilinestring" | "multipolygon" | "geometrycollection" => {
+            (DmsType::Bytes { lob: true }, ValueKind::Binary, 0)
+        }
+        "mediumtext" | "longtext" | "json" => (DmsType::String { lob: true }, ValueKind::Plain, 0),
+        "date" => (DmsType::Date, ValueKind::Date, 0),
+        "datetime" | "timestamp" => (DmsType::DateTime, ValueKind::DateTime, 0),
+        "year" => (DmsType::Int2, ValueKind::Plain, 0),
+        // char, varchar, tinytext, text, enum, set, time (DMS: STRING), and anything newer.
+        _ => (string, ValueKind::Plain, 0),
+    }
+}
+
+/// True for a zero or partly-zero date (`0000-00-00`, `2024-00-10`), which DMS writes as NULL.
+fn zero_date(v: &[u8]) -> bool {
+    v.len() >= 10 && (v.starts_with(b"0000") || &v[5..7] == b"00" || &v[8..10] == b"00")
+}
+
+/// A float as text: shortest round-trip digits, exponent form below 1e-4 and from 1e15 on.
+pub fn float_text(v: f64, single: bool) -> String {
+    let a = v.abs();
+    let exp = v != 0.0 && !(1e-4..1e15).contains(&a);
+    match (single, exp) {
+        (true, true) => format!("{:e}", v as f32),
+        (true, false) => format!("{}", v as f32),
+        (false, true) => format!("{v:e}"),
+        (false, false) => format!("{v}"),
+    }
+}
+
+/// Appends `v` (MySQL's text form, or raw bytes for binary kinds) to `out` as a canonical cell.
+pub fn push_value(kind: ValueKind, v: &[u8], out: &mut RowBatch) {
+    match kind {
+        ValueKind::Plain => out.push_cell(v),
+        ValueKind::Float { single } => {
+            match std::str::from_utf8(v)
+                .ok()
+                .and_then(|t| t.parse::<f64>().ok())
+            {
+                Some(f) => out.push_cell(float_text(f, single).as_bytes()),
+                None => out.push_cell(v),
+            }
+        }
+        ValueKind::Bit1 => out.push_cell(if v.iter().any(|&b| b != 0) {
+            b"t"
+        } else {
+            b"f"
+        }),
+        ValueKind::Binary => {
+            let buf = out.cell_buf();
+            buf.extend_from_slice(b"\\x");
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            for &b in v {
+                buf.push(HEX[(b >> 4) as usize]);
+                buf.push(HEX[(b & 15) as usize]);
+            }
+            out.end_cell();
+        }
+        ValueKind::Date | ValueKind::DateTime if zero_date(v) => out.push_null(),
+        ValueKind::Date | ValueKind::DateTime => out.push_cell(v),
+    }
+}
+
+/// Lists the base tables (and views when the mappings ask) the mappings select, with their
+/// columns and keys.
+pub async fn selected_tables(
+    conn: &mut Conn,
+    mappings: &TableMappings,
+    support_lobs: bool,
+) -> Result<Vec<MyTable>> {
+    let rels: Vec<(String, String, String, Option<u64>)> = conn
+        .query(
+            "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE, TABLE_ROWS FROM information_schema.TABLES
+             WHERE TABLE_TYPE IN ('BASE TABLE', 'VIEW')
+             ORDER BY TABLE_SCHEMA, TABLE_NAME",
+        )
+        .await
+        .map_err(|e| my_error(e, "reading the catalog"))?;
+    let mut out = Vec::new();
+    for (schema, table, ttype, rows) in rels {
+        if SYSTEM_SCHEMAS.contains(&schema.as_str()) {
+            continue;
+        }
+        let kind = if ttype == "VIEW" {
+            RelationKind::View
+        } else {
+            RelationKind::Table
+        };
+        if !mappings.selects(&schema, &table, kind) {
+            continue;
+        }
+        let mut t = describe(conn, &schema, &table, support_lobs).await?;
+        t.source.load_order = mappings.load_order(&schema, &table, kind);
+        t.source.kind = kind;
+        t.source.estimated_rows = rows;
+        out.push(t);
+    }
+    Ok(out)
+}
+
+/// One table's columns and primary key, as the catalog has them now.
+pub async fn describe(
+    conn: &mut Conn,
+    schema: &str,
+    table: &str,
+    support_lobs: bool,
+) -> Result<MyTable> {
+    let (columns, kept, total_columns) = table_columns(conn, schema, table, support_lobs).await?;
+    let key: Vec<String> = conn
+        .exec(
+            "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND CONSTRAINT_NAME = 'PRIMARY'
+             ORDER BY ORDINAL_POSITION",
+            (schema, table),
+        )
+        .await
+        .map_err(|e| my_error(e, "reading primary keys"))?;
+    Ok(MyTable {
+        source: SourceTable {
+            load_order: 0,
+            schema: Arc::new(TableSchema {
+                schema: schema.to_string(),
+                table: table.to_string(),
+                columns: columns.iter().map(|c| c.column.clone()).collect(),
+            }),
+            kind: RelationKind::Table,
+            estimated_rows: None,
+        },
+        columns,
+        kept,
+        key,
+        total_columns,
+    })
+}
+
+/// Columns of one table in ordinal order, the ordinals kept, and the total column count.
+async fn table_columns(
+    conn: &mut Conn,
+    schema: &str,
+    table: &str,
+    support_lobs: bool,
+) -> Result<(Vec<MyColumn>, Vec<usize>, usize)> {
+    type Row = (String, String, String, Option<u64>, Option<u64>);
+    let rows: Vec<Row> = conn
+        .exec(
+            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, NUMERIC_PRECISION, NUMERIC_SCALE
+             FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?
+             ORDER BY ORDINAL_POSITION",
+            (schema, table),
+        )
+        .await
+        .map_err(|e| my_error(e, "reading column definitions"))?;
+    let mut columns = Vec::new();
+    let mut kept = Vec::new();
+    let total = rows.len();
+    for (i, (name, data_type, column_type, precision, scale)) in rows.into_iter().enumerate() {
+        let data_type = data_type.to_ascii_lowercase();
+        let (dms_type, kind, int_bytes) = map_type(&data_type, &column_type, precision, scale);
+        if dms_type.is_lob() && !support_lobs {
+            continue;
+        }
+        kept.push(i);
+        let enumish = matches!(data_type.as_str(), "enum" | "set");
+        columns.push(MyColumn {
+            unsigned: column_type.contains("unsigned"),
+            fsp: if matches!(data_type.as_str(), "datetime" | "timestamp" | "time") {
+                fsp_of(&column_type)
+            } else {
+                0
+            },
+            labels: if enumish {
+                labels_of(&column_type).into()
+            } else {
+                Vec::new().into()
+            },
+            is_set: data_type == "set",
+            column: Column {
+                name,
+                dms_type,
+                source_type: column_type,
+            },
+            kind,
+            int_bytes,
+        });
+    }
+    Ok((columns, kept, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_map_follows_the_reference() {
+        let t = |d, c, p, s| map_type(d, c, p, s).0;
+        assert_eq!(t("tinyint", "tinyint(4)", None, None), DmsType::Int1);
+        assert_eq!(t("int", "int(10) unsigned", None, None), DmsType::UInt4);
+        assert_eq!(
+            t("mediumint", "mediumint(8) unsigned", None, None),
+            DmsType::UInt4
+        );
+        assert_eq!(
+            t("bigint", "bigint(20) unsigned", None, None),
+            DmsType::UInt8
+        );
+        assert_eq!(
+            t("decimal", "decimal(12,3)", Some(12), Some(3)),
+            DmsType::Numeric {
+                precision: 12,
+                scale: 3
+            }
+        );
+        assert_eq!(
+            t("decimal", "decimal(65,2)", Some(65), Some(2)),
+            DmsType::String { lob: false }
+        );
+        assert_eq!(t("float", "float", None, None), DmsType::Real8);
+        assert_eq!(t("bit", "bit(1)", Some(1), None), DmsType::Boolean);
+        assert_eq!(
+            t("bit", "bit(64)", Some(64), None),
+            DmsType::Bytes { lob: false }
+        );
+        assert_eq!(t("blob", "blob", None, None), DmsType::Bytes { lob: false });
+        assert_eq!(
+            t("longblob", "longblob", None, None),
+            DmsType::Bytes { lob: true }
+        );
+        assert_eq!(
+            t("text", "text", None, None),
+            DmsType::String { lob: false }
+        );
+        assert_eq!(
+            t("longtext", "longtext", None, None),
+            DmsType::String { lob: true }
+        );
+        assert_eq!(
+            t("timestamp", "timestamp(6)", None, None),
+            DmsType::DateTime
+        );
+        assert_eq!(t("year", "year(4)", None, None), DmsType::Int2);
+        assert_eq!(
+            t("time", "time(6)", None, None),
+            DmsType::String { lob: false }
+        );
+    }
+
+    #[test]
+    fn column_type_details() {
+        assert_eq!(fsp_of("datetime(6)"), 6);
+        assert_eq!(fsp_of("time"), 0);
+        assert_eq!(labels_of("enum('a','b''c','d,e')"), vec!["a", "b'c", "d,e"]);
+        assert_eq!(labels_of("set('x','y')"), vec!["x", "y"]);
+    }
+
+    #[test]
+    fn values_become_canonical() {
+        let mut b = RowBatch::new(5);
+        push_value(ValueKind::Bit1, &[1], &mut b);
+        push_value(ValueKind::Binary, &[0, 0xAB], &mut b);
+        push_value(ValueKind::Date, b"0000-00-00", &mut b);
+        push_value(ValueKind::DateTime, b"2024-02-29 12:00:00.000001", &mut b);
+        push_value(ValueKind::DateTime, b"2024-00-01 00:00:00", &mut b);
+        b.end_row(crate::change::Op::Insert, 0).unwrap();
+        assert_eq!(b.get(0, 0), Some(&b"t"[..]));
+        assert_eq!(b.get(0, 1), Some(&b"\\x00ab"[..]));
+        assert_eq!(b.get(0, 2), None);
+        assert_eq!(b.get(0, 3), Some(&b"2024-02-29 12:00:00.000001"[..]));
+        assert_eq!(b.get(0, 4), None);
+    }
+}
