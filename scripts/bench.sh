@@ -8,7 +8,9 @@
 #
 # Then the change-capture part (scripts/bench-cdc.sh): a 1,000,000-row UPDATE read by
 # pg_recvlogical and by a `cdc` task (>= 0.9x throughput, <= 200 MB), and commit→visible
-# latency at 10,000 changes/s (p99 <= 1.5 s). BENCH_ONLY=full-load or BENCH_ONLY=cdc runs one part.
+# latency at 10,000 changes/s (p99 <= 1.5 s). Then the MySQL/MariaDB part (scripts/bench-mysql.sh):
+# full load vs `mariadb --quick`, binlog CDC vs `mariadb-binlog`.
+# BENCH_ONLY=full-load, BENCH_ONLY=cdc or BENCH_ONLY=mysql runs one part.
 #
 #   bash scripts/bench.sh            # BENCH_ROWS=200000 bash scripts/bench.sh for a quick run
 set -euo pipefail
@@ -39,6 +41,14 @@ if [[ ${BENCH_SKIP_BUILD:-0} == 1 ]]; then
 else
   require_cargo
   cargo build --release --locked
+fi
+
+report="$bench_dir/results-$(date +%Y%m%d-%H%M%S).txt"
+if [[ $only == mysql ]]; then
+  # shellcheck source=scripts/bench-mysql.sh
+  source scripts/bench-mysql.sh
+  info "saved to ${report#"$root"/}"
+  exit 0
 fi
 
 phase "Starting PostgreSQL"
@@ -147,7 +157,6 @@ time_tributary() {
   out_mb[$format]=$(du -sm "$out" | awk '{print $1}')
 }
 
-report="$bench_dir/results-$(date +%Y%m%d-%H%M%S).txt"
 if [[ $only != cdc ]]; then
 # The first passes over a freshly loaded table are slow (hint bits, cold caches): warm up,
 # then interleave the phases in rounds so drift on a shared machine hits all of them alike.
@@ -192,5 +201,9 @@ fi
 if [[ $only != full-load ]]; then
   # shellcheck source=scripts/bench-cdc.sh
   source scripts/bench-cdc.sh
+fi
+if [[ $only == all ]]; then
+  # shellcheck source=scripts/bench-mysql.sh
+  source scripts/bench-mysql.sh
 fi
 info "saved to ${report#"$root"/}"

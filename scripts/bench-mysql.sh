@@ -1,0 +1,151 @@
+# MySQL/MariaDB benchmark, sourced by scripts/bench.sh (BENCH_ONLY=mysql runs only this part).
+#
+# (a) Full load of a posts-shaped table (BENCH_ROWS rows, default 2,000,000) to Parquet against
+#     `mariadb --quick -e "select * from posts" > /dev/null` (the physical limit of reading the
+#     table over the protocol) in the same run. Targets: <= 1.3x its time, <= 150 MB peak RSS.
+# (b) One UPDATE of half the rows (1,000,000) through binlog CDC into Parquet against
+#     `mariadb-binlog --read-from-remote-server --base64-output=decode-rows -v` decoding the
+#     same binlog range to /dev/null. Targets: >= 0.9x its throughput, <= 200 MB peak RSS.
+#
+# Uses from bench.sh: bin, bench_dir, runs, rows, phase, info, now, elapsed, min, report.
+
+my_target_ratio=1.3
+my_target_rss_mb=150
+my_cdc_target_ratio=0.9
+my_cdc_target_rss_mb=200
+
+phase "Starting MariaDB"
+start_mariadb
+my_port=${TRIBUTARY_TEST_MYSQL_URL##*:}
+my_port=${my_port%/}
+mysql=(mariadb --no-defaults --protocol=TCP -h 127.0.0.1 -P "$my_port" -u root)
+export BENCH_MY_URL="${TRIBUTARY_TEST_MYSQL_URL}bench"
+
+phase "Creating bench.posts in MariaDB with $rows rows"
+"${mysql[@]}" <<SQL
+DROP DATABASE IF EXISTS bench;
+CREATE DATABASE bench;
+USE bench;
+CREATE TABLE posts (
+  id                 BIGINT PRIMARY KEY,
+  post_type_id       INT,
+  accepted_answer_id INT,
+  answer_count       INT,
+  owner_user_id      INT,
+  score              INT,
+  body               TEXT,
+  creation_date      DATETIME(3),
+  last_activity_date DATETIME(3),
+  tags               VARCHAR(150),
+  title              VARCHAR(250),
+  is_closed          TINYINT(1),
+  hotness            DOUBLE
+);
+SET SESSION sql_log_bin = 0;
+INSERT INTO posts
+SELECT seq, 1 + seq % 3, IF(seq % 3 = 0, NULL, (seq * 7) % 100000000), seq % 17, seq % 500000,
+       (seq % 2001) - 1000, LEFT(REPEAT(MD5(seq), 6), 32 + (seq % 161)),
+       TIMESTAMPADD(MICROSECOND, seq * 7123000, '2008-07-31 21:42:52.667'),
+       TIMESTAMPADD(MICROSECOND, seq * 9321000, '2008-07-31 21:42:52.667'),
+       CONCAT('<c#>,<"sql">,<tag', seq % 1000, '>'), CONCAT('How do I parse "CSV, with quotes" #', seq),
+       seq % 10 = 0, seq / 7.0
+FROM seq_1_to_$rows;
+ANALYZE TABLE posts;
+SQL
+
+my_task() { # my_task FILE MIGRATION OUT [EXTRA TASK LINES]
+  cat >"$1" <<EOF
+[task]
+id = "bench-my-$2"
+migration_type = "$2"
+$4
+table_mappings = '''{"rules":[{"rule-type":"selection","rule-id":"1","rule-name":"1","object-locator":{"schema-name":"bench","table-name":"posts"},"rule-action":"include"}]}'''
+state = "$3/state"
+[source]
+engine = "mysql"
+url = "\${BENCH_MY_URL}"
+[target]
+url = "file://$3/lake"
+[target.settings]
+DataFormat = "parquet"
+EOF
+}
+
+# timed_run NAME CMD...: runs CMD under /usr/bin/time, prints and returns "seconds rss_mb".
+timed_run() {
+  local name=$1 t0 t kb
+  shift
+  t0=$(now)
+  /usr/bin/time -v -o "$bench_dir/time-$name.txt" "$@" >"$bench_dir/run-$name.log" 2>&1 || {
+    info "$name FAILED; last lines of its log:"
+    tail -n 15 "$bench_dir/run-$name.log" | sed 's/^/      /'
+    echo "FAILED 0"
+    return 0
+  }
+  t=$(elapsed "$t0" "$(now)")
+  kb=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$bench_dir/time-$name.txt")
+  echo "$t $(awk -v k="$kb" 'BEGIN { printf "%.1f", k / 1024 }')"
+}
+
+verdict() { # verdict RATIO RSS MAX_RATIO MAX_RSS [min]
+  awk -v r="$1" -v m="$2" -v tr="$3" -v tm="$4" -v lo="${5:-max}" 'BEGIN {
+    v = ""; if ((lo == "min" && r < tr) || (lo == "max" && r > tr)) v = v " slow"; if (m > tm) v = v " memory"
+    print (v == "") ? "ok" : "MISS:" v }'
+}
+
+phase "MySQL (a): full load, mariadb --quick vs tributary (parquet), $runs interleaved rounds"
+"${mysql[@]}" --quick -e "select * from bench.posts" >/dev/null # warm-up
+quick_best="" load_best="" load_rss=0
+for ((i = 1; i <= runs; i++)); do
+  read -r t _ < <(timed_run "my-quick-$i" "${mysql[@]}" --quick -e "select * from bench.posts")
+  info "mariadb --quick round $i: ${t}s"
+  quick_best=$(min "$quick_best" "$t")
+  out=$(mktemp -d "$bench_dir/out-my.XXXXXX")
+  my_task "$bench_dir/task-my-load.toml" full-load "$out"
+  read -r t mb < <(timed_run "my-load-$i" "$bin" run --config "$bench_dir/task-my-load.toml" --no-progress)
+  info "tributary full load round $i: ${t}s, peak RSS ${mb} MB"
+  [[ $t == FAILED ]] || load_best=$(min "$load_best" "$t")
+  load_rss=$(awk -v a="$load_rss" -v b="$mb" 'BEGIN { print (b > a) ? b : a }')
+  rm -rf -- "$out"
+done
+
+phase "MySQL (b): $((rows / 2)) updated rows, mariadb-binlog vs tributary cdc (parquet), $runs rounds"
+binlog_best="" cdc_best="" cdc_rss=0
+for ((i = 1; i <= runs; i++)); do
+  read -r file pos _ < <("${mysql[@]}" -N -e "SHOW MASTER STATUS")
+  "${mysql[@]}" -e "UPDATE bench.posts SET score = score + 1 WHERE id % 2 = 0"
+  read -r _ end _ < <("${mysql[@]}" -N -e "SHOW MASTER STATUS")
+  # Binlog times have second precision: the marker commits in a later second than stop_at.
+  sleep 1.1
+  stop_at=$(date -u +%Y-%m-%dT%H:%M:%S)
+  sleep 1.1
+  "${mysql[@]}" -e "UPDATE bench.posts SET score = score + 1 WHERE id = 1"
+  read -r t _ < <(timed_run "my-binlog-$i" mariadb-binlog --no-defaults --read-from-remote-server \
+    --protocol=TCP -h 127.0.0.1 -P "$my_port" -u root --base64-output=decode-rows -v \
+    --start-position="$pos" --stop-position="$end" "$file")
+  info "mariadb-binlog round $i: ${t}s"
+  binlog_best=$(min "$binlog_best" "$t")
+  out=$(mktemp -d "$bench_dir/out-my-cdc.XXXXXX")
+  my_task "$bench_dir/task-my-cdc.toml" cdc "$out" \
+    "cdc_start_position = \"$file:$pos\"
+cdc_stop_position = \"commit_time:$stop_at\""
+  read -r t mb < <(timed_run "my-cdc-$i" "$bin" run --config "$bench_dir/task-my-cdc.toml" --no-progress)
+  got=$(find "$out/lake" -name '*.parquet' | wc -l)
+  info "tributary cdc round $i: ${t}s, peak RSS ${mb} MB, $got files"
+  [[ $t == FAILED ]] || cdc_best=$(min "$cdc_best" "$t")
+  cdc_rss=$(awk -v a="$cdc_rss" -v b="$mb" 'BEGIN { print (b > a) ? b : a }')
+  rm -rf -- "$out"
+done
+
+phase "MySQL results ($rows rows; full load <= ${my_target_ratio}x, <= ${my_target_rss_mb} MB; CDC >= ${my_cdc_target_ratio}x throughput, <= ${my_cdc_target_rss_mb} MB)"
+{
+  printf '%-28s %9s %9s %13s  %s\n' phase seconds ratio 'peak RSS MB' verdict
+  printf '%-28s %9s %9s %13s  %s\n' 'mariadb --quick' "$quick_best" 1.00 - baseline
+  r=$(awk -v a="$load_best" -v b="$quick_best" 'BEGIN { printf "%.2f", a / b }')
+  printf '%-28s %9s %9s %13s  %s\n' 'tributary full load parquet' "$load_best" "$r" "$load_rss" \
+    "$(verdict "$r" "$load_rss" "$my_target_ratio" "$my_target_rss_mb")"
+  printf '%-28s %9s %9s %13s  %s\n' 'mariadb-binlog (decode)' "$binlog_best" 1.00 - baseline
+  r=$(awk -v a="$cdc_best" -v b="$binlog_best" 'BEGIN { printf "%.2f", b / a }')
+  printf '%-28s %9s %9s %13s  %s\n' 'tributary cdc parquet' "$cdc_best" "${r} thr" "$cdc_rss" \
+    "$(verdict "$r" "$cdc_rss" "$my_cdc_target_ratio" "$my_cdc_target_rss_mb" min)"
+} | tee -a "$report"
