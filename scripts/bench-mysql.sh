@@ -44,7 +44,7 @@ CREATE TABLE posts (
 SET SESSION sql_log_bin = 0;
 INSERT INTO posts
 SELECT seq, 1 + seq % 3, IF(seq % 3 = 0, NULL, (seq * 7) % 100000000), seq % 17, seq % 500000,
-       (seq % 2001) - 1000, LEFT(REPEAT(MD5(seq), 6), 32 + (seq % 161)),
+       CAST(seq % 2001 AS SIGNED) - 1000, LEFT(REPEAT(MD5(seq), 6), 32 + (seq % 161)),
        TIMESTAMPADD(MICROSECOND, seq * 7123000, '2008-07-31 21:42:52.667'),
        TIMESTAMPADD(MICROSECOND, seq * 9321000, '2008-07-31 21:42:52.667'),
        CONCAT('<c#>,<"sql">,<tag', seq % 1000, '>'), CONCAT('How do I parse "CSV, with quotes" #', seq),
@@ -58,7 +58,7 @@ my_task() { # my_task FILE MIGRATION OUT [EXTRA TASK LINES]
 [task]
 id = "bench-my-$2"
 migration_type = "$2"
-$4
+${4:-}
 table_mappings = '''{"rules":[{"rule-type":"selection","rule-id":"1","rule-name":"1","object-locator":{"schema-name":"bench","table-name":"posts"},"rule-action":"include"}]}'''
 state = "$3/state"
 [source]

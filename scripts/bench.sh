@@ -28,6 +28,9 @@ bench_dir="$root/.tributary/bench"
 bin="${CARGO_TARGET_DIR:-$root/target}/release/tributary"
 
 only=${BENCH_ONLY:-all}
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+min() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b < a) ? b : a }'; }
 phase "Checking prerequisites (apt: postgresql, time; venv with pyarrow)"
 ensure_apt python3:python3 'postgresql:/usr/lib/postgresql/*/bin/initdb' time:/usr/bin/time
 ensure_moto
@@ -97,9 +100,6 @@ VACUUM ANALYZE bench.posts;
 SQL
 info "table size: $("${psql[@]}" -At -c "SELECT pg_size_pretty(pg_total_relation_size('bench.posts'))")"
 
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
-min() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b < a) ? b : a }'; }
 
 # write_task FORMAT OUTDIR: task file for one full load of bench.posts.
 write_task() {

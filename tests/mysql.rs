@@ -458,3 +458,51 @@ async fn two_sharded_databases_into_two_bucket_folders() {
         assert_rows_eq(&actual, &expected, db);
     }
 }
+
+#[tokio::test]
+async fn mysql_without_reload_falls_back_to_a_lock_free_snapshot() {
+    let db = "my_norel";
+    let mut conn = my_db(db).await;
+    conn.query_drop(
+        "CREATE TABLE posts (id BIGINT PRIMARY KEY, rev INT NOT NULL, title VARCHAR(40));
+         CREATE TABLE fence (id BIGINT PRIMARY KEY, rev INT NOT NULL);
+         INSERT INTO posts SELECT seq, 0, CONCAT('t', seq) FROM seq_1_to_300;
+         DROP USER IF EXISTS norel;
+         CREATE USER norel IDENTIFIED BY 'norel-Secret';
+         GRANT SELECT, REPLICATION SLAVE, BINLOG MONITOR ON *.* TO norel;",
+    )
+    .await
+    .unwrap();
+    let task = my_task(db, "full-load-and-cdc", "CdcMaxBatchInterval = 1", "");
+    let root = env("TRIBUTARY_TEST_MYSQL_URL");
+    let text = std::fs::read_to_string(&task.path).unwrap().replace(
+        &format!("url = \"{root}"),
+        &format!("url = \"{}", root.replace("mysql://root@", "mysql://norel:norel-Secret@")),
+    );
+    std::fs::write(&task.path, &text).unwrap();
+    // validate names the missing privilege and its fix, and never the password.
+    let out = tributary(&["validate", "--config", task.path.to_str().unwrap()]);
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("GRANT RELOAD"), "{said}");
+    assert!(!said.contains("norel-Secret"), "password leaked: {said}");
+
+    let mut child = spawn(&task, 0);
+    wait_streaming(&task, 0, &mut child);
+    assert!(log(&task, 0).contains("lock-free snapshot"), "{}", log(&task, 0));
+    conn.query_drop("UPDATE posts SET rev = rev + 1, title = 'u' WHERE id <= 20; DELETE FROM posts WHERE id = 300")
+        .await
+        .unwrap();
+    fence(&mut conn, &task, 0, &mut child, db, 1).await;
+    terminate(&task, 0, child);
+    assert_matches_source(&mut conn, &task, db, "posts", &["id", "rev", "title"]).await;
+
+    // A wrong password is named, with the fix, and redacted.
+    std::fs::write(&task.path, text.replace("norel-Secret", "not-the-Secret")).unwrap();
+    let out = tributary(&["run", "--config", task.path.to_str().unwrap(), "--no-progress", "--restart"]);
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("Access denied"), "{said}");
+    assert!(said.contains("fix the user/password"), "{said}");
+    assert!(!said.contains("not-the-Secret"), "password leaked: {said}");
+}
