@@ -477,19 +477,30 @@ async fn mysql_without_reload_falls_back_to_a_lock_free_snapshot() {
     let root = env("TRIBUTARY_TEST_MYSQL_URL");
     let text = std::fs::read_to_string(&task.path).unwrap().replace(
         &format!("url = \"{root}"),
-        &format!("url = \"{}", root.replace("mysql://root@", "mysql://norel:norel-Secret@")),
+        &format!(
+            "url = \"{}",
+            root.replace("mysql://root@", "mysql://norel:norel-Secret@")
+        ),
     );
     std::fs::write(&task.path, &text).unwrap();
     // validate names the missing privilege and its fix, and never the password.
     let out = tributary(&["validate", "--config", task.path.to_str().unwrap()]);
-    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!out.status.success(), "{said}");
     assert!(said.contains("GRANT RELOAD"), "{said}");
     assert!(!said.contains("norel-Secret"), "password leaked: {said}");
 
     let mut child = spawn(&task, 0);
     wait_streaming(&task, 0, &mut child);
-    assert!(log(&task, 0).contains("lock-free snapshot"), "{}", log(&task, 0));
+    assert!(
+        log(&task, 0).contains("lock-free snapshot"),
+        "{}",
+        log(&task, 0)
+    );
     conn.query_drop("UPDATE posts SET rev = rev + 1, title = 'u' WHERE id <= 20; DELETE FROM posts WHERE id = 300")
         .await
         .unwrap();
@@ -499,7 +510,13 @@ async fn mysql_without_reload_falls_back_to_a_lock_free_snapshot() {
 
     // A wrong password is named, with the fix, and redacted.
     std::fs::write(&task.path, text.replace("norel-Secret", "not-the-Secret")).unwrap();
-    let out = tributary(&["run", "--config", task.path.to_str().unwrap(), "--no-progress", "--restart"]);
+    let out = tributary(&[
+        "run",
+        "--config",
+        task.path.to_str().unwrap(),
+        "--no-progress",
+        "--restart",
+    ]);
     let said = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(1), "{said}");
     assert!(said.contains("Access denied"), "{said}");

@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use mysql_async::binlog::events::{EventData, RowsEventData, TableMapEvent};
-use mysql_async::binlog::row::BinlogRow;
+use mysql_async::binlog::value::BinlogValue;
+use mysql_common::io::ParseBuf;
 
 use super::cdc::{already_written, CdcRun, Stopped};
 use crate::change::{BinlogPos, ChangePos, Op, Position};
@@ -137,7 +138,7 @@ fn binlog_off() -> Error {
 
 /// A selected table as the current TABLE_MAP describes it.
 struct Mapped {
-    tme: TableMapEvent<'static>,
+    codecs: Arc<[binlog::ColumnCodec]>,
     version: Arc<TableVersion>,
 }
 
@@ -467,7 +468,8 @@ impl<'r, 'a> Binlog<'r, 'a> {
             }
             self.dirty = true;
         }
-        self.maps.insert(id, Some(Mapped { tme, version }));
+        let codecs = binlog::codecs(&tme)?.into();
+        self.maps.insert(id, Some(Mapped { codecs, version }));
         Ok(())
     }
 
@@ -483,46 +485,39 @@ impl<'r, 'a> Binlog<'r, 'a> {
         })
     }
 
-    /// Writes the rows of one rows event (decoded first: the TABLE_MAP they need is borrowed).
+    /// Writes the rows of one rows event, in order, straight from the event's bytes.
     async fn rows(&mut self, r: &RowsEventData<'_>, cp: &mut Checkpoint) -> Result<()> {
         let Some(Some(mapped)) = self.maps.get(&r.table_id()) else {
             return Ok(());
         };
-        let version = mapped.version.clone();
-        let mut changes: Vec<(Op, BinlogRow)> = Vec::new();
-        for row in r.rows(&mapped.tme) {
-            let (before, after) = row.map_err(|e| decode_error(&e))?;
-            match (r, before, after) {
-                (
-                    RowsEventData::WriteRowsEvent(_) | RowsEventData::WriteRowsEventV1(_),
-                    _,
-                    Some(a),
-                ) => changes.push((Op::Insert, a)),
-                (
-                    RowsEventData::DeleteRowsEvent(_) | RowsEventData::DeleteRowsEventV1(_),
-                    Some(b),
-                    _,
-                ) => changes.push((Op::Delete, b)),
-                (RowsEventData::PartialUpdateRowsEvent(_), _, _) => {
-                    return Err(Error::new(
-                        ErrorKind::Source,
-                        "the binlog holds partial JSON updates, which carry no full after-image",
-                        "SET GLOBAL binlog_row_value_options = '' on the server",
-                    ))
-                }
-                (_, Some(b), Some(a)) => {
-                    let key_moved = version.key_cols.iter().any(|&k| {
-                        version.from_binlog[k].is_some_and(|i| b.as_ref(i) != a.as_ref(i))
-                    });
-                    if key_moved {
-                        // The old key's row is gone: a replay must delete it.
-                        changes.push((Op::Delete, b));
-                    }
-                    changes.push((Op::Update, a));
-                }
-                _ => {}
+        let (kind, before, after) = match r {
+            RowsEventData::WriteRowsEvent(_) | RowsEventData::WriteRowsEventV1(_) => {
+                (Op::Insert, false, true)
             }
-        }
+            RowsEventData::UpdateRowsEvent(_) | RowsEventData::UpdateRowsEventV1(_) => {
+                (Op::Update, true, true)
+            }
+            RowsEventData::DeleteRowsEvent(_) | RowsEventData::DeleteRowsEventV1(_) => {
+                (Op::Delete, true, false)
+            }
+            RowsEventData::PartialUpdateRowsEvent(_) => {
+                return Err(Error::new(
+                    ErrorKind::Source,
+                    "the binlog holds partial JSON updates, which carry no full after-image",
+                    "SET GLOBAL binlog_row_value_options = '' on the server",
+                ))
+            }
+        };
+        let before_cols: Vec<bool> = r
+            .columns_before_image()
+            .map(|b| b.iter().map(|x| *x).collect())
+            .unwrap_or_default();
+        let after_cols: Vec<bool> = r
+            .columns_after_image()
+            .map(|b| b.iter().map(|x| *x).collect())
+            .unwrap_or_default();
+        let version = mapped.version.clone();
+        let codecs = mapped.codecs.clone();
         let (_, time_us) = self
             .txn
             .clone()
@@ -533,31 +528,70 @@ impl<'r, 'a> Binlog<'r, 'a> {
             .settings
             .lob_max_size_kb
             .map(|kb| kb as usize * 1024);
-        for (op, mut row) in changes {
-            self.seq += 1;
-            let pos = self.change_pos()?;
-            let key = &version.key;
-            let stream = self.writer.stream_key(key);
-            if !self.writer.wants(op) || already_written(cp, stream, key, &pos) {
-                continue;
+        let mut buf = ParseBuf(r.rows_data());
+        let (mut b, mut a) = (Vec::new(), Vec::new());
+        while !buf.0.is_empty() {
+            if before {
+                binlog::read_image(&mut buf, &before_cols, &codecs, &mut b)
+                    .map_err(|e| decode_error(&e))?;
             }
-            let out = self
-                .writer
-                .row_buf(key)
-                .ok_or_else(|| Error::internal(format!("no schema for {key}")))?;
-            for (c, col) in version.columns.iter().enumerate() {
-                let v = version.from_binlog[c].and_then(|i| row.take(i));
-                binlog::push_binlog_value(col, v, out)?;
-                if let Some(max) = lob_max.filter(|_| col.column.dms_type.is_lob()) {
-                    let is_bytes = col.kind == catalog::ValueKind::Binary;
-                    if let Some(len) = lob_cut_len(out.last_cell(), max, is_bytes) {
-                        out.truncate_last_cell(len);
-                    }
+            if after {
+                binlog::read_image(&mut buf, &after_cols, &codecs, &mut a)
+                    .map_err(|e| decode_error(&e))?;
+            }
+            if kind == Op::Update {
+                let key_moved = version
+                    .key_cols
+                    .iter()
+                    .any(|&k| version.from_binlog[k].is_some_and(|i| b.get(i) != a.get(i)));
+                if key_moved {
+                    // The old key's row is gone: a replay must delete it.
+                    self.emit(cp, &version, Op::Delete, &mut b, time_us, lob_max)
+                        .await?;
                 }
             }
-            if let Some(table) = self.writer.end_row(key, op, time_us, pos)? {
-                self.writer.flush(&table, cp, self.run.checkpoints).await?;
+            let image = if kind == Op::Delete { &mut b } else { &mut a };
+            self.emit(cp, &version, kind, image, time_us, lob_max)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Buffers one row change unless it is filtered or already written.
+    async fn emit(
+        &mut self,
+        cp: &mut Checkpoint,
+        version: &TableVersion,
+        op: Op,
+        row: &mut [Option<BinlogValue<'_>>],
+        time_us: i64,
+        lob_max: Option<usize>,
+    ) -> Result<()> {
+        self.seq += 1;
+        let pos = self.change_pos()?;
+        let key = &version.key;
+        let stream = self.writer.stream_key(key);
+        if !self.writer.wants(op) || already_written(cp, stream, key, &pos) {
+            return Ok(());
+        }
+        let out = self
+            .writer
+            .row_buf(key)
+            .ok_or_else(|| Error::internal(format!("no schema for {key}")))?;
+        for (c, col) in version.columns.iter().enumerate() {
+            let v = version.from_binlog[c]
+                .and_then(|i| row.get_mut(i))
+                .and_then(Option::take);
+            binlog::push_binlog_value(col, v, out)?;
+            if let Some(max) = lob_max.filter(|_| col.column.dms_type.is_lob()) {
+                let is_bytes = col.kind == catalog::ValueKind::Binary;
+                if let Some(len) = lob_cut_len(out.last_cell(), max, is_bytes) {
+                    out.truncate_last_cell(len);
+                }
             }
+        }
+        if let Some(table) = self.writer.end_row(key, op, time_us, pos)? {
+            self.writer.flush(&table, cp, self.run.checkpoints).await?;
         }
         Ok(())
     }
