@@ -6,6 +6,7 @@
 # (b) One UPDATE of half the rows (1,000,000) through binlog CDC into Parquet against
 #     `mariadb-binlog --read-from-remote-server --base64-output=decode-rows -v` decoding the
 #     same binlog range to /dev/null. Targets: >= 0.9x its throughput, <= 200 MB peak RSS.
+#     Peer figure: python-mysql-replication (scripts/peer_binlog.py) on the same events.
 #
 # Uses from bench.sh: bin, bench_dir, runs, rows, phase, info, now, elapsed, min, report.
 
@@ -110,7 +111,16 @@ for ((i = 1; i <= runs; i++)); do
 done
 
 phase "MySQL (b): $((rows / 2)) updated rows, mariadb-binlog vs tributary cdc (parquet), $runs rounds"
-binlog_best="" cdc_best="" cdc_rss=0
+binlog_best="" cdc_best="" cdc_rss=0 peer_best=""
+# Peer figure: python-mysql-replication on the same events (skipped if it cannot be installed).
+py="$root/.tributary/venv/bin/python"
+peer_ok=0
+if "$py" -c 'import pymysqlreplication' 2>/dev/null ||
+  "$root/.tributary/venv/bin/pip" install -q 'mysql-replication>=1.0' >/dev/null 2>&1; then
+  peer_ok=1
+else
+  info "python-mysql-replication could not be installed; its peer figure is skipped"
+fi
 for ((i = 1; i <= runs; i++)); do
   read -r file pos _ < <("${mysql[@]}" -N -e "SHOW MASTER STATUS")
   "${mysql[@]}" -e "UPDATE bench.posts SET score = score + 1 WHERE id % 2 = 0"
@@ -120,6 +130,11 @@ for ((i = 1; i <= runs; i++)); do
   stop_at=$(date -u +%Y-%m-%dT%H:%M:%S)
   sleep 1.1
   "${mysql[@]}" -e "UPDATE bench.posts SET score = score + 1 WHERE id = 1"
+  if [[ $peer_ok == 1 ]]; then
+    read -r t _ < <(timed_run "my-peer-$i" "$py" scripts/peer_binlog.py "$my_port" "$file" "$pos")
+    info "python-mysql-replication round $i: ${t}s ($(tail -n 1 "$bench_dir/run-my-peer-$i.log") rows)"
+    [[ $t == FAILED ]] || peer_best=$(min "$peer_best" "$t")
+  fi
   read -r t _ < <(timed_run "my-binlog-$i" mariadb-binlog --no-defaults --read-from-remote-server \
     --protocol=TCP -h 127.0.0.1 -P "$my_port" -u root --base64-output=decode-rows -v \
     --start-position="$pos" --stop-position="$end" "$file")
@@ -148,4 +163,8 @@ phase "MySQL results ($rows rows; full load <= ${my_target_ratio}x, <= ${my_targ
   r=$(awk -v a="$cdc_best" -v b="$binlog_best" 'BEGIN { printf "%.2f", b / a }')
   printf '%-28s %9s %9s %13s  %s\n' 'tributary cdc parquet' "$cdc_best" "${r} thr" "$cdc_rss" \
     "$(verdict "$r" "$cdc_rss" "$my_cdc_target_ratio" "$my_cdc_target_rss_mb" min)"
+  if [[ -n $peer_best ]]; then
+    r=$(awk -v a="$peer_best" -v b="$binlog_best" 'BEGIN { printf "%.2f", b / a }')
+    printf '%-28s %9s %9s %13s  %s\n' 'python-mysql-replication' "$peer_best" "${r} thr" - peer
+  fi
 } | tee -a "$report"

@@ -167,14 +167,28 @@ impl TableVersion {
             })
             .unwrap_or_default();
         let n = tme.columns_count() as usize;
-        let from_binlog = if names.len() == n {
-            table
+        let by_name: Vec<Option<usize>> = table
+            .columns
+            .iter()
+            .map(|c| names.iter().position(|b| b == &c.column.name))
+            .collect();
+        let from_binlog = if names.len() == n && by_name.iter().all(Option::is_some) {
+            by_name
+        } else if n == total_cols {
+            // Same column count: by ordinal (no names in the binlog, or a RENAME COLUMN since).
+            table.kept.iter().map(|&i| Some(i)).collect()
+        } else if names.len() == n {
+            // The table gained or lost columns since this binlog position: the rows predate
+            // the added ones, which are written as NULL (they did not exist yet).
+            let missing: Vec<&str> = table
                 .columns
                 .iter()
-                .map(|c| names.iter().position(|b| b == &c.column.name))
-                .collect()
-        } else if n == total_cols {
-            table.kept.iter().map(|&i| Some(i)).collect()
+                .zip(&by_name)
+                .filter(|(_, i)| i.is_none())
+                .map(|(c, _)| c.column.name.as_str())
+                .collect();
+            tracing::info!(table = %key, columns = ?missing, "binlog rows predate these columns; writing them as NULL");
+            by_name
         } else {
             return Err(Error::new(
                 ErrorKind::SourceSchema,
