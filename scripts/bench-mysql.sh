@@ -122,9 +122,12 @@ else
   info "python-mysql-replication could not be installed; its peer figure is skipped"
 fi
 for ((i = 1; i <= runs; i++)); do
+  # A fresh binlog file per round, so the update (~600 MB of row images) sits in one file.
+  "${mysql[@]}" -e "FLUSH BINARY LOGS"
   read -r file pos _ < <("${mysql[@]}" -N -e "SHOW MASTER STATUS")
   "${mysql[@]}" -e "UPDATE bench.posts SET score = score + 1 WHERE id % 2 = 0"
-  read -r _ end _ < <("${mysql[@]}" -N -e "SHOW MASTER STATUS")
+  read -r end_file end _ < <("${mysql[@]}" -N -e "SHOW MASTER STATUS")
+  [[ $end_file == "$file" ]] || die "the update spilled into a second binlog file; raise max_binlog_size"
   # Binlog times have second precision: the marker commits in a later second than stop_at.
   sleep 1.1
   stop_at=$(date -u +%Y-%m-%dT%H:%M:%S)
@@ -146,7 +149,10 @@ for ((i = 1; i <= runs; i++)); do
 cdc_stop_position = \"commit_time:$stop_at\""
   read -r t mb < <(timed_run "my-cdc-$i" "$bin" run --config "$bench_dir/task-my-cdc.toml" --no-progress)
   got=$(find "$out/lake" -name '*.parquet' | wc -l)
-  info "tributary cdc round $i: ${t}s, peak RSS ${mb} MB, $got files"
+  written=$("$py" -c 'import glob, sys, pyarrow.parquet as pq
+print(sum(pq.ParquetFile(f).metadata.num_rows for f in glob.glob(sys.argv[1] + "/**/*.parquet", recursive=True)))' "$out/lake")
+  info "tributary cdc round $i: ${t}s, peak RSS ${mb} MB, $got files, $written rows"
+  [[ $written == $((rows / 2)) ]] || die "the cdc task wrote $written rows, expected $((rows / 2))"
   [[ $t == FAILED ]] || cdc_best=$(min "$cdc_best" "$t")
   cdc_rss=$(awk -v a="$cdc_rss" -v b="$mb" 'BEGIN { print (b > a) ? b : a }')
   rm -rf -- "$out"

@@ -57,7 +57,12 @@ async fn my_rows(conn: &mut Conn, sql: &str) -> Vec<Row> {
 
 /// A MySQL task on database `db` (all its tables) into the task's local lake.
 fn my_task(db: &str, migration: &str, settings: &str, extra_task: &str) -> Task {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let mut dir = tempfile::tempdir().expect("tempdir");
+    // TRIBUTARY_TEST_KEEP=1 keeps the task folder (logs, lake, checkpoint) for a post-mortem.
+    if std::env::var_os("TRIBUTARY_TEST_KEEP").is_some() {
+        dir.disable_cleanup(true);
+        eprintln!("task folder kept: {}", dir.path().display());
+    }
     let lake = dir.path().join("lake");
     let text = format!(
         r#"[task]
@@ -522,4 +527,92 @@ async fn mysql_without_reload_falls_back_to_a_lock_free_snapshot() {
     assert!(said.contains("Access denied"), "{said}");
     assert!(said.contains("fix the user/password"), "{said}");
     assert!(!said.contains("not-the-Secret"), "password leaked: {said}");
+}
+
+#[tokio::test]
+async fn mysql_binlog_reconnects_and_ddl_reshapes_files() {
+    let db = "my_ddl";
+    let mut conn = my_db(db).await;
+    conn.query_drop(
+        "CREATE TABLE posts (id BIGINT PRIMARY KEY, rev INT NOT NULL, title VARCHAR(40), score INT);
+         CREATE TABLE fence (id BIGINT PRIMARY KEY, rev INT NOT NULL);
+         INSERT INTO posts SELECT seq, 0, CONCAT('t', seq), seq FROM seq_1_to_100;",
+    )
+    .await
+    .unwrap();
+    let task = my_task(db, "full-load-and-cdc", "CdcMaxBatchInterval = 1", "");
+    let mut child = spawn(&task, 0);
+    wait_streaming(&task, 0, &mut child);
+    conn.query_drop("UPDATE posts SET rev = rev + 1 WHERE id <= 10")
+        .await
+        .unwrap();
+    // The server drops the binlog connection: the task reconnects from its durable position.
+    let dumps = my_rows(
+        &mut conn,
+        "SELECT CAST(ID AS CHAR) FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'",
+    )
+    .await;
+    assert!(!dumps.is_empty(), "no binlog dump connection");
+    for d in &dumps {
+        conn.query_drop(format!("KILL CONNECTION {}", d[0].as_deref().unwrap()))
+            .await
+            .unwrap();
+    }
+    conn.query_drop(
+        "UPDATE posts SET rev = rev + 1 WHERE id BETWEEN 5 AND 15;
+         ALTER TABLE posts DROP COLUMN score;
+         ALTER TABLE posts CHANGE COLUMN title headline VARCHAR(40);
+         ALTER TABLE posts MODIFY rev BIGINT NOT NULL;
+         ALTER TABLE posts ADD COLUMN tag VARCHAR(8) FIRST;
+         UPDATE posts SET rev = rev + 1, tag = 'x' WHERE id <= 3;
+         DELETE FROM posts WHERE id = 100;",
+    )
+    .await
+    .unwrap();
+    fence(&mut conn, &task, 0, &mut child, db, 1).await;
+    terminate(&task, 0, child);
+    let run_log = log(&task, 0);
+    assert!(run_log.contains("reconnecting"), "{run_log}");
+    // The last file has the final shape, with the new first column and the renamed one.
+    let lake = task.lake();
+    let last = files(&lake)
+        .into_iter()
+        .filter(|f| f.starts_with(&format!("{db}/posts/")) && !f.contains("LOAD"))
+        .max()
+        .unwrap();
+    let text = std::fs::read_to_string(lake.join(&last)).unwrap();
+    assert!(text.starts_with("Op,tag,id,rev,headline\n"), "{text}");
+    assert!(text.contains("U,x,1,2,t1\n"), "{text}");
+    assert!(text.contains("D,,100,0,t100\n"), "{text}");
+    // Changes from before the ALTERs keep the shape they had, even when read after them (the
+    // reconnect re-reads them once the catalog has changed).
+    let old_shape = files(&lake).into_iter().any(|f| {
+        f.starts_with(&format!("{db}/posts/"))
+            && !f.contains("LOAD")
+            && std::fs::read_to_string(lake.join(&f))
+                .unwrap()
+                .starts_with("Op,id,rev,title,score\n")
+    });
+    assert!(
+        old_shape,
+        "no file with the pre-ALTER shape: {:?}",
+        files(&lake)
+    );
+    // Every change before and after the reconnect is there once: revisions replay to the source.
+    let replayed = replay(&lake, &format!("{db}/posts"));
+    let expected = my_rows(
+        &mut conn,
+        "SELECT CAST(id AS CHAR), CAST(rev AS CHAR) FROM posts ORDER BY id",
+    )
+    .await;
+    let actual: Vec<Row> = replayed
+        .values()
+        .map(|r| {
+            ["id", "rev"]
+                .iter()
+                .map(|c| r.get(*c).cloned().flatten())
+                .collect()
+        })
+        .collect();
+    assert_rows_eq(&actual, &expected, "my_ddl.posts");
 }

@@ -778,5 +778,45 @@ mod example_tests {
         assert_eq!(cdc.migration_type, MigrationType::FullLoadAndCdc);
         assert!(cdc.source.cdc.heartbeat);
         assert!(cdc.target.settings.cdc.date_partition.is_some());
+        let my = TaskConfig::load(&base.join("mysql-sharded.toml"), &env).unwrap();
+        assert_eq!(my.source.engine, Engine::MySql);
+        assert_eq!(my.migration_type, MigrationType::FullLoadAndCdc);
+    }
+
+    /// A MySQL task file with extra `[task]` and `[source.settings]` lines.
+    fn mysql_task(extra: &str, settings: &str) -> Result<TaskConfig> {
+        let text = format!(
+            r#"[task]
+id = "m"
+migration_type = "cdc"
+{extra}
+table_mappings = '''{{"rules":[{{"rule-type":"selection","rule-id":"1","rule-name":"1","object-locator":{{"schema-name":"d","table-name":"%"}},"rule-action":"include"}}]}}'''
+[source]
+engine = "mysql"
+url = "mysql://u@h:3306/d"
+[source.settings]
+{settings}
+[target]
+url = "file:///tmp/x"
+"#
+        );
+        TaskConfig::parse(&text, Path::new("/tmp"), &|_: &str| None)
+    }
+
+    #[test]
+    fn mysql_start_positions_and_server_id() {
+        let t = mysql_task(
+            "cdc_start_position = \"mysql-bin.000024:373\"",
+            "ServerId = 77",
+        )
+        .unwrap();
+        let p = t.cdc_start_binlog.unwrap();
+        assert_eq!((p.file.as_str(), p.offset), ("mysql-bin.000024", 373));
+        assert_eq!(t.source.cdc.server_id, Some(77));
+        assert!(t.cdc_start.is_none());
+        let e = mysql_task("cdc_start_position = \"4AF/B00000D0\"", "").unwrap_err();
+        assert!(e.to_string().contains("mysql-bin.000024:373"), "{e}");
+        let e = mysql_task("", "ServerId = 0").unwrap_err();
+        assert!(e.to_string().contains("ServerId"), "{e}");
     }
 }

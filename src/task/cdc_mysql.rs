@@ -451,7 +451,11 @@ impl<'r, 'a> Binlog<'r, 'a> {
                 t
             }
         };
-        let version = Arc::new(TableVersion::new(&described, &tme)?);
+        let version = Arc::new(TableVersion::new(
+            &described,
+            &tme,
+            task.settings.support_lobs,
+        )?);
         let key = version.key.clone();
         let changed = self
             .writer

@@ -15,7 +15,7 @@ use mysql_async::{BinlogStream, BinlogStreamRequest, Value};
 use mysql_common::io::ParseBuf;
 use mysql_common::proto::MyDeserialize;
 
-use super::catalog::{self, MyColumn};
+use super::catalog::{self, MyColumn, ValueKind};
 use super::{connect, my_error};
 use crate::change::{BinlogPos, DmsType, RowBatch, TableSchema};
 use crate::config::SourceConfig;
@@ -152,14 +152,22 @@ pub struct TableVersion {
 }
 
 impl TableVersion {
-    /// Matches a catalog table to a TABLE_MAP: by column name when the binlog carries names
-    /// (`binlog_row_metadata=FULL`), else by ordinal, which needs the same column count.
-    pub fn new(table: &catalog::MyTable, tme: &TableMapEvent<'_>) -> Result<Self> {
+    /// The table version a TABLE_MAP describes. When the binlog carries column names
+    /// (`binlog_row_metadata=FULL`) the version has exactly the binlog's columns: each takes
+    /// the catalog's definition when the catalog has a column of that name and kind, else one
+    /// derived from the TABLE_MAP — so rows older than a later `ALTER TABLE` keep their own
+    /// shape (old names, dropped columns) instead of being forced into today's. Without names,
+    /// columns are matched by ordinal, which needs the catalog's column count.
+    pub fn new(
+        table: &catalog::MyTable,
+        tme: &TableMapEvent<'_>,
+        support_lobs: bool,
+    ) -> Result<Self> {
         let total_cols = table.total_columns;
-        let schema = table.source.schema.clone();
-        let key = schema.qualified();
-        let names: Vec<String> = OptionalMetaExtractor::new(tme.iter_optional_meta())
-            .ok()
+        let key = table.source.schema.qualified();
+        let meta = OptionalMetaExtractor::new(tme.iter_optional_meta()).ok();
+        let names: Vec<String> = meta
+            .as_ref()
             .map(|m| {
                 m.iter_column_name()
                     .filter_map(|n| n.ok().map(|n| n.name().into_owned()))
@@ -167,28 +175,46 @@ impl TableVersion {
             })
             .unwrap_or_default();
         let n = tme.columns_count() as usize;
-        let by_name: Vec<Option<usize>> = table
-            .columns
-            .iter()
-            .map(|c| names.iter().position(|b| b == &c.column.name))
-            .collect();
-        let from_binlog = if names.len() == n && by_name.iter().all(Option::is_some) {
-            by_name
+        let (columns, from_binlog) = if names.len() == n {
+            let codecs = codecs(tme)?;
+            let mut charsets = meta
+                .as_ref()
+                // The iterator repeats the default charset forever: one per column at most.
+                .map(|m| {
+                    m.iter_charset()
+                        .take(n)
+                        .map(|c| c.unwrap_or(0))
+                        .collect::<Vec<u16>>()
+                })
+                .unwrap_or_default()
+                .into_iter();
+            let mut columns = Vec::new();
+            let mut from = Vec::new();
+            for (i, (name, codec)) in names.into_iter().zip(&codecs).enumerate() {
+                let binary =
+                    codec.ty.is_character_type() && charsets.next() == Some(BINARY_CHARSET);
+                let derived = derived_column(name, codec, binary);
+                let col = table
+                    .columns
+                    .iter()
+                    .find(|c| {
+                        c.column.name == derived.column.name
+                            && family(c.column.dms_type) == family(derived.column.dms_type)
+                    })
+                    .cloned()
+                    .unwrap_or(derived);
+                if col.column.dms_type.is_lob() && !support_lobs {
+                    continue;
+                }
+                columns.push(col);
+                from.push(Some(i));
+            }
+            (columns, from)
         } else if n == total_cols {
-            // Same column count: by ordinal (no names in the binlog, or a RENAME COLUMN since).
-            table.kept.iter().map(|&i| Some(i)).collect()
-        } else if names.len() == n {
-            // The table gained or lost columns since this binlog position: the rows predate
-            // the added ones, which are written as NULL (they did not exist yet).
-            let missing: Vec<&str> = table
-                .columns
-                .iter()
-                .zip(&by_name)
-                .filter(|(_, i)| i.is_none())
-                .map(|(c, _)| c.column.name.as_str())
-                .collect();
-            tracing::info!(table = %key, columns = ?missing, "binlog rows predate these columns; writing them as NULL");
-            by_name
+            (
+                table.columns.clone(),
+                table.kept.iter().map(|&i| Some(i)).collect(),
+            )
         } else {
             return Err(Error::new(
                 ErrorKind::SourceSchema,
@@ -196,18 +222,234 @@ impl TableVersion {
                 "set binlog_row_metadata=FULL on the server (columns are then matched by name), or reload the task with --restart",
             ));
         };
+        let schema = if columns
+            .iter()
+            .map(|c| &c.column)
+            .eq(table.source.schema.columns.iter())
+        {
+            table.source.schema.clone()
+        } else {
+            Arc::new(TableSchema {
+                schema: table.source.schema.schema.clone(),
+                table: table.source.schema.table.clone(),
+                columns: columns.iter().map(|c| c.column.clone()).collect(),
+            })
+        };
         let key_cols = table
             .key
             .iter()
-            .filter_map(|k| table.columns.iter().position(|c| &c.column.name == k))
+            .filter_map(|k| columns.iter().position(|c| &c.column.name == k))
             .collect();
         Ok(TableVersion {
             key,
             schema,
-            columns: table.columns.clone(),
+            columns,
             from_binlog,
             key_cols,
         })
+    }
+}
+
+/// MySQL's `binary` character set: such CHAR/VARCHAR/BLOB columns hold bytes, not text.
+const BINARY_CHARSET: u16 = 63;
+
+/// Coarse kind of a DMS type, to tell whether a catalog column of the same name is the same
+/// column (an `INT` → `BIGINT` change keeps the kind; a drop and re-add as text does not).
+fn family(t: DmsType) -> u8 {
+    match t {
+        DmsType::Int1 | DmsType::Int2 | DmsType::Int4 | DmsType::Int8 => 0,
+        DmsType::UInt1 | DmsType::UInt2 | DmsType::UInt4 | DmsType::UInt8 => 0,
+        DmsType::Numeric { .. } => 1,
+        DmsType::Real4 | DmsType::Real8 => 2,
+        DmsType::Boolean => 3,
+        DmsType::Date => 4,
+        DmsType::DateTime => 5,
+        DmsType::Time | DmsType::String { .. } => 6,
+        DmsType::Bytes { .. } => 7,
+    }
+}
+
+/// A column defined by its TABLE_MAP alone (reference §4.4 applied to binlog types). ENUM and SET
+/// labels are not in every binlog, so such derived columns hold their index / bitmask digits.
+fn derived_column(name: String, c: &ColumnCodec, binary: bool) -> MyColumn {
+    use ColumnType::*;
+    let m = |i: usize| c.meta.get(i).copied().unwrap_or(0);
+    let u = if c.unsigned { " unsigned" } else { "" };
+    let text = DmsType::String { lob: false };
+    let (dms_type, kind, int_bytes, fsp, source) = match c.ty {
+        MYSQL_TYPE_TINY => (
+            if c.unsigned {
+                DmsType::UInt1
+            } else {
+                DmsType::Int1
+            },
+            ValueKind::Plain,
+            1,
+            0,
+            format!("tinyint{u}"),
+        ),
+        MYSQL_TYPE_SHORT => (
+            if c.unsigned {
+                DmsType::UInt2
+            } else {
+                DmsType::Int2
+            },
+            ValueKind::Plain,
+            2,
+            0,
+            format!("smallint{u}"),
+        ),
+        MYSQL_TYPE_INT24 => (
+            if c.unsigned {
+                DmsType::UInt4
+            } else {
+                DmsType::Int4
+            },
+            ValueKind::Plain,
+            3,
+            0,
+            format!("mediumint{u}"),
+        ),
+        MYSQL_TYPE_LONG => (
+            if c.unsigned {
+                DmsType::UInt4
+            } else {
+                DmsType::Int4
+            },
+            ValueKind::Plain,
+            4,
+            0,
+            format!("int{u}"),
+        ),
+        MYSQL_TYPE_LONGLONG => (
+            if c.unsigned {
+                DmsType::UInt8
+            } else {
+                DmsType::Int8
+            },
+            ValueKind::Plain,
+            8,
+            0,
+            format!("bigint{u}"),
+        ),
+        MYSQL_TYPE_NEWDECIMAL | MYSQL_TYPE_DECIMAL => {
+            let (p, s) = (m(0), m(1));
+            let t = if p <= 38 {
+                DmsType::Numeric {
+                    precision: p,
+                    scale: s as i8,
+                }
+            } else {
+                text
+            };
+            (t, ValueKind::Plain, 0, 0, format!("decimal({p},{s})"))
+        }
+        MYSQL_TYPE_FLOAT => (
+            DmsType::Real8,
+            ValueKind::Float { single: true },
+            0,
+            0,
+            "float".into(),
+        ),
+        MYSQL_TYPE_DOUBLE => (
+            DmsType::Real8,
+            ValueKind::Float { single: false },
+            0,
+            0,
+            "double".into(),
+        ),
+        MYSQL_TYPE_BIT => {
+            let bits = u32::from(m(1)) * 8 + u32::from(m(0));
+            if bits == 1 {
+                (DmsType::Boolean, ValueKind::Bit1, 0, 0, "bit(1)".into())
+            } else {
+                (
+                    DmsType::Bytes { lob: false },
+                    ValueKind::Binary,
+                    0,
+                    0,
+                    format!("bit({bits})"),
+                )
+            }
+        }
+        MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE => {
+            (DmsType::Date, ValueKind::Date, 0, 0, "date".into())
+        }
+        MYSQL_TYPE_DATETIME | MYSQL_TYPE_DATETIME2 => (
+            DmsType::DateTime,
+            ValueKind::DateTime,
+            0,
+            m(0),
+            format!("datetime({})", m(0)),
+        ),
+        MYSQL_TYPE_TIMESTAMP | MYSQL_TYPE_TIMESTAMP2 => (
+            DmsType::DateTime,
+            ValueKind::DateTime,
+            0,
+            m(0),
+            format!("timestamp({})", m(0)),
+        ),
+        MYSQL_TYPE_TIME | MYSQL_TYPE_TIME2 => {
+            (text, ValueKind::Plain, 0, m(0), format!("time({})", m(0)))
+        }
+        MYSQL_TYPE_YEAR => (DmsType::Int2, ValueKind::Plain, 0, 0, "year".into()),
+        MYSQL_TYPE_ENUM | MYSQL_TYPE_SET => (text, ValueKind::Plain, 0, 0, "enum/set".into()),
+        MYSQL_TYPE_JSON => (
+            DmsType::String { lob: true },
+            ValueKind::Plain,
+            0,
+            0,
+            "json".into(),
+        ),
+        MYSQL_TYPE_GEOMETRY => (
+            DmsType::Bytes { lob: true },
+            ValueKind::Binary,
+            0,
+            0,
+            "geometry".into(),
+        ),
+        MYSQL_TYPE_BLOB | MYSQL_TYPE_TINY_BLOB | MYSQL_TYPE_MEDIUM_BLOB | MYSQL_TYPE_LONG_BLOB => {
+            // meta[0] is the length-prefix size: 3 and 4 are MEDIUM and LONG (LOBs).
+            let lob = m(0) >= 3;
+            if binary {
+                (
+                    DmsType::Bytes { lob },
+                    ValueKind::Binary,
+                    0,
+                    0,
+                    "blob".into(),
+                )
+            } else {
+                (
+                    DmsType::String { lob },
+                    ValueKind::Plain,
+                    0,
+                    0,
+                    "text".into(),
+                )
+            }
+        }
+        _ if binary => (
+            DmsType::Bytes { lob: false },
+            ValueKind::Binary,
+            0,
+            0,
+            "varbinary".into(),
+        ),
+        _ => (text, ValueKind::Plain, 0, 0, "varchar".into()),
+    };
+    MyColumn {
+        column: crate::change::Column {
+            name,
+            dms_type,
+            source_type: source,
+        },
+        kind,
+        unsigned: c.unsigned,
+        int_bytes,
+        fsp,
+        labels: Vec::new().into(),
+        is_set: false,
     }
 }
 
@@ -464,7 +706,6 @@ fn split_qualified(name: &str) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::change::{Column, Op};
-    use crate::source::mysql::catalog::ValueKind;
 
     fn col(ty: &str, dms: DmsType, kind: ValueKind) -> MyColumn {
         MyColumn {

@@ -67,6 +67,12 @@ pub fn my_error(e: mysql_async::Error, doing: &str) -> Error {
                     msg,
                     "a selected table was dropped or altered during the load; rerun the task",
                 ),
+                // Killed or lost connection, server shutting down: transient for a reader.
+                1927 | 2013 | 1053 | 2006 => (
+                    ErrorKind::SourceConnect,
+                    msg,
+                    "check that the server is up; the task reconnects by itself",
+                ),
                 1040 => (
                     ErrorKind::SourceConnect,
                     msg,
