@@ -616,3 +616,59 @@ async fn mysql_binlog_reconnects_and_ddl_reshapes_files() {
         .collect();
     assert_rows_eq(&actual, &expected, "my_ddl.posts");
 }
+
+#[tokio::test]
+async fn mysql_cdc_starts_at_a_binlog_position_or_a_gtid() {
+    let db = "my_start";
+    let mut conn = my_db(db).await;
+    conn.query_drop(
+        "CREATE TABLE t (id BIGINT PRIMARY KEY, rev INT NOT NULL);
+         CREATE TABLE fence (id BIGINT PRIMARY KEY, rev INT NOT NULL);
+         INSERT INTO t SELECT seq, 0 FROM seq_1_to_5;",
+    )
+    .await
+    .unwrap();
+    // Both forms of the same point: after the first five rows.
+    let status = my_rows(&mut conn, "SHOW MASTER STATUS").await;
+    let position = format!(
+        "{}:{}",
+        status[0][0].as_deref().unwrap(),
+        status[0][1].as_deref().unwrap()
+    );
+    let gtid = my_rows(&mut conn, "SELECT @@gtid_binlog_pos").await[0][0]
+        .clone()
+        .unwrap();
+    conn.query_drop(
+        "INSERT INTO t VALUES (6, 0), (7, 0); UPDATE t SET rev = 1 WHERE id = 1; DELETE FROM t WHERE id = 2",
+    )
+    .await
+    .unwrap();
+    for (n, start) in [position, gtid].into_iter().enumerate() {
+        let task = my_task(
+            db,
+            "cdc",
+            "CdcMaxBatchInterval = 1",
+            &format!("cdc_start_position = \"{start}\""),
+        );
+        let mut child = spawn(&task, 0);
+        wait_streaming(&task, 0, &mut child);
+        fence(&mut conn, &task, 0, &mut child, db, 1 + n as i64).await;
+        terminate(&task, 0, child);
+        let ops: Vec<String> = table_rows(&task, &format!("{db}/t"))
+            .into_iter()
+            .map(|(_, r)| {
+                format!(
+                    "{}{}",
+                    r["Op"].as_deref().unwrap(),
+                    r["id"].as_deref().unwrap()
+                )
+            })
+            .collect();
+        assert_eq!(
+            ops,
+            ["I6", "I7", "U1", "D2"],
+            "start {start}\n{}",
+            log(&task, 0)
+        );
+    }
+}

@@ -256,6 +256,40 @@ impl SourceCdcSettings {
     }
 }
 
+/// Where a MySQL/MariaDB `cdc` task starts (`cdc_start_position`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MySqlStart {
+    /// A binlog file and offset, DMS's native form (`mysql-bin.000024:373`).
+    Binlog(crate::change::BinlogPos),
+    /// A MariaDB GTID position (`0-1-1234`, one `domain-server-sequence` per domain, comma
+    /// separated): the task starts right after that transaction.
+    MariaDbGtid(String),
+}
+
+impl MySqlStart {
+    /// Parses either form.
+    pub fn parse(s: &str) -> Result<MySqlStart> {
+        if let Ok(p) = s.parse::<crate::change::BinlogPos>() {
+            return Ok(MySqlStart::Binlog(p));
+        }
+        let gtid = !s.is_empty()
+            && s.split(',').all(|g| {
+                let parts: Vec<&str> = g.trim().split('-').collect();
+                parts.len() == 3
+                    && parts
+                        .iter()
+                        .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            });
+        if gtid {
+            return Ok(MySqlStart::MariaDbGtid(s.replace(' ', "")));
+        }
+        Err(Error::config(
+            format!("[task] cdc_start_position {s:?} is neither a binlog position nor a MariaDB GTID position"),
+            "use a binlog file and offset such as mysql-bin.000024:373 (SHOW MASTER STATUS), or a MariaDB GTID such as 0-1-1234 (@@gtid_binlog_pos)",
+        ))
+    }
+}
+
 /// `CdcStopPosition`: where a CDC task stops by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CdcStop {
@@ -348,8 +382,8 @@ pub struct TaskConfig {
     pub settings: TaskSettings,
     /// `CdcStartPosition` of a PostgreSQL `cdc` task: the LSN it starts at (with `SlotName`).
     pub cdc_start: Option<crate::change::Lsn>,
-    /// `CdcStartPosition` of a MySQL `cdc` task: the binlog file and offset it starts at.
-    pub cdc_start_binlog: Option<crate::change::BinlogPos>,
+    /// `CdcStartPosition` of a MySQL `cdc` task.
+    pub cdc_start_binlog: Option<MySqlStart>,
     /// `CdcStopPosition`.
     pub cdc_stop: Option<CdcStop>,
     /// Source.
@@ -506,14 +540,7 @@ impl TaskConfig {
             .cdc_start_position
             .as_deref()
             .filter(|_| mysql)
-            .map(|s| {
-                s.parse::<crate::change::BinlogPos>().map_err(|e| {
-                    Error::config(
-                        format!("[task] cdc_start_position: {e}"),
-                        "use a binlog file and offset such as mysql-bin.000024:373 (SHOW MASTER STATUS)",
-                    )
-                })
-            })
+            .map(MySqlStart::parse)
             .transpose()?;
         if cdc_start_binlog.is_some() && migration_type != MigrationType::Cdc {
             return Err(Error::config(
@@ -810,10 +837,17 @@ url = "file:///tmp/x"
             "ServerId = 77",
         )
         .unwrap();
-        let p = t.cdc_start_binlog.unwrap();
+        let Some(MySqlStart::Binlog(p)) = &t.cdc_start_binlog else {
+            panic!("not a binlog position")
+        };
         assert_eq!((p.file.as_str(), p.offset), ("mysql-bin.000024", 373));
         assert_eq!(t.source.cdc.server_id, Some(77));
         assert!(t.cdc_start.is_none());
+        let g = mysql_task("cdc_start_position = \"0-1-17,1-2-3\"", "").unwrap();
+        assert_eq!(
+            g.cdc_start_binlog,
+            Some(MySqlStart::MariaDbGtid("0-1-17,1-2-3".into()))
+        );
         let e = mysql_task("cdc_start_position = \"4AF/B00000D0\"", "").unwrap_err();
         assert!(e.to_string().contains("mysql-bin.000024:373"), "{e}");
         let e = mysql_task("", "ServerId = 0").unwrap_err();

@@ -20,7 +20,7 @@ use mysql_common::io::ParseBuf;
 use super::cdc::{already_written, CdcRun, Stopped};
 use crate::change::{BinlogPos, ChangePos, Op, Position};
 use crate::checkpoint::{cdc_phase, CdcState, Checkpoint};
-use crate::config::{CdcStop, MigrationType};
+use crate::config::{CdcStop, MigrationType, MySqlStart};
 use crate::error::{Error, ErrorKind, Result};
 use crate::mapping::RelationKind;
 use crate::source::mysql::binlog::{self, TableVersion};
@@ -63,7 +63,12 @@ impl CdcRun<'_> {
         cp.cdc.get_or_insert_with(CdcState::default);
         if fresh && task.migration_type == MigrationType::Cdc {
             let start = match task.cdc_start_binlog.clone() {
-                Some(p) => p,
+                Some(MySqlStart::Binlog(p)) => p,
+                Some(MySqlStart::MariaDbGtid(g)) => {
+                    let p = binlog::gtid_position(&task.source, server_id, &g).await?;
+                    tracing::info!(gtid = %g, position = %Position::MySql(p.clone()), "GTID start position resolved");
+                    p
+                }
                 None => my::binlog_position(&mut admin)
                     .await?
                     .ok_or_else(binlog_off)?,
@@ -328,7 +333,7 @@ impl<'r, 'a> Binlog<'r, 'a> {
         let data = event.read_data().map_err(|e| decode_error(&e))?;
         match data {
             Some(EventData::RotateEvent(r)) => {
-                self.file = rotated_name(r.name_raw(), &self.file, end == 0);
+                self.file = binlog::rotated_name(r.name_raw(), &self.file, end == 0);
                 if self.txn.is_none() && self.writer.oldest_buffered().is_none() {
                     self.last_end = Some(BinlogPos {
                         file: self.file.clone(),
@@ -601,45 +606,10 @@ impl<'r, 'a> Binlog<'r, 'a> {
     }
 }
 
-/// The file a ROTATE event names. The artificial ROTATE a dump starts with precedes the
-/// FORMAT_DESCRIPTION that announces checksums, so `mysql_common` leaves the 4-byte CRC on its
-/// name; it names the file the dump was asked for, so that name is kept when it matches.
-fn rotated_name(raw: &[u8], current: &str, artificial: bool) -> String {
-    if artificial && raw.starts_with(current.as_bytes()) {
-        return current.to_string();
-    }
-    let clean = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
-    let mut name = raw;
-    if artificial && name.len() > 4 && !name[name.len() - 4..].iter().all(clean) {
-        name = &name[..name.len() - 4];
-    }
-    String::from_utf8_lossy(name).into_owned()
-}
-
 fn decode_error(e: &std::io::Error) -> Error {
     Error::new(
         ErrorKind::Source,
         format!("cannot decode a binlog event: {e}"),
         "report this as a bug with the server version; a rerun resumes from the last durable position",
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rotate_names_lose_the_checksum() {
-        let mut raw = b"mysql-bin.000001".to_vec();
-        raw.extend_from_slice(&[0xd1, 0xb3, 0xff, b'j']);
-        assert_eq!(
-            rotated_name(&raw, "mysql-bin.000001", true),
-            "mysql-bin.000001"
-        );
-        assert_eq!(rotated_name(&raw, "other.000009", true), "mysql-bin.000001");
-        assert_eq!(
-            rotated_name(b"mysql-bin.000002", "mysql-bin.000001", false),
-            "mysql-bin.000002"
-        );
-    }
 }

@@ -119,6 +119,10 @@ pub fn render(s: &Status) -> String {
                 )),
         ));
     }
+    if let (None, Some(at)) = (&s.slot_name, &s.resume_position) {
+        // MySQL/MariaDB: no slot; the binlog position lives in the checkpoint.
+        out.push_str(&format!("binlog: resume at {at}\n"));
+    }
     if let Some(l) = s.cdc_latency_source {
         out.push_str(&format!("CDCLatencySource {l:.1} s\n"));
     }

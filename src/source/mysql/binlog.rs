@@ -60,6 +60,82 @@ pub async fn open(source: &SourceConfig, server_id: u32, pos: &BinlogPos) -> Res
     })
 }
 
+/// The file a ROTATE event names. The artificial ROTATE a dump starts with precedes the
+/// FORMAT_DESCRIPTION that announces checksums, so `mysql_common` leaves the 4-byte CRC on its
+/// name; it names the file the dump was asked for, so that name is kept when it matches.
+pub fn rotated_name(raw: &[u8], current: &str, artificial: bool) -> String {
+    if artificial && !current.is_empty() && raw.starts_with(current.as_bytes()) {
+        return current.to_string();
+    }
+    let clean = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
+    let mut name = raw;
+    if artificial && name.len() > 4 && !name[name.len() - 4..].iter().all(clean) {
+        name = &name[..name.len() - 4];
+    }
+    String::from_utf8_lossy(name).into_owned()
+}
+
+/// The binlog file and offset right after MariaDB GTID position `gtid`: the server streams
+/// from it (`@slave_connect_state`), and the first transaction it sends gives the position; when
+/// nothing follows yet, the first heartbeat's position (the current end) does.
+pub async fn gtid_position(source: &SourceConfig, server_id: u32, gtid: &str) -> Result<BinlogPos> {
+    let mut conn = connect(source).await?;
+    conn.query_drop(format!(
+        "SET @mariadb_slave_capability = 4, @slave_connect_state = '{}', @master_heartbeat_period = 1000000000",
+        gtid.replace('\'', "")
+    ))
+    .await
+    .map_err(|e| my_error(e, "setting the GTID start position"))?;
+    // An empty file name: the server positions by the GTID state instead.
+    let mut stream = conn
+        .get_binlog_stream(BinlogStreamRequest::new(server_id))
+        .await
+        .map_err(|e| my_error(e, &format!("starting the binlog dump at GTID {gtid}")))?;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut file = String::new();
+    loop {
+        let next = tokio::time::timeout_at(deadline, futures::StreamExt::next(&mut stream))
+            .await
+            .map_err(|_| {
+                Error::new(
+                    ErrorKind::Source,
+                    format!("the server sent no position for GTID {gtid} within 30 s"),
+                    "check the GTID against SELECT @@gtid_binlog_pos, or use a file:offset start position",
+                )
+            })?;
+        let event = match next {
+            Some(Ok(e)) => e,
+            Some(Err(e)) => return Err(my_error(e, &format!("positioning at GTID {gtid}"))),
+            None => {
+                return Err(Error::new(
+                    ErrorKind::Source,
+                    format!("the server closed the dump at GTID {gtid}"),
+                    "check the GTID against SELECT @@gtid_binlog_pos (it may be purged)",
+                ))
+            }
+        };
+        let h = event.header();
+        let (end, size) = (u64::from(h.log_pos()), u64::from(h.event_size()));
+        if is_gtid(h.event_type_raw()) && end >= size && !file.is_empty() {
+            return Ok(BinlogPos {
+                file,
+                offset: end - size,
+            });
+        }
+        match event.read_data() {
+            Ok(Some(mysql_async::binlog::events::EventData::RotateEvent(r))) => {
+                file = rotated_name(r.name_raw(), "", end == 0);
+            }
+            Ok(Some(mysql_async::binlog::events::EventData::HeartbeatEvent))
+                if end > 0 && !file.is_empty() =>
+            {
+                return Ok(BinlogPos { file, offset: end });
+            }
+            _ => {}
+        }
+    }
+}
+
 /// True for an event that opens a transaction without a `BEGIN` query (MariaDB GTID).
 pub fn is_gtid(event_type: u8) -> bool {
     event_type == MARIADB_GTID_EVENT
@@ -796,6 +872,21 @@ mod tests {
         assert_eq!(
             render(&bin, Value::Bytes(vec![0, 255])).as_deref(),
             Some("\\x00ff")
+        );
+    }
+
+    #[test]
+    fn rotate_names_lose_the_checksum() {
+        let mut raw = b"mysql-bin.000001".to_vec();
+        raw.extend_from_slice(&[0xd1, 0xb3, 0xff, b'j']);
+        assert_eq!(
+            rotated_name(&raw, "mysql-bin.000001", true),
+            "mysql-bin.000001"
+        );
+        assert_eq!(rotated_name(&raw, "other.000009", true), "mysql-bin.000001");
+        assert_eq!(
+            rotated_name(b"mysql-bin.000002", "mysql-bin.000001", false),
+            "mysql-bin.000002"
         );
     }
 
