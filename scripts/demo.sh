@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Demo: a private PostgreSQL with the `dms_sample` tables from the AWS
-# "MySQL to S3" walkthrough (posts, post_history, votes), a full load with
-# tributary into ./lake in DMS's S3 layout, then the resulting files.
+# Demo: a private PostgreSQL (or, with --source mysql, MariaDB) with the
+# `dms_sample` tables from the AWS "MySQL to S3" walkthrough (posts,
+# post_history, votes), a full load with tributary into ./lake in DMS's S3
+# layout, then the resulting files.
 #
-#   bash scripts/demo.sh [--format parquet|csv]
+#   bash scripts/demo.sh [--format parquet|csv] [--source postgres|mysql]
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -11,8 +12,17 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/lib.sh
 
 format=parquet
+source_engine=postgres
 while (($# > 0)); do
   case $1 in
+    --source)
+      source_engine=${2:-}
+      shift 2 || die "--source needs a value"
+      ;;
+    --source=*)
+      source_engine=${1#--source=}
+      shift
+      ;;
     --format)
       format=${2:-}
       shift 2 || die "--format needs a value"
@@ -22,13 +32,14 @@ while (($# > 0)); do
       shift
       ;;
     -h | --help)
-      sed -n '2,6p' "$0"
+      sed -n '2,7p' "$0"
       exit 0
       ;;
-    *) die "unknown argument: $1 (usage: scripts/demo.sh [--format parquet|csv])" ;;
+    *) die "unknown argument: $1 (usage: scripts/demo.sh [--format parquet|csv] [--source postgres|mysql])" ;;
   esac
 done
 [[ $format == parquet || $format == csv ]] || die "--format must be parquet or csv"
+[[ $source_engine == postgres || $source_engine == mysql ]] || die "--source must be postgres or mysql"
 
 root=$PWD
 demo_dir="$root/.tributary/demo"
@@ -36,11 +47,14 @@ lake="$root/lake"
 task="$demo_dir/task.toml"
 bin="${CARGO_TARGET_DIR:-$root/target}/release/tributary"
 
+require_cargo
+cleanup_on_exit
+if [[ $source_engine == mysql ]]; then
+  # shellcheck source=scripts/demo-mysql.sh
+  source scripts/demo-mysql.sh
+else
 phase "Checking prerequisites (apt: postgresql)"
 ensure_apt python3:python3 'postgresql:/usr/lib/postgresql/*/bin/initdb'
-require_cargo
-
-cleanup_on_exit
 
 phase "Starting PostgreSQL"
 start_postgres
@@ -156,6 +170,8 @@ SQL
 for table in posts post_history votes; do
   info "dms_sample.$table: $("${psql[@]}" -At -c "SELECT count(*) FROM dms_sample.$table") rows"
 done
+export DEMO_SOURCE_URL="$TRIBUTARY_TEST_PG_URL"
+fi
 
 phase "Building (cargo build --release --locked)"
 cargo build --release --locked
@@ -170,8 +186,8 @@ migration_type = "full-load"
 table_mappings = '''{"rules":[{"rule-type":"selection","rule-id":"1","rule-name":"1","object-locator":{"schema-name":"dms_sample","table-name":"%"},"rule-action":"include"}]}'''
 
 [source]
-engine = "postgres"
-url = "\${DEMO_PG_URL}"
+engine = "$source_engine"
+url = "\${DEMO_SOURCE_URL}"
 
 [target]
 url = "file://$lake"
@@ -182,7 +198,6 @@ IncludeOpForFullLoad = true
 TimestampColumnName = "dms_timestamp"
 EOF
 sed 's/^/    /' "$task"
-export DEMO_PG_URL="$TRIBUTARY_TEST_PG_URL"
 
 phase "Running tributary run --config ${task#"$root"/}"
 # Start from an empty table folder so the tree shows only this run's files.
