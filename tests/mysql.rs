@@ -672,3 +672,59 @@ async fn mysql_cdc_starts_at_a_binlog_position_or_a_gtid() {
         );
     }
 }
+
+#[tokio::test]
+async fn mysql_truncate_deletes_the_tables_objects_then_streams_on() {
+    let db = "my_trunc";
+    let mut conn = my_db(db).await;
+    conn.query_drop(
+        "CREATE TABLE posts (id BIGINT PRIMARY KEY, rev INT NOT NULL);
+         CREATE TABLE keep (id BIGINT PRIMARY KEY, rev INT NOT NULL);
+         CREATE TABLE fence (id BIGINT PRIMARY KEY, rev INT NOT NULL);
+         INSERT INTO posts SELECT seq, 0 FROM seq_1_to_50;
+         INSERT INTO keep SELECT seq, 0 FROM seq_1_to_5;",
+    )
+    .await
+    .unwrap();
+    let task = my_task(db, "full-load-and-cdc", "CdcMaxBatchInterval = 1", "");
+    let mut child = spawn(&task, 0);
+    wait_streaming(&task, 0, &mut child);
+    conn.query_drop("UPDATE posts SET rev = 1 WHERE id = 1")
+        .await
+        .unwrap();
+    fence(&mut conn, &task, 0, &mut child, db, 1).await;
+    conn.query_drop("TRUNCATE TABLE posts; INSERT INTO posts VALUES (7, 0)")
+        .await
+        .unwrap();
+    fence(&mut conn, &task, 0, &mut child, db, 2).await;
+    terminate(&task, 0, child);
+    let lake = task.lake();
+    // Only what came after the TRUNCATE is left of posts; other tables keep their files.
+    let rows = table_rows(&task, &format!("{db}/posts"));
+    let ops: Vec<String> = rows
+        .iter()
+        .map(|(_, r)| {
+            format!(
+                "{}{}",
+                r.get("Op").cloned().flatten().unwrap_or("L".into()),
+                r["id"].as_deref().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(ops, ["I7"], "{:?}", files(&lake));
+    assert!(files(&lake)
+        .iter()
+        .any(|f| f.starts_with(&format!("{db}/keep/LOAD"))));
+    let checkpoint = std::fs::read_to_string(
+        task.dir
+            .path()
+            .join(format!("tributary-state/my-{db}/checkpoint.json")),
+    )
+    .unwrap();
+    let cp: serde_json::Value = serde_json::from_str(&checkpoint).unwrap();
+    assert_eq!(
+        cp["tables"][format!("{db}.posts")]["Ddls"],
+        1,
+        "{checkpoint}"
+    );
+}
