@@ -370,18 +370,7 @@ async fn kill_9_at_random_moments_still_writes_every_change_once() {
         "AddColumnName = true\nCdcMaxBatchInterval = 1\nCdcMinFileSize = 8\nMaxFileSize = 64",
         "",
     );
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    eprintln!("kill seed {seed}");
-    let mut rng = seed;
-    let mut next = move |max: u64| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng % max
-    };
+    let mut next = kill_times();
     // Kill 1: during the full load.
     let mut child = spawn(&task, 0);
     workload(&client, 0).await;

@@ -353,18 +353,7 @@ async fn mysql_kill_9_restarts_still_write_every_change_once() {
         "CdcMaxBatchInterval = 1\nCdcMinFileSize = 8\nMaxFileSize = 64",
         "",
     );
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    eprintln!("kill seed {seed}");
-    let mut rng = seed;
-    let mut next = move |max: u64| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng % max
-    };
+    let mut next = kill_times();
     // Kill 1: during the full load.
     let mut child = spawn(&task, 0);
     workload(&mut conn, 0).await;

@@ -75,6 +75,25 @@ pub struct ReadOptions {
     pub lob_max_bytes: Option<usize>,
 }
 
+impl ReadOptions {
+    /// The LobMaxSize cut for a column of `dms_type`: Some((bytes, is_bytes)) for LOB columns
+    /// when LobMaxSize is set.
+    pub fn lob_limit(&self, dms_type: crate::change::DmsType) -> Option<(usize, bool)> {
+        lob_limit(self.lob_max_bytes, dms_type)
+    }
+}
+
+/// The LobMaxSize cut (`max` bytes) for a column of `dms_type`: Some((bytes, is_bytes)) for LOB
+/// columns when a limit is set.
+pub fn lob_limit(max: Option<usize>, dms_type: crate::change::DmsType) -> Option<(usize, bool)> {
+    max.filter(|_| dms_type.is_lob()).map(|max| {
+        (
+            max,
+            matches!(dms_type, crate::change::DmsType::Bytes { .. }),
+        )
+    })
+}
+
 /// A consistent snapshot of the source, from which tables are read in parallel.
 ///
 /// Contract: every `read_table` call sees the same snapshot, whatever its timing; batches are

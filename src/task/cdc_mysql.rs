@@ -26,7 +26,7 @@ use crate::mapping::RelationKind;
 use crate::source::mysql::binlog::{self, TableVersion};
 use crate::source::mysql::catalog::{self, MyTable};
 use crate::source::mysql::{self as my, prereq, MySnapshot};
-use crate::source::{lob_cut_len, Snapshot};
+use crate::source::{lob_cut_len, lob_limit, Snapshot};
 use crate::store;
 use crate::writer::cdc::{cdc_table, resolve_pending, CdcWriter, SystemClock};
 
@@ -109,12 +109,15 @@ impl CdcRun<'_> {
                 Some(Position::MySql(p)) => p,
                 _ => return Err(Error::internal("no binlog position to resume from")),
             };
-            let mut s = Binlog::new(self, server_id, start).await?;
-            let r = s.stream(cp).await;
+            // Opening the dump is retried like a lost stream: the server may still be down.
+            let (r, progressed) = match Binlog::new(self, server_id, start).await {
+                Ok(mut s) => (s.stream(cp).await, s.progressed),
+                Err(e) => (Err(e), false),
+            };
             match r {
                 Err(e) if e.retryable() && !self.cancel.is_cancelled() => {
                     let since = *failing_since.get_or_insert_with(std::time::Instant::now);
-                    if s.progressed {
+                    if progressed {
                         backoff = Duration::from_secs(1);
                         failing_since = Some(std::time::Instant::now());
                     } else if since.elapsed() > RECONNECT_FOR {
@@ -334,7 +337,9 @@ impl<'r, 'a> Binlog<'r, 'a> {
         match data {
             Some(EventData::RotateEvent(r)) => {
                 self.file = binlog::rotated_name(r.name_raw(), &self.file, end == 0);
-                if self.txn.is_none() && self.writer.oldest_buffered().is_none() {
+                // Between transactions the next one starts in the new file (`advance`
+                // still prefers an older buffered change).
+                if self.txn.is_none() {
                     self.last_end = Some(BinlogPos {
                         file: self.file.clone(),
                         offset: r.position(),
@@ -592,8 +597,7 @@ impl<'r, 'a> Binlog<'r, 'a> {
                 .and_then(|i| row.get_mut(i))
                 .and_then(Option::take);
             binlog::push_binlog_value(col, v, out)?;
-            if let Some(max) = lob_max.filter(|_| col.column.dms_type.is_lob()) {
-                let is_bytes = col.kind == catalog::ValueKind::Binary;
+            if let Some((max, is_bytes)) = lob_limit(lob_max, col.column.dms_type) {
                 if let Some(len) = lob_cut_len(out.last_cell(), max, is_bytes) {
                     out.truncate_last_cell(len);
                 }

@@ -219,3 +219,21 @@ pub fn assert_rows_eq(actual: &[Row], expected: &[Row], what: &str) {
         }
     }
 }
+
+/// Random delays (ms, below `max`) for `kill -9` tests, seeded from the clock; the seed is
+/// printed so a failing run can be told apart.
+pub fn kill_times() -> impl FnMut(u64) -> u64 {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    eprintln!("kill seed {seed}");
+    // xorshift64: enough spread for timing, no dependency.
+    let mut rng = seed | 1;
+    move |max: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % max
+    }
+}

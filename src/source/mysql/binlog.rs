@@ -350,64 +350,22 @@ fn family(t: DmsType) -> u8 {
 fn derived_column(name: String, c: &ColumnCodec, binary: bool) -> MyColumn {
     use ColumnType::*;
     let m = |i: usize| c.meta.get(i).copied().unwrap_or(0);
-    let u = if c.unsigned { " unsigned" } else { "" };
+    let int = |signed: DmsType, unsigned: DmsType, width: u8, name: &str| {
+        let (t, u) = if c.unsigned {
+            (unsigned, " unsigned")
+        } else {
+            (signed, "")
+        };
+        (t, ValueKind::Plain, width, 0, format!("{name}{u}"))
+    };
+    let plain = |t: DmsType, kind: ValueKind, source: &str| (t, kind, 0, 0, source.to_string());
     let text = DmsType::String { lob: false };
     let (dms_type, kind, int_bytes, fsp, source) = match c.ty {
-        MYSQL_TYPE_TINY => (
-            if c.unsigned {
-                DmsType::UInt1
-            } else {
-                DmsType::Int1
-            },
-            ValueKind::Plain,
-            1,
-            0,
-            format!("tinyint{u}"),
-        ),
-        MYSQL_TYPE_SHORT => (
-            if c.unsigned {
-                DmsType::UInt2
-            } else {
-                DmsType::Int2
-            },
-            ValueKind::Plain,
-            2,
-            0,
-            format!("smallint{u}"),
-        ),
-        MYSQL_TYPE_INT24 => (
-            if c.unsigned {
-                DmsType::UInt4
-            } else {
-                DmsType::Int4
-            },
-            ValueKind::Plain,
-            3,
-            0,
-            format!("mediumint{u}"),
-        ),
-        MYSQL_TYPE_LONG => (
-            if c.unsigned {
-                DmsType::UInt4
-            } else {
-                DmsType::Int4
-            },
-            ValueKind::Plain,
-            4,
-            0,
-            format!("int{u}"),
-        ),
-        MYSQL_TYPE_LONGLONG => (
-            if c.unsigned {
-                DmsType::UInt8
-            } else {
-                DmsType::Int8
-            },
-            ValueKind::Plain,
-            8,
-            0,
-            format!("bigint{u}"),
-        ),
+        MYSQL_TYPE_TINY => int(DmsType::Int1, DmsType::UInt1, 1, "tinyint"),
+        MYSQL_TYPE_SHORT => int(DmsType::Int2, DmsType::UInt2, 2, "smallint"),
+        MYSQL_TYPE_INT24 => int(DmsType::Int4, DmsType::UInt4, 3, "mediumint"),
+        MYSQL_TYPE_LONG => int(DmsType::Int4, DmsType::UInt4, 4, "int"),
+        MYSQL_TYPE_LONGLONG => int(DmsType::Int8, DmsType::UInt8, 8, "bigint"),
         MYSQL_TYPE_NEWDECIMAL | MYSQL_TYPE_DECIMAL => {
             let (p, s) = (m(0), m(1));
             let t = if p <= 38 {
@@ -418,101 +376,49 @@ fn derived_column(name: String, c: &ColumnCodec, binary: bool) -> MyColumn {
             } else {
                 text
             };
-            (t, ValueKind::Plain, 0, 0, format!("decimal({p},{s})"))
+            plain(t, ValueKind::Plain, &format!("decimal({p},{s})"))
         }
-        MYSQL_TYPE_FLOAT => (
-            DmsType::Real8,
-            ValueKind::Float { single: true },
-            0,
-            0,
-            "float".into(),
-        ),
-        MYSQL_TYPE_DOUBLE => (
-            DmsType::Real8,
-            ValueKind::Float { single: false },
-            0,
-            0,
-            "double".into(),
-        ),
-        MYSQL_TYPE_BIT => {
-            let bits = u32::from(m(1)) * 8 + u32::from(m(0));
-            if bits == 1 {
-                (DmsType::Boolean, ValueKind::Bit1, 0, 0, "bit(1)".into())
-            } else {
-                (
-                    DmsType::Bytes { lob: false },
-                    ValueKind::Binary,
-                    0,
-                    0,
-                    format!("bit({bits})"),
-                )
-            }
+        MYSQL_TYPE_FLOAT => plain(DmsType::Real8, ValueKind::Float { single: true }, "float"),
+        MYSQL_TYPE_DOUBLE => plain(DmsType::Real8, ValueKind::Float { single: false }, "double"),
+        MYSQL_TYPE_BIT => match u32::from(m(1)) * 8 + u32::from(m(0)) {
+            1 => plain(DmsType::Boolean, ValueKind::Bit1, "bit(1)"),
+            bits => plain(
+                DmsType::Bytes { lob: false },
+                ValueKind::Binary,
+                &format!("bit({bits})"),
+            ),
+        },
+        MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE => plain(DmsType::Date, ValueKind::Date, "date"),
+        MYSQL_TYPE_DATETIME | MYSQL_TYPE_DATETIME2 => {
+            let f = format!("datetime({})", m(0));
+            (DmsType::DateTime, ValueKind::DateTime, 0, m(0), f)
         }
-        MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE => {
-            (DmsType::Date, ValueKind::Date, 0, 0, "date".into())
+        MYSQL_TYPE_TIMESTAMP | MYSQL_TYPE_TIMESTAMP2 => {
+            let f = format!("timestamp({})", m(0));
+            (DmsType::DateTime, ValueKind::Timestamp, 0, m(0), f)
         }
-        MYSQL_TYPE_DATETIME | MYSQL_TYPE_DATETIME2 => (
-            DmsType::DateTime,
-            ValueKind::DateTime,
-            0,
-            m(0),
-            format!("datetime({})", m(0)),
-        ),
-        MYSQL_TYPE_TIMESTAMP | MYSQL_TYPE_TIMESTAMP2 => (
-            DmsType::DateTime,
-            ValueKind::DateTime,
-            0,
-            m(0),
-            format!("timestamp({})", m(0)),
-        ),
         MYSQL_TYPE_TIME | MYSQL_TYPE_TIME2 => {
             (text, ValueKind::Plain, 0, m(0), format!("time({})", m(0)))
         }
-        MYSQL_TYPE_YEAR => (DmsType::Int2, ValueKind::Plain, 0, 0, "year".into()),
-        MYSQL_TYPE_ENUM | MYSQL_TYPE_SET => (text, ValueKind::Plain, 0, 0, "enum/set".into()),
-        MYSQL_TYPE_JSON => (
-            DmsType::String { lob: true },
-            ValueKind::Plain,
-            0,
-            0,
-            "json".into(),
-        ),
-        MYSQL_TYPE_GEOMETRY => (
-            DmsType::Bytes { lob: true },
-            ValueKind::Binary,
-            0,
-            0,
-            "geometry".into(),
-        ),
+        MYSQL_TYPE_YEAR => plain(DmsType::Int2, ValueKind::Plain, "year"),
+        MYSQL_TYPE_ENUM | MYSQL_TYPE_SET => plain(text, ValueKind::Plain, "enum/set"),
+        MYSQL_TYPE_JSON => plain(DmsType::String { lob: true }, ValueKind::Plain, "json"),
+        MYSQL_TYPE_GEOMETRY => plain(DmsType::Bytes { lob: true }, ValueKind::Binary, "geometry"),
         MYSQL_TYPE_BLOB | MYSQL_TYPE_TINY_BLOB | MYSQL_TYPE_MEDIUM_BLOB | MYSQL_TYPE_LONG_BLOB => {
             // meta[0] is the length-prefix size: 3 and 4 are MEDIUM and LONG (LOBs).
             let lob = m(0) >= 3;
             if binary {
-                (
-                    DmsType::Bytes { lob },
-                    ValueKind::Binary,
-                    0,
-                    0,
-                    "blob".into(),
-                )
+                plain(DmsType::Bytes { lob }, ValueKind::Binary, "blob")
             } else {
-                (
-                    DmsType::String { lob },
-                    ValueKind::Plain,
-                    0,
-                    0,
-                    "text".into(),
-                )
+                plain(DmsType::String { lob }, ValueKind::Plain, "text")
             }
         }
-        _ if binary => (
+        _ if binary => plain(
             DmsType::Bytes { lob: false },
             ValueKind::Binary,
-            0,
-            0,
-            "varbinary".into(),
+            "varbinary",
         ),
-        _ => (text, ValueKind::Plain, 0, 0, "varchar".into()),
+        _ => plain(text, ValueKind::Plain, "varchar"),
     };
     MyColumn {
         column: crate::change::Column {
@@ -521,7 +427,6 @@ fn derived_column(name: String, c: &ColumnCodec, binary: bool) -> MyColumn {
             source_type: source,
         },
         kind,
-        unsigned: c.unsigned,
         int_bytes,
         fsp,
         labels: Vec::new().into(),
@@ -560,13 +465,14 @@ impl serde_json::ser::Formatter for MySqlJsonFormatter {
     }
 }
 
-/// `.ffffff` cut to `fsp` digits (nothing for fsp 0).
-fn fraction(us: u32, fsp: u8) -> String {
-    if fsp == 0 {
-        return String::new();
+/// Appends `.ffffff` cut to `fsp` digits (nothing for fsp 0).
+fn write_fraction(buf: &mut Vec<u8>, us: u32, fsp: u8) {
+    use std::io::Write;
+    let fsp = fsp.min(6);
+    if fsp > 0 {
+        let digits = us / 10u32.pow(6 - u32::from(fsp));
+        let _ = write!(buf, ".{digits:0width$}", width = fsp as usize);
     }
-    let f = format!("{us:06}");
-    format!(".{}", &f[..fsp.min(6) as usize])
 }
 
 /// Appends one binlog value as the canonical cell of `col`.
@@ -609,29 +515,36 @@ pub fn push_binlog_value(
                 "SET GLOBAL binlog_row_value_options = '' on the server (partial JSON updates off)",
             )),
         };
-    let timestamp = col.column.source_type.starts_with("timestamp");
+    use std::io::Write;
+    let timestamp = col.kind == ValueKind::Timestamp;
     match v {
         Value::Bytes(b) if col.is_set => {
             let mut mask = 0u64;
             for (i, byte) in b.iter().enumerate().take(8) {
                 mask |= u64::from(*byte) << (8 * i);
             }
-            let chosen: Vec<&str> = col
-                .labels
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| mask & (1 << i) != 0)
-                .map(|(_, l)| l.as_str())
-                .collect();
-            out.push_cell(chosen.join(",").as_bytes());
+            let buf = out.cell_buf();
+            let start = buf.len();
+            for (i, label) in col.labels.iter().enumerate() {
+                if mask & (1 << i) != 0 {
+                    if buf.len() > start {
+                        buf.push(b',');
+                    }
+                    buf.extend_from_slice(label.as_bytes());
+                }
+            }
+            out.end_cell();
         }
         Value::Bytes(b) if timestamp => {
             // TIMESTAMP2 arrives as "seconds[.micros]" since the epoch; 0 is the zero date.
-            let text = String::from_utf8_lossy(&b);
-            let (sec, us) = text.split_once('.').unwrap_or((&text, "0"));
-            let sec: i64 = sec.parse().unwrap_or(0);
-            let us: u32 = us.parse().unwrap_or(0);
-            push_epoch(sec, us, col.fsp, out);
+            let text = std::str::from_utf8(&b).unwrap_or("0");
+            let (sec, us) = text.split_once('.').unwrap_or((text, "0"));
+            push_epoch(
+                sec.parse().unwrap_or(0),
+                us.parse().unwrap_or(0),
+                col.fsp,
+                out,
+            );
         }
         Value::Bytes(b) => catalog::push_value(col.kind, &b, out),
         Value::Int(n) if !col.labels.is_empty() => {
@@ -643,7 +556,7 @@ pub fn push_binlog_value(
             out.push_cell(label.map_or(&b""[..], |l| l.as_bytes()));
         }
         Value::Int(n) if timestamp => push_epoch(n, 0, col.fsp, out),
-        Value::Int(n) if col.unsigned && n < 0 => {
+        Value::Int(n) if col.unsigned() && n < 0 => {
             let bits = u32::from(col.int_bytes.max(1)) * 8;
             let u = if bits >= 64 {
                 n as u64
@@ -657,21 +570,17 @@ pub fn push_binlog_value(
         }
         Value::Int(n) => push_display(out, n),
         Value::UInt(n) => push_display(out, n),
-        Value::Float(f) => out.push_cell(catalog::float_text(f64::from(f), true).as_bytes()),
-        Value::Double(f) => out.push_cell(catalog::float_text(f, false).as_bytes()),
+        Value::Float(f) => catalog::push_float(f64::from(f), true, out),
+        Value::Double(f) => catalog::push_float(f, false, out),
         Value::Date(y, m, d, h, mi, s, us) => {
             if y == 0 || m == 0 || d == 0 {
                 out.push_null();
-            } else if col.column.dms_type == DmsType::Date {
-                out.push_cell(format!("{y:04}-{m:02}-{d:02}").as_bytes());
             } else {
-                use std::io::Write;
-                let fsp = col.fsp.min(6);
                 let buf = out.cell_buf();
-                let _ = write!(buf, "{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02}");
-                if fsp > 0 {
-                    let digits = us / 10u32.pow(6 - u32::from(fsp));
-                    let _ = write!(buf, ".{digits:0width$}", width = fsp as usize);
+                let _ = write!(buf, "{y:04}-{m:02}-{d:02}");
+                if col.column.dms_type != DmsType::Date {
+                    let _ = write!(buf, " {h:02}:{mi:02}:{s:02}");
+                    write_fraction(buf, us, col.fsp);
                 }
                 out.end_cell();
             }
@@ -679,8 +588,10 @@ pub fn push_binlog_value(
         Value::Time(neg, days, h, m, s, us) => {
             let hours = days * 24 + u32::from(h);
             let sign = if neg { "-" } else { "" };
-            let f = fraction(us, col.fsp);
-            out.push_cell(format!("{sign}{hours:02}:{m:02}:{s:02}{f}").as_bytes());
+            let buf = out.cell_buf();
+            let _ = write!(buf, "{sign}{hours:02}:{m:02}:{s:02}");
+            write_fraction(buf, us, col.fsp);
+            out.end_cell();
         }
         Value::NULL => out.push_null(),
     }
@@ -702,8 +613,11 @@ fn push_epoch(sec: i64, us: u32, fsp: u8, out: &mut RowBatch) {
     }
     match chrono::DateTime::from_timestamp(sec, us * 1000) {
         Some(t) => {
-            let f = fraction(us, fsp);
-            out.push_cell(format!("{}{f}", t.format("%Y-%m-%d %H:%M:%S")).as_bytes());
+            use std::io::Write;
+            let buf = out.cell_buf();
+            let _ = write!(buf, "{}", t.format("%Y-%m-%d %H:%M:%S"));
+            write_fraction(buf, us, fsp);
+            out.end_cell();
         }
         None => out.push_null(),
     }
@@ -791,7 +705,6 @@ mod tests {
                 source_type: ty.into(),
             },
             kind,
-            unsigned: ty.contains("unsigned"),
             int_bytes: if ty.starts_with("tinyint") { 1 } else { 8 },
             fsp: if ty.contains("(6)") {
                 6
@@ -828,7 +741,7 @@ mod tests {
             Some("2024-02-29 12:34:56.123456")
         );
         assert_eq!(render(&dt, Value::Date(0, 0, 0, 0, 0, 0, 0)), None);
-        let ts = col("timestamp(6)", DmsType::DateTime, ValueKind::DateTime);
+        let ts = col("timestamp(6)", DmsType::DateTime, ValueKind::Timestamp);
         assert_eq!(
             render(&ts, Value::Bytes(b"1709210096.654321".to_vec())).as_deref(),
             Some("2024-02-29 12:34:56.654321")

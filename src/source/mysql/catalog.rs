@@ -33,8 +33,11 @@ pub enum ValueKind {
     Binary,
     /// DATE: zero dates become NULL.
     Date,
-    /// DATETIME/TIMESTAMP: zero dates become NULL; TIMESTAMP arrives in UTC (session time zone).
+    /// DATETIME: zero dates become NULL.
     DateTime,
+    /// TIMESTAMP: as DATETIME over the text protocol (UTC by the session time zone); in the
+    /// binlog it arrives as seconds since the epoch.
+    Timestamp,
 }
 
 /// One selected column with its conversion.
@@ -44,8 +47,6 @@ pub struct MyColumn {
     pub column: Column,
     /// Conversion to canonical text.
     pub kind: ValueKind,
-    /// `UNSIGNED` integer (binlog values of unsigned columns arrive as signed bit patterns).
-    pub unsigned: bool,
     /// Type byte width for integers (1, 2, 3, 4, 8), used to reinterpret binlog values.
     pub int_bytes: u8,
     /// Fractional-second digits of DATETIME/TIMESTAMP/TIME (the text protocol pads to them).
@@ -163,7 +164,8 @@ fn map_type(
         }
         "mediumtext" | "longtext" | "json" => (DmsType::String { lob: true }, ValueKind::Plain, 0),
         "date" => (DmsType::Date, ValueKind::Date, 0),
-        "datetime" | "timestamp" => (DmsType::DateTime, ValueKind::DateTime, 0),
+        "datetime" => (DmsType::DateTime, ValueKind::DateTime, 0),
+        "timestamp" => (DmsType::DateTime, ValueKind::Timestamp, 0),
         "year" => (DmsType::Int2, ValueKind::Plain, 0),
         // char, varchar, tinytext, text, enum, set, time (DMS: STRING), and anything newer.
         _ => (string, ValueKind::Plain, 0),
@@ -175,16 +177,30 @@ fn zero_date(v: &[u8]) -> bool {
     v.len() >= 10 && (v.starts_with(b"0000") || &v[5..7] == b"00" || &v[8..10] == b"00")
 }
 
-/// A float as text: shortest round-trip digits, exponent form below 1e-4 and from 1e15 on.
-pub fn float_text(v: f64, single: bool) -> String {
-    let a = v.abs();
-    let exp = v != 0.0 && !(1e-4..1e15).contains(&a);
-    match (single, exp) {
-        (true, true) => format!("{:e}", v as f32),
-        (true, false) => format!("{}", v as f32),
-        (false, true) => format!("{v:e}"),
-        (false, false) => format!("{v}"),
+impl MyColumn {
+    /// An `UNSIGNED` integer column (binlog values without signedness metadata arrive as signed
+    /// bit patterns).
+    pub fn unsigned(&self) -> bool {
+        matches!(
+            self.column.dms_type,
+            DmsType::UInt1 | DmsType::UInt2 | DmsType::UInt4 | DmsType::UInt8
+        )
     }
+}
+
+/// Appends a float as a cell: shortest round-trip digits, exponent form below 1e-4 and from
+/// 1e15 on.
+pub fn push_float(v: f64, single: bool, out: &mut RowBatch) {
+    use std::io::Write;
+    let exp = v != 0.0 && !(1e-4..1e15).contains(&v.abs());
+    let buf = out.cell_buf();
+    let _ = match (single, exp) {
+        (true, true) => write!(buf, "{:e}", v as f32),
+        (true, false) => write!(buf, "{}", v as f32),
+        (false, true) => write!(buf, "{v:e}"),
+        (false, false) => write!(buf, "{v}"),
+    };
+    out.end_cell();
 }
 
 /// Appends `v` (MySQL's text form, or raw bytes for binary kinds) to `out` as a canonical cell.
@@ -196,7 +212,7 @@ pub fn push_value(kind: ValueKind, v: &[u8], out: &mut RowBatch) {
                 .ok()
                 .and_then(|t| t.parse::<f64>().ok())
             {
-                Some(f) => out.push_cell(float_text(f, single).as_bytes()),
+                Some(f) => push_float(f, single, out),
                 None => out.push_cell(v),
             }
         }
@@ -215,8 +231,10 @@ pub fn push_value(kind: ValueKind, v: &[u8], out: &mut RowBatch) {
             }
             out.end_cell();
         }
-        ValueKind::Date | ValueKind::DateTime if zero_date(v) => out.push_null(),
-        ValueKind::Date | ValueKind::DateTime => out.push_cell(v),
+        ValueKind::Date | ValueKind::DateTime | ValueKind::Timestamp if zero_date(v) => {
+            out.push_null()
+        }
+        ValueKind::Date | ValueKind::DateTime | ValueKind::Timestamp => out.push_cell(v),
     }
 }
 
@@ -321,7 +339,6 @@ async fn table_columns(
         kept.push(i);
         let enumish = matches!(data_type.as_str(), "enum" | "set");
         columns.push(MyColumn {
-            unsigned: column_type.contains("unsigned"),
             fsp: if matches!(data_type.as_str(), "datetime" | "timestamp" | "time") {
                 fsp_of(&column_type)
             } else {

@@ -280,11 +280,7 @@ async fn read_rows(
     let lob: Vec<Option<(usize, bool)>> = table
         .columns
         .iter()
-        .map(|c| {
-            opts.lob_max_bytes
-                .filter(|_| c.column.dms_type.is_lob())
-                .map(|m| (m, c.kind == ValueKind::Binary))
-        })
+        .map(|c| opts.lob_limit(c.column.dms_type))
         .collect();
     let mut batch = RowBatch::new(ncols);
     let mut time = opts.clock.now_us();

@@ -145,16 +145,7 @@ async fn copy_table(
     let lob = pg
         .columns
         .iter()
-        .map(|c| {
-            opts.lob_max_bytes
-                .filter(|_| c.column.dms_type.is_lob())
-                .map(|max| {
-                    (
-                        max,
-                        matches!(c.column.dms_type, crate::change::DmsType::Bytes { .. }),
-                    )
-                })
-        })
+        .map(|c| opts.lob_limit(c.column.dms_type))
         .collect();
     let mut parser = CopyParser::new(ncols, lob);
     let mut batch = RowBatch::new(ncols);
