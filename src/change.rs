@@ -18,10 +18,11 @@ use std::fmt;
 /// - `Date`: `YYYY-MM-DD`, optional ` BC`, or `infinity`/`-infinity`.
 /// - `Time`: `HH:MM:SS[.ffffff]`.
 /// - `DateTime`: `YYYY-MM-DD HH:MM:SS[.ffffff]` in UTC, optional `+00` and ` BC`, or `infinity`/`-infinity`.
-/// - `Bytes`: `\x` followed by lower-case hex.
+/// - `Bytes`: `\x` followed by lower-case hex; a value without the prefix is raw bytes (only the
+///   unchanged-value marker is written that way).
 /// - `String`: the UTF-8 text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DmsType {
+pub(crate) enum DmsType {
     /// BOOLEAN.
     Boolean,
     /// INT1.
@@ -71,7 +72,7 @@ pub enum DmsType {
 
 impl DmsType {
     /// True for the LOB types (CLOB, NCLOB, BLOB).
-    pub fn is_lob(self) -> bool {
+    pub(crate) fn is_lob(self) -> bool {
         matches!(
             self,
             DmsType::String { lob: true } | DmsType::Bytes { lob: true }
@@ -94,36 +95,36 @@ impl fmt::Display for DmsType {
 
 /// One output column of a table.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Column {
+pub(crate) struct Column {
     /// Column name as written in headers and Parquet schemas.
-    pub name: String,
+    pub(crate) name: String,
     /// DMS type.
-    pub dms_type: DmsType,
+    pub(crate) dms_type: DmsType,
     /// The source's own type name, for messages.
-    pub source_type: String,
+    pub(crate) source_type: String,
 }
 
 /// A selected source table and the columns written for it, in source ordinal order.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TableSchema {
+pub(crate) struct TableSchema {
     /// Schema (PostgreSQL) or database (MySQL) name: the first folder under BucketFolder.
-    pub schema: String,
+    pub(crate) schema: String,
     /// Table name: the second folder.
-    pub table: String,
+    pub(crate) table: String,
     /// Columns in ordinal order.
-    pub columns: Vec<Column>,
+    pub(crate) columns: Vec<Column>,
 }
 
 impl TableSchema {
     /// `schema.table`, the key used in checkpoints and statistics.
-    pub fn qualified(&self) -> String {
+    pub(crate) fn qualified(&self) -> String {
         format!("{}.{}", self.schema, self.table)
     }
 }
 
 /// The operation a row records; rendered in the `Op` column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
+pub(crate) enum Op {
     /// Insert (and every full-load row).
     Insert,
     /// Update: the row is the full after-image.
@@ -134,7 +135,7 @@ pub enum Op {
 
 impl Op {
     /// The DMS letter.
-    pub fn letter(self) -> &'static str {
+    pub(crate) fn letter(self) -> &'static str {
         match self {
             Op::Insert => "I",
             Op::Update => "U",
@@ -149,7 +150,7 @@ impl Op {
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
 #[serde(into = "String", try_from = "String")]
-pub struct Lsn(pub u64);
+pub(crate) struct Lsn(pub(crate) u64);
 
 impl From<Lsn> for String {
     fn from(l: Lsn) -> String {
@@ -184,11 +185,11 @@ impl std::str::FromStr for Lsn {
 
 /// A MySQL/MariaDB binlog coordinate; offsets are 64-bit (files can pass 4 GiB).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub struct BinlogPos {
+pub(crate) struct BinlogPos {
     /// Binlog file name, e.g. `mysql-bin.000024`.
-    pub file: String,
+    pub(crate) file: String,
     /// Byte offset in that file.
-    pub offset: u64,
+    pub(crate) offset: u64,
 }
 
 impl BinlogPos {
@@ -239,13 +240,13 @@ impl std::str::FromStr for BinlogPos {
     }
 }
 
-/// Where a source stands in its log: for CDC, the commit position of a transaction (PostgreSQL:
-/// the commit record's LSN, which pgoutput's Begin already carries). Only comparable within one
-/// log; the derived order is only meaningful between values of the same variant.
+/// Where a source stands in its log, typed per engine. Only comparable within one log: the
+/// derived order is meaningful between values of the same variant only, which is all one task
+/// ever compares.
 #[derive(
     Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
-pub enum Position {
+pub(crate) enum Position {
     /// PostgreSQL WAL position.
     Postgres(Lsn),
     /// MySQL/MariaDB binlog position.
@@ -261,17 +262,19 @@ impl fmt::Display for Position {
     }
 }
 
-/// The position of one row change: its transaction's commit position and its ordinal among the
-/// transaction's row changes. Decoding the same log again yields the same `ChangePos` for the
-/// same change, which is what lets a restarted task skip exactly what it already wrote.
+/// The position of one row change: where its transaction is read again from, and its ordinal
+/// among the transaction's changes. Reading the same log again yields the same `ChangePos` for
+/// the same change, which is what lets a restarted task skip exactly what it already wrote.
 #[derive(
     Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
-pub struct ChangePos {
-    /// Commit position of the transaction.
-    pub commit: Position,
+pub(crate) struct ChangePos {
+    /// Where streaming restarts to deliver this change's transaction again (PostgreSQL: its
+    /// commit LSN; MySQL/MariaDB: the binlog position of its first event). The name is kept
+    /// for checkpoints written by earlier releases.
+    pub(crate) commit: Position,
     /// 1-based ordinal of the change within its transaction.
-    pub seq: u64,
+    pub(crate) seq: u64,
 }
 
 impl fmt::Display for ChangePos {
@@ -280,82 +283,207 @@ impl fmt::Display for ChangePos {
     }
 }
 
+/// Changes a file (or a table) holds, by operation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct OpCounts {
+    /// Inserts.
+    pub(crate) inserts: u64,
+    /// Updates.
+    pub(crate) updates: u64,
+    /// Deletes.
+    pub(crate) deletes: u64,
+}
+
+impl OpCounts {
+    /// Counts one change.
+    pub(crate) fn add(&mut self, op: Op) {
+        match op {
+            Op::Insert => self.inserts += 1,
+            Op::Update => self.updates += 1,
+            Op::Delete => self.deletes += 1,
+        }
+    }
+}
+
+/// Checkpoints of release 0.1.0 stored counts as `[inserts, updates, deletes]`; both forms load.
+impl<'de> serde::Deserialize<'de> for OpCounts {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<OpCounts, D::Error> {
+        #[derive(serde::Deserialize)]
+        struct Named {
+            inserts: u64,
+            updates: u64,
+            deletes: u64,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Named(Named),
+            Array([u64; 3]),
+        }
+        Ok(match Either::deserialize(d)? {
+            Either::Named(n) => OpCounts {
+                inserts: n.inserts,
+                updates: n.updates,
+                deletes: n.deletes,
+            },
+            Either::Array([inserts, updates, deletes]) => OpCounts {
+                inserts,
+                updates,
+                deletes,
+            },
+        })
+    }
+}
+
+/// The file series a change is written to: its table's CDC files, or (PreserveTransactions) the
+/// shared transaction files. Checkpoints key per-series state by it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum StreamKey {
+    /// `schema.table`'s own files.
+    Table(String),
+    /// The `CDC_TXN-*` files of every table.
+    Transactions,
+}
+
+/// The checkpoint spelling of [`StreamKey::Transactions`] (release 0.1.0's sentinel; the leading
+/// blank keeps it apart from every `schema.table`).
+const TRANSACTIONS_KEY: &str = " CDC_TXN";
+
+impl fmt::Display for StreamKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StreamKey::Table(t) => f.write_str(t),
+            StreamKey::Transactions => f.write_str("transaction files"),
+        }
+    }
+}
+
+impl serde::Serialize for StreamKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            StreamKey::Table(t) => s.serialize_str(t),
+            StreamKey::Transactions => s.serialize_str(TRANSACTIONS_KEY),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for StreamKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<StreamKey, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(match s.as_str() {
+            TRANSACTIONS_KEY => StreamKey::Transactions,
+            _ => StreamKey::Table(s),
+        })
+    }
+}
+
 /// Rows of one table, row-major, each cell in the canonical text form of its column's [`DmsType`].
 ///
 /// One contiguous buffer per batch instead of a `String` per value: a batch is filled by the source
 /// and read once by the encoder, so this keeps the hot path free of per-value allocations.
 #[derive(Debug, Default, Clone)]
-pub struct RowBatch {
+pub(crate) struct RowBatch {
     ncols: usize,
     data: Vec<u8>,
     ends: Vec<u32>,
     nulls: Vec<bool>,
     /// Operation of each row.
-    pub ops: Vec<Op>,
+    pub(crate) ops: Vec<Op>,
     /// Timestamp of each row in µs since the Unix epoch (UTC): transfer or task-start time in a
     /// full load, commit time in CDC. Rendered into `TimestampColumnName`.
-    pub times: Vec<i64>,
+    pub(crate) times: Vec<i64>,
 }
 
 impl RowBatch {
     /// An empty batch for `ncols` columns.
-    pub fn new(ncols: usize) -> RowBatch {
+    pub(crate) fn new(ncols: usize) -> RowBatch {
         RowBatch {
             ncols,
             ..RowBatch::default()
         }
     }
 
-    /// Number of columns per row.
-    pub fn ncols(&self) -> usize {
-        self.ncols
-    }
-
     /// Number of complete rows.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.ops.len()
     }
 
     /// True when the batch holds no rows.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }
 
     /// Bytes of cell data held (the batch-size measure sources use to cut batches).
-    pub fn data_bytes(&self) -> usize {
+    pub(crate) fn data_bytes(&self) -> usize {
         self.data.len()
     }
 
+    /// Bytes of cell data in rows `rows` (O(1): cell ends are cumulative), the measure encoders
+    /// size their chunks by.
+    pub(crate) fn rows_data_bytes(&self, rows: std::ops::Range<usize>) -> usize {
+        let end_of = |row: usize| match row * self.ncols {
+            0 => 0,
+            cells => self.ends[cells - 1] as usize,
+        };
+        end_of(rows.end) - end_of(rows.start)
+    }
+
+    /// Bytes the batch's buffers hold (its memory footprint).
+    pub(crate) fn memory(&self) -> usize {
+        self.data.capacity()
+            + self.ends.capacity() * 4
+            + self.nulls.capacity()
+            + self.ops.capacity()
+            + self.times.capacity() * 8
+    }
+
+    /// Removes every row, keeping the buffers' capacity.
+    pub(crate) fn clear(&mut self) {
+        self.data.clear();
+        self.ends.clear();
+        self.nulls.clear();
+        self.ops.clear();
+        self.times.clear();
+    }
+
+    /// Drops the cells of a row that was started but not ended (a fill that failed half-way).
+    pub(crate) fn discard_partial_row(&mut self) {
+        let cells = self.ops.len() * self.ncols;
+        let end = if cells == 0 {
+            0
+        } else {
+            self.ends[cells - 1] as usize
+        };
+        self.ends.truncate(cells);
+        self.nulls.truncate(cells);
+        self.data.truncate(end);
+    }
+
     /// The buffer the next cell's bytes are appended to; finish the cell with [`end_cell`](Self::end_cell).
-    pub fn cell_buf(&mut self) -> &mut Vec<u8> {
+    pub(crate) fn cell_buf(&mut self) -> &mut Vec<u8> {
         &mut self.data
     }
 
     /// Ends the cell whose bytes were appended to [`cell_buf`](Self::cell_buf).
-    pub fn end_cell(&mut self) {
+    pub(crate) fn end_cell(&mut self) {
         self.ends.push(self.data.len() as u32);
         self.nulls.push(false);
     }
 
     /// Appends a NULL cell.
-    pub fn push_null(&mut self) {
+    pub(crate) fn push_null(&mut self) {
         self.ends.push(self.data.len() as u32);
         self.nulls.push(true);
     }
 
     /// Appends a cell with the given bytes.
-    pub fn push_cell(&mut self, value: &[u8]) {
+    pub(crate) fn push_cell(&mut self, value: &[u8]) {
         self.data.extend_from_slice(value);
         self.end_cell();
     }
 
-    /// Number of cells pushed so far (complete rows × ncols + cells of the row in progress).
-    pub fn cells(&self) -> usize {
-        self.ends.len()
-    }
-
     /// Completes the row whose cells were pushed; the cell count must equal `ncols`.
-    pub fn end_row(&mut self, op: Op, time_us: i64) -> crate::error::Result<()> {
+    pub(crate) fn end_row(&mut self, op: Op, time_us: i64) -> crate::error::Result<()> {
         if self.ends.len() != (self.ops.len() + 1) * self.ncols {
             return Err(crate::error::Error::internal(format!(
                 "row {} has {} cells, expected {}",
@@ -371,7 +499,7 @@ impl RowBatch {
 
     /// Cell `col` of row `row`: `None` for NULL.
     #[inline]
-    pub fn get(&self, row: usize, col: usize) -> Option<&[u8]> {
+    pub(crate) fn get(&self, row: usize, col: usize) -> Option<&[u8]> {
         let i = row * self.ncols + col;
         if self.nulls[i] {
             return None;
@@ -383,7 +511,7 @@ impl RowBatch {
     /// True when every cell is valid UTF-8. Validates the whole buffer in one pass (much faster
     /// than per value), then checks that no cell starts with a UTF-8 continuation byte, which
     /// together mean each cell on its own is valid.
-    pub fn all_utf8(&self) -> bool {
+    pub(crate) fn all_utf8(&self) -> bool {
         if std::str::from_utf8(&self.data).is_err() {
             return false;
         }
@@ -400,7 +528,7 @@ impl RowBatch {
 
     /// Shortens cell `col` of row `row` to `len` bytes in place (LOB truncation). The cell must
     /// be the last one pushed, since later cells would shift.
-    pub fn truncate_last_cell(&mut self, len: usize) {
+    pub(crate) fn truncate_last_cell(&mut self, len: usize) {
         let i = self.ends.len() - 1;
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
         self.data.truncate(start + len);
@@ -408,7 +536,7 @@ impl RowBatch {
     }
 
     /// Bytes of the last pushed cell.
-    pub fn last_cell(&self) -> &[u8] {
+    pub(crate) fn last_cell(&self) -> &[u8] {
         let i = self.ends.len() - 1;
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
         &self.data[start..]
@@ -437,6 +565,23 @@ mod tests {
     }
 
     #[test]
+    fn counts_and_stream_keys_read_release_0_1_0_forms() {
+        let old: OpCounts = serde_json::from_str("[1, 2, 3]").unwrap();
+        let new: OpCounts =
+            serde_json::from_str(r#"{"inserts":1,"updates":2,"deletes":3}"#).unwrap();
+        assert_eq!(old, new);
+        assert_eq!(
+            serde_json::to_string(&new).unwrap(),
+            r#"{"inserts":1,"updates":2,"deletes":3}"#
+        );
+        let key: StreamKey = serde_json::from_str(r#"" CDC_TXN""#).unwrap();
+        assert_eq!(key, StreamKey::Transactions);
+        assert_eq!(serde_json::to_string(&key).unwrap(), r#"" CDC_TXN""#);
+        let key: StreamKey = serde_json::from_str(r#""s.t""#).unwrap();
+        assert_eq!(key, StreamKey::Table("s.t".into()));
+    }
+
+    #[test]
     fn batch_cells() {
         let mut b = RowBatch::new(2);
         b.push_cell(b"a");
@@ -451,8 +596,18 @@ mod tests {
         assert_eq!(b.get(1, 0), Some(&b""[..]));
         assert_eq!(b.get(1, 1), Some(&b"xyz"[..]));
         assert!(b.all_utf8());
+        assert_eq!(b.rows_data_bytes(0..2), 4);
+        assert_eq!(b.rows_data_bytes(1..2), 3);
         b.push_cell(b"only one");
         assert!(b.end_row(Op::Insert, 3).is_err());
+        b.discard_partial_row();
+        assert_eq!(b.data_bytes(), 4);
+        b.push_cell(b"q");
+        b.push_null();
+        b.end_row(Op::Delete, 4).unwrap();
+        assert_eq!(b.get(2, 0), Some(&b"q"[..]));
+        b.clear();
+        assert!(b.is_empty() && b.data_bytes() == 0);
         let mut split = RowBatch::new(2);
         let e_acute = "é".as_bytes();
         split.push_cell(&e_acute[..1]);

@@ -2,7 +2,8 @@
 //! (temporary file, fsync, rename, fsync folder) after every change that must survive a crash.
 //!
 //! A table is marked `Table completed` only after all its files are durable in the store, so a
-//! resumed task never skips a table whose files are missing.
+//! resumed task never skips a table whose files are missing. Every enum serializes to the
+//! string release 0.1.0 wrote, so its checkpoints load and resume.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -10,170 +11,316 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::change::{ChangePos, Position};
+use crate::change::{ChangePos, OpCounts, Position, StreamKey};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Format version of the checkpoint file.
-pub const VERSION: u32 = 1;
+const VERSION: u32 = 1;
 
 /// DMS `TableState` values we use.
-pub mod table_state {
-    /// Not started yet.
-    pub const BEFORE_LOAD: &str = "Before load";
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum TableState {
     /// Loading.
-    pub const FULL_LOAD: &str = "Full load";
+    #[default]
+    #[serde(rename = "Full load")]
+    FullLoad,
     /// Loaded; every file durable.
-    pub const COMPLETED: &str = "Table completed";
+    #[serde(rename = "Table completed")]
+    Completed,
     /// Failed; its files of this run were removed.
-    pub const ERROR: &str = "Table error";
+    #[serde(rename = "Table error")]
+    Error,
     /// Interrupted; redone from the start on resume.
-    pub const CANCELLED: &str = "Table cancelled";
+    #[serde(rename = "Table cancelled")]
+    Cancelled,
+}
+
+impl TableState {
+    /// DMS's wording.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            TableState::FullLoad => "Full load",
+            TableState::Completed => "Table completed",
+            TableState::Error => "Table error",
+            TableState::Cancelled => "Table cancelled",
+        }
+    }
 }
 
 /// DMS task status values we use.
-pub mod task_status {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum TaskStatus {
     /// Running (or died while running: resume redoes unfinished tables).
-    pub const RUNNING: &str = "running";
+    Running,
     /// Stopped: finished or interrupted.
-    pub const STOPPED: &str = "stopped";
+    Stopped,
     /// Failed with an error.
-    pub const FAILED: &str = "failed";
+    Failed,
+}
+
+impl TaskStatus {
+    /// DMS's wording.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Running => "running",
+            TaskStatus::Stopped => "stopped",
+            TaskStatus::Failed => "failed",
+        }
+    }
+}
+
+/// DMS `StopReason` values we use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub(crate) enum StopReason {
+    /// Stopped by a signal.
+    Normal,
+    /// A full-load task finished.
+    FullLoadOnlyFinished,
+    /// `CdcStopPosition` `server_time` reached.
+    StoppedAtServerTime,
+    /// `CdcStopPosition` `commit_time` reached.
+    StoppedAtCommitTime,
+    /// Stopped by an error.
+    FatalError,
+}
+
+impl StopReason {
+    /// DMS's wording.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            StopReason::Normal => "NORMAL",
+            StopReason::FullLoadOnlyFinished => "FULL_LOAD_ONLY_FINISHED",
+            StopReason::StoppedAtServerTime => "STOPPED_AT_SERVER_TIME",
+            StopReason::StoppedAtCommitTime => "STOPPED_AT_COMMIT_TIME",
+            StopReason::FatalError => "FATAL_ERROR",
+        }
+    }
+}
+
+/// Phase of a CDC task, with DMS's console wording where it has one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum CdcPhase {
+    /// Set up but not yet started (release 0.1.0 wrote an empty string).
+    #[default]
+    #[serde(rename = "")]
+    Starting,
+    /// Loading tables from the snapshot the stream continues from.
+    #[serde(rename = "Full load")]
+    FullLoad,
+    /// Streaming changes after a full load (DMS's "Load complete, replication ongoing").
+    #[serde(rename = "Load complete, replication ongoing")]
+    Replication,
+    /// A `cdc` task streaming changes.
+    #[serde(rename = "Replication ongoing")]
+    Cdc,
+}
+
+impl CdcPhase {
+    /// DMS's wording.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            CdcPhase::Starting => "Starting",
+            CdcPhase::FullLoad => "Full load",
+            CdcPhase::Replication => "Load complete, replication ongoing",
+            CdcPhase::Cdc => "Replication ongoing",
+        }
+    }
 }
 
 /// Statistics of one table, with DMS's `TableStatistics` field names.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase")]
-pub struct TableStats {
+pub(crate) struct TableStats {
     /// Schema (PostgreSQL) or database (MySQL).
-    pub schema_name: String,
+    pub(crate) schema_name: String,
     /// Table name.
-    pub table_name: String,
+    pub(crate) table_name: String,
     /// DMS table state.
-    pub table_state: String,
+    pub(crate) table_state: TableState,
     /// Rows written by the full load.
-    pub full_load_rows: u64,
+    pub(crate) full_load_rows: u64,
     /// Start of the table's full load (UTC, RFC 3339).
-    pub full_load_start_time: Option<String>,
+    pub(crate) full_load_start_time: Option<String>,
     /// End of the table's full load.
-    pub full_load_end_time: Option<String>,
+    pub(crate) full_load_end_time: Option<String>,
     /// CDC inserts.
-    pub inserts: u64,
+    pub(crate) inserts: u64,
     /// CDC updates.
-    pub updates: u64,
+    pub(crate) updates: u64,
     /// CDC deletes.
-    pub deletes: u64,
+    pub(crate) deletes: u64,
     /// CDC DDLs.
-    pub ddls: u64,
+    pub(crate) ddls: u64,
     /// Last change to these statistics.
-    pub last_update_time: Option<String>,
+    pub(crate) last_update_time: Option<String>,
     /// LOAD counter of this run's first file (files from it upward belong to this run).
-    pub first_load_file: Option<u64>,
+    pub(crate) first_load_file: Option<u64>,
     /// Number of LOAD files written.
-    pub full_load_files: u64,
+    pub(crate) full_load_files: u64,
     /// Bytes of LOAD files written.
-    pub full_load_bytes: u64,
+    pub(crate) full_load_bytes: u64,
     /// LOB values cut at LobMaxSize.
-    pub truncated_lobs: u64,
+    pub(crate) truncated_lobs: u64,
+    /// Values written as the unchanged-value marker (PostgreSQL updates that left a large
+    /// TOASTed value unchanged and did not send it).
+    #[serde(default)]
+    pub(crate) unchanged_markers: u64,
+}
+
+impl TableStats {
+    /// Adds the changes of one durable CDC file.
+    pub(crate) fn add_changes(&mut self, c: &FileCounts) {
+        self.inserts += c.ops.inserts;
+        self.updates += c.ops.updates;
+        self.deletes += c.ops.deletes;
+        self.unchanged_markers += c.markers;
+        self.last_update_time = Some(now());
+    }
 }
 
 /// The checkpoint of one task.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Checkpoint {
+pub(crate) struct Checkpoint {
     /// File format version.
-    pub version: u32,
+    pub(crate) version: u32,
     /// `[task] id`.
-    pub task_id: String,
+    pub(crate) task_id: String,
     /// Identifies one run (fresh start); resumes keep it.
-    pub run_id: String,
+    pub(crate) run_id: String,
     /// DMS task status.
-    pub status: String,
-    /// DMS stop reason once stopped (`FULL_LOAD_ONLY_FINISHED`, ...).
-    pub stop_reason: Option<String>,
+    pub(crate) status: TaskStatus,
+    /// DMS stop reason once stopped.
+    pub(crate) stop_reason: Option<StopReason>,
     /// The error that failed the task, if any.
-    pub last_error: Option<String>,
+    pub(crate) last_error: Option<String>,
     /// BucketFolder as expanded for this run (reused on resume).
-    pub bucket_folder: String,
+    pub(crate) bucket_folder: String,
     /// Task start, µs since epoch (UseTaskStartTimeForFullLoadTimestamp uses it).
-    pub task_start_us: i64,
+    pub(crate) task_start_us: i64,
     /// Task start, RFC 3339.
-    pub start_date: String,
+    pub(crate) start_date: String,
     /// Time the task stopped.
-    pub stop_date: Option<String>,
+    pub(crate) stop_date: Option<String>,
     /// Per-table statistics by `schema.table`.
-    pub tables: BTreeMap<String, TableStats>,
+    pub(crate) tables: BTreeMap<String, TableStats>,
     /// Change-capture state (full-load-and-cdc and cdc tasks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cdc: Option<CdcState>,
-}
-
-/// Phase of a CDC task, with DMS's console wording where it has one.
-pub mod cdc_phase {
-    /// Loading tables from the slot's snapshot.
-    pub const FULL_LOAD: &str = "Full load";
-    /// Streaming changes (after a full load: DMS's "Load complete, replication ongoing").
-    pub const REPLICATION: &str = "Load complete, replication ongoing";
-    /// A `cdc` task streaming changes.
-    pub const CDC: &str = "Replication ongoing";
+    pub(crate) cdc: Option<CdcState>,
 }
 
 /// Where change capture stands: enough to restart with every committed change written exactly once.
 ///
-/// Invariant: everything a table has at or before `CdcTable::written_through` is durable in the
-/// store, and `resume_from` is never past the first change some table has not durably written.
+/// Invariant: everything a series has at or before `SeriesState::written_through` is durable in
+/// the store, and `resume_from` is never past the first change some series has not durably
+/// written.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct CdcState {
-    /// Replication slot name.
-    pub slot: String,
-    /// Publication name.
-    pub publication: String,
+pub(crate) struct CdcState {
+    /// Replication slot name (PostgreSQL).
+    pub(crate) slot: String,
+    /// Publication name (PostgreSQL).
+    pub(crate) publication: String,
     /// True when this task created the slot (and publication).
-    pub created_slot: bool,
-    /// Phase (see [`cdc_phase`]).
-    pub phase: String,
-    /// Where streaming restarts: every transaction committed before it is fully written.
-    pub resume_from: Option<Position>,
+    pub(crate) created_slot: bool,
+    /// Phase.
+    pub(crate) phase: CdcPhase,
+    /// Where streaming restarts: every transaction before it is fully written.
+    pub(crate) resume_from: Option<Position>,
     /// Commit time (µs since epoch) of the newest change read from the source.
-    pub last_commit_us: Option<i64>,
-    /// Per-table state by `schema.table`.
-    pub tables: BTreeMap<String, CdcTable>,
+    pub(crate) last_commit_us: Option<i64>,
+    /// Per-series state: each table's CDC files, or the transaction files.
+    pub(crate) tables: BTreeMap<StreamKey, SeriesState>,
 }
 
-/// Change-capture state of one table.
+impl CdcState {
+    /// The state of `series`, created on first use.
+    pub(crate) fn series(&mut self, series: &StreamKey) -> &mut SeriesState {
+        self.tables.entry(series.clone()).or_default()
+    }
+}
+
+/// Change-capture state of one file series (a table's CDC files, or the transaction files).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct CdcTable {
-    /// The last change durably written for this table: a restart skips changes at or before it.
-    pub written_through: Option<ChangePos>,
-    /// The snapshot point the table was loaded at: changes of transactions that committed
-    /// before it are already in the LOAD files.
-    pub loaded_at: Option<Position>,
+pub(crate) struct SeriesState {
+    /// The last change durably written to this series: a restart skips changes at or before it.
+    pub(crate) written_through: Option<ChangePos>,
+    /// The snapshot point the table was loaded at: changes of transactions before it are
+    /// already in the LOAD files.
+    pub(crate) loaded_at: Option<Position>,
     /// Stamp (`yyyyMMddHHmmssSSS`) of the newest file name used, so names keep increasing.
-    pub last_stamp: Option<String>,
-    /// A file being uploaded: decided (and recorded here) before the upload starts, resolved on
-    /// restart by checking whether the object exists.
-    pub pending: Option<PendingFile>,
+    pub(crate) last_stamp: Option<String>,
+    /// A file being completed: recorded before it may become visible, resolved on restart by
+    /// checking whether the object exists.
+    pub(crate) pending: Option<PendingFile>,
 }
 
-/// A CDC file whose upload may or may not have completed.
+/// What one CDC file holds, counted per operation (and unchanged-value markers).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub(crate) struct FileCounts {
+    /// Changes by operation.
+    #[serde(flatten)]
+    pub(crate) ops: OpCounts,
+    /// Values written as the unchanged-value marker.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(crate) markers: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Release 0.1.0 stored a transaction file's per-table counts as `[inserts, updates, deletes]`.
+impl<'de> Deserialize<'de> for FileCounts {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Named {
+            #[serde(flatten)]
+            ops: OpCounts,
+            #[serde(default)]
+            markers: u64,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Array([u64; 3]),
+            Named(Named),
+        }
+        Ok(match Either::deserialize(d)? {
+            Either::Array([inserts, updates, deletes]) => FileCounts {
+                ops: OpCounts {
+                    inserts,
+                    updates,
+                    deletes,
+                },
+                markers: 0,
+            },
+            Either::Named(n) => FileCounts {
+                ops: n.ops,
+                markers: n.markers,
+            },
+        })
+    }
+}
+
+/// A CDC file whose completion may or may not have happened.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct PendingFile {
+pub(crate) struct PendingFile {
     /// Object key.
-    pub key: String,
+    pub(crate) key: String,
     /// Last change in the file.
-    pub through: ChangePos,
-    /// Inserts in the file.
-    pub inserts: u64,
-    /// Updates in the file.
-    pub updates: u64,
-    /// Deletes in the file.
-    pub deletes: u64,
-    /// Transaction files (`PreserveTransactions`): inserts, updates, deletes per table.
+    pub(crate) through: ChangePos,
+    /// What the file holds (a table's file).
+    #[serde(flatten)]
+    pub(crate) counts: FileCounts,
+    /// Transaction files: what they hold per table.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub per_table: BTreeMap<String, [u64; 3]>,
+    pub(crate) per_table: BTreeMap<String, FileCounts>,
 }
 
 impl Checkpoint {
     /// A fresh run.
-    pub fn new(
+    pub(crate) fn new(
         task_id: &str,
         bucket_folder: String,
         start: chrono::DateTime<chrono::Utc>,
@@ -182,7 +329,7 @@ impl Checkpoint {
             version: VERSION,
             task_id: task_id.to_string(),
             run_id: uuid::Uuid::new_v4().to_string(),
-            status: task_status::RUNNING.to_string(),
+            status: TaskStatus::Running,
             stop_reason: None,
             last_error: None,
             bucket_folder,
@@ -196,28 +343,53 @@ impl Checkpoint {
 
     /// True when this run ended for good (a new `run` starts fresh rather than resuming): a
     /// completed full-load-only task. A stopped CDC task always resumes.
-    pub fn finished(&self) -> bool {
-        self.status == task_status::STOPPED
-            && self.stop_reason.as_deref() == Some("FULL_LOAD_ONLY_FINISHED")
+    pub(crate) fn finished(&self) -> bool {
+        self.status == TaskStatus::Stopped
+            && self.stop_reason == Some(StopReason::FullLoadOnlyFinished)
     }
+
+    /// The CDC state, created on first use.
+    pub(crate) fn cdc_mut(&mut self) -> &mut CdcState {
+        self.cdc.get_or_insert_with(CdcState::default)
+    }
+
+    /// Adds one durable file's changes to the statistics of `table` (created for tables that
+    /// only ever had changes).
+    pub(crate) fn add_changes(&mut self, table: &str, counts: &FileCounts) {
+        let (schema, name) = table.split_once('.').unwrap_or(("", table));
+        self.tables
+            .entry(table.to_string())
+            .or_insert_with(|| TableStats {
+                schema_name: schema.to_string(),
+                table_name: name.to_string(),
+                table_state: TableState::Completed,
+                ..TableStats::default()
+            })
+            .add_changes(counts);
+    }
+}
+
+/// Current time as RFC 3339 (UTC), the form of every time in the checkpoint.
+pub(crate) fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// Where a task's checkpoint lives.
 #[derive(Debug, Clone)]
-pub struct CheckpointStore {
+pub(crate) struct CheckpointStore {
     path: PathBuf,
 }
 
 impl CheckpointStore {
     /// `<state_dir>/<task_id>/checkpoint.json`.
-    pub fn new(state_dir: &Path, task_id: &str) -> CheckpointStore {
+    pub(crate) fn new(state_dir: &Path, task_id: &str) -> CheckpointStore {
         CheckpointStore {
             path: state_dir.join(task_id).join("checkpoint.json"),
         }
     }
 
     /// Path of the checkpoint file.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
@@ -230,7 +402,7 @@ impl CheckpointStore {
     }
 
     /// Reads the checkpoint; None when the task never ran.
-    pub fn load(&self) -> Result<Option<Checkpoint>> {
+    pub(crate) fn load(&self) -> Result<Option<Checkpoint>> {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -247,7 +419,7 @@ impl CheckpointStore {
     }
 
     /// Writes the checkpoint durably and atomically.
-    pub fn save(&self, cp: &Checkpoint) -> Result<()> {
+    pub(crate) fn save(&self, cp: &Checkpoint) -> Result<()> {
         let dir = self.path.parent().expect("checkpoint path has a folder");
         std::fs::create_dir_all(dir).map_err(|e| self.error("create folder for", e))?;
         let tmp = dir.join(format!(".checkpoint.json.tmp-{}", std::process::id()));
@@ -266,6 +438,7 @@ impl CheckpointStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::change::{BinlogPos, Lsn};
 
     #[test]
     fn save_load_round_trip() {
@@ -276,7 +449,7 @@ mod tests {
         cp.tables.insert(
             "public.a".into(),
             TableStats {
-                table_state: table_state::COMPLETED.into(),
+                table_state: TableState::Completed,
                 full_load_rows: 3,
                 ..TableStats::default()
             },
@@ -289,5 +462,65 @@ mod tests {
             text.contains("\"TableState\": \"Table completed\""),
             "{text}"
         );
+    }
+
+    /// Checkpoints written by release 0.1.0 (a stopped PostgreSQL task with PreserveTransactions
+    /// and a MySQL task, each with a pending file added in 0.1.0's shape) load into the typed
+    /// state and save back to the same JSON values.
+    #[test]
+    fn release_0_1_0_checkpoints_load() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let pg_text =
+            std::fs::read_to_string(fixtures.join("checkpoint-0.1.0-postgres.json")).unwrap();
+        let pg: Checkpoint = serde_json::from_str(&pg_text).unwrap();
+        assert_eq!(pg.status, TaskStatus::Stopped);
+        assert_eq!(pg.stop_reason, Some(StopReason::Normal));
+        assert_eq!(pg.tables["c.a"].table_state, TableState::Completed);
+        assert_eq!(pg.tables["c.a"].deletes, 1);
+        let cdc = pg.cdc.as_ref().unwrap();
+        assert_eq!(cdc.phase, CdcPhase::Replication);
+        assert_eq!(cdc.resume_from, Some(Position::Postgres(Lsn(0x192A078))));
+        let txn = &cdc.tables[&StreamKey::Transactions];
+        let pending = txn.pending.as_ref().unwrap();
+        assert_eq!(pending.per_table["c.b"].ops.updates, 1);
+        assert_eq!(pending.through.seq, 2);
+        assert_eq!(
+            cdc.tables[&StreamKey::Table("c.a".into())].loaded_at,
+            Some(Position::Postgres(Lsn(0x1929EE8)))
+        );
+
+        let my_text =
+            std::fs::read_to_string(fixtures.join("checkpoint-0.1.0-mysql.json")).unwrap();
+        let my: Checkpoint = serde_json::from_str(&my_text).unwrap();
+        let cdc = my.cdc.as_ref().unwrap();
+        let table = &cdc.tables[&StreamKey::Table("oldcp.a".into())];
+        assert_eq!(
+            table.written_through.as_ref().unwrap().commit,
+            Position::MySql(BinlogPos {
+                file: "mysql-bin.000001".into(),
+                offset: 1562
+            })
+        );
+        assert_eq!(table.pending.as_ref().unwrap().counts.ops.inserts, 1);
+
+        // Saving changes nothing a 0.1.0 reader relies on, except counts becoming named.
+        for (text, cp) in [(pg_text, pg), (my_text, my)] {
+            let old: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let new = serde_json::to_value(&cp).unwrap();
+            let strip = |mut v: serde_json::Value| {
+                for (_, t) in v["tables"].as_object_mut().unwrap() {
+                    t.as_object_mut().unwrap().remove("UnchangedMarkers");
+                }
+                if let Some(series) = v["cdc"]["tables"].as_object_mut() {
+                    for (_, s) in series {
+                        if let Some(p) = s["pending"].as_object_mut() {
+                            p.remove("per_table");
+                        }
+                    }
+                }
+                v
+            };
+            assert_eq!(strip(new), strip(old));
+        }
     }
 }

@@ -43,7 +43,7 @@ pub struct Error {
     /// What the operator should do about it.
     pub fix: String,
     /// The underlying error, kept for `--verbose` style chains and logs.
-    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    pub(crate) source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 /// Result alias used across the crate.
@@ -51,7 +51,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     /// Builds an error of `kind` with its cause and fix.
-    pub fn new(kind: ErrorKind, message: impl Into<String>, fix: impl Into<String>) -> Error {
+    pub(crate) fn new(
+        kind: ErrorKind,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Error {
         Error {
             kind,
             message: message.into(),
@@ -61,12 +65,12 @@ impl Error {
     }
 
     /// An invalid task file or setting.
-    pub fn config(message: impl Into<String>, fix: impl Into<String>) -> Error {
+    pub(crate) fn config(message: impl Into<String>, fix: impl Into<String>) -> Error {
         Error::new(ErrorKind::Config, message, fix)
     }
 
     /// A broken invariant; the fix is to report it.
-    pub fn internal(message: impl Into<String>) -> Error {
+    pub(crate) fn internal(message: impl Into<String>) -> Error {
         Error::new(
             ErrorKind::Internal,
             message,
@@ -75,20 +79,25 @@ impl Error {
     }
 
     /// Attaches the underlying error.
-    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Error {
+    pub(crate) fn with_source(
+        mut self,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
         self.source = Some(Box::new(source));
         self
     }
 
     /// Prefixes the cause with context (table, object key, ...).
-    pub fn context(mut self, what: impl fmt::Display) -> Error {
+    pub(crate) fn context(mut self, what: impl fmt::Display) -> Error {
         self.message = format!("{what}: {}", self.message);
         self
     }
 
-    /// The single place that decides retry-or-stop: only transient conditions are retried.
-    pub fn retryable(&self) -> bool {
-        matches!(self.kind, ErrorKind::SourceConnect)
+    /// The single place that decides retry-or-stop: only transient conditions are retried (a
+    /// lost source connection, a server restart or failover, a target outage that outlived the
+    /// store's own retries). Everything else needs the operator's fix.
+    pub(crate) fn retryable(&self) -> bool {
+        matches!(self.kind, ErrorKind::SourceConnect | ErrorKind::TargetWrite)
     }
 
     /// Process exit code for this error (distinct codes let scripts tell config errors apart).
@@ -121,7 +130,7 @@ impl std::error::Error for Error {
 
 /// Replaces the password (and any `password=` query parameter) in a connection URL with `***`,
 /// so URLs can appear in logs and errors.
-pub fn redact_url(raw: &str) -> String {
+pub(crate) fn redact_url(raw: &str) -> String {
     match url::Url::parse(raw) {
         Ok(mut u) => {
             if u.password().is_some() {

@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 /// Output file format; decides the extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileFormat {
+pub(crate) enum FileFormat {
     /// `DataFormat=csv` (DMS default).
     Csv,
     /// `DataFormat=parquet`.
@@ -19,7 +19,7 @@ pub enum FileFormat {
 
 /// DMS `CompressionType`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
+pub(crate) enum Compression {
     /// `NONE` (DMS default).
     None,
     /// `GZIP`: whole-file gzip for CSV, but the column codec for Parquet.
@@ -28,7 +28,7 @@ pub enum Compression {
 
 /// DMS `DatePartitionSequence`; variants spell the DMS values (`YYYYMMDD` is the default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DateSequence {
+pub(crate) enum DateSequence {
     YyyyMmDd,
     YyyyMmDdHh,
     YyyyMm,
@@ -38,7 +38,7 @@ pub enum DateSequence {
 
 /// DMS `DatePartitionDelimiter`; `SLASH` (default) nests folders, `NONE` concatenates the parts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DateDelimiter {
+pub(crate) enum DateDelimiter {
     Slash,
     Underscore,
     Dash,
@@ -47,13 +47,13 @@ pub enum DateDelimiter {
 
 /// Date-partition settings; `None` in `Layout::date_partition` means DatePartitionEnabled=false.
 #[derive(Debug, Clone, PartialEq)]
-pub struct DatePartition {
+pub(crate) struct DatePartition {
     /// Order of the date parts.
-    pub sequence: DateSequence,
+    pub(crate) sequence: DateSequence,
     /// Separator between the parts.
-    pub delimiter: DateDelimiter,
+    pub(crate) delimiter: DateDelimiter,
     /// `DatePartitionTimezone`; DMS applies it to CDC file names too (§1.7).
-    pub timezone: Tz,
+    pub(crate) timezone: Tz,
 }
 
 impl Default for DatePartition {
@@ -70,21 +70,21 @@ impl Default for DatePartition {
 
 /// Everything that decides object keys for one task.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Layout {
+pub(crate) struct Layout {
     /// Expanded BucketFolder without leading/trailing slashes ("" = none).
-    pub bucket_folder: String,
+    pub(crate) bucket_folder: String,
     /// Output format.
-    pub format: FileFormat,
+    pub(crate) format: FileFormat,
     /// Output compression.
-    pub compression: Compression,
+    pub(crate) compression: Compression,
     /// Date folders for CDC files; `None` = DatePartitionEnabled=false.
-    pub date_partition: Option<DatePartition>,
+    pub(crate) date_partition: Option<DatePartition>,
 }
 
 impl Layout {
     /// File extension incl. dot: ".csv", ".csv.gz" (CSV+GZIP), ".parquet" (Parquet+GZIP stays
     /// ".parquet": GZIP is the Parquet-internal codec, so the file itself is not gzipped).
-    pub fn extension(&self) -> &'static str {
+    pub(crate) fn extension(&self) -> &'static str {
         match (self.format, self.compression) {
             (FileFormat::Csv, Compression::None) => ".csv",
             (FileFormat::Csv, Compression::Gzip) => ".csv.gz",
@@ -96,12 +96,12 @@ impl Layout {
     ///
     /// The trailing slash matters: without it, deleting table `t` would also delete `t2`'s
     /// objects. Names are not validated here; callers run `check_segment` once per table.
-    pub fn table_prefix(&self, schema: &str, table: &str) -> String {
+    pub(crate) fn table_prefix(&self, schema: &str, table: &str) -> String {
         format!("{}{schema}/{table}/", dir(&self.bucket_folder))
     }
 
     /// Full-load file key: "[folder/]schema/table/LOAD%08X.ext"; `counter` starts at 1.
-    pub fn load_key(&self, schema: &str, table: &str, counter: u64) -> Result<String> {
+    pub(crate) fn load_key(&self, schema: &str, table: &str, counter: u64) -> Result<String> {
         // Wider counters would break the fixed 8-digit width that listing order relies on.
         if counter == 0 || counter > u64::from(u32::MAX) {
             return Err(Error::config(
@@ -118,7 +118,7 @@ impl Layout {
     ///
     /// Strict on purpose (8 upper-case hex digits, counter >= 1): anything looser could match a
     /// user's own object and make numbering continue from a wrong value.
-    pub fn parse_load_counter(file_name: &str) -> Option<u32> {
+    pub(crate) fn parse_load_counter(file_name: &str) -> Option<u32> {
         let name = file_name.rsplit('/').next().unwrap_or(file_name);
         let (digits, tail) = name.strip_prefix("LOAD")?.split_at_checked(8)?;
         let upper_hex = |b: u8| b.is_ascii_digit() || (b'A'..=b'F').contains(&b);
@@ -128,15 +128,9 @@ impl Layout {
         u32::from_str_radix(digits, 16).ok().filter(|&n| n != 0)
     }
 
-    /// CDC file key: "[folder/]schema/table/[date folders/]yyyyMMdd-HHmmssSSS.ext"; name and date
-    /// folder both from `file_time` in the partition timezone (UTC when partitioning is off).
-    pub fn cdc_key(&self, schema: &str, table: &str, file_time: DateTime<Utc>) -> String {
-        self.cdc_key_at(schema, table, &self.cdc_stamp(file_time))
-    }
-
     /// The `yyyyMMddHHmmssSSS` stamp a CDC file created at `file_time` is named by (partition
     /// timezone, else UTC). Callers keep names strictly increasing with [`next_stamp`].
-    pub fn cdc_stamp(&self, file_time: DateTime<Utc>) -> String {
+    pub(crate) fn cdc_stamp(&self, file_time: DateTime<Utc>) -> String {
         let tz = self
             .date_partition
             .as_ref()
@@ -144,9 +138,10 @@ impl Layout {
         stamp(file_time, tz)
     }
 
-    /// CDC file key for a stamp from [`cdc_stamp`](Self::cdc_stamp) or [`next_stamp`]: the
-    /// date folder and the name both come from the stamp, so they always agree.
-    pub fn cdc_key_at(&self, schema: &str, table: &str, stamp: &str) -> String {
+    /// CDC file key "[folder/]schema/table/[date folders/]yyyyMMdd-HHmmssSSS.ext" for a stamp
+    /// from [`cdc_stamp`](Self::cdc_stamp) or [`next_stamp`]: the date folder and the name both
+    /// come from the stamp, so they always agree.
+    pub(crate) fn cdc_key_at(&self, schema: &str, table: &str, stamp: &str) -> String {
         let mut key = self.table_prefix(schema, table);
         if let Some(p) = &self.date_partition {
             key.push_str(&folder_from_stamp(p, stamp));
@@ -159,14 +154,9 @@ impl Layout {
     /// Transaction file key for PreserveTransactions:
     /// "[folder/]cdc_path/CDC_TXN-yyyyMMddHHmmssSSS.csv" (plus ".gz" with GZIP).
     ///
-    /// Always CSV because DMS writes these as CSV even for Parquet tasks, and always UTC because
-    /// DMS forbids PreserveTransactions with date partitioning, so no partition timezone applies.
-    pub fn cdc_txn_key(&self, cdc_path: &str, file_time: DateTime<Utc>) -> String {
-        self.cdc_txn_key_at(cdc_path, &stamp(file_time, chrono_tz::UTC))
-    }
-
-    /// Transaction file key for a UTC stamp (see [`cdc_txn_key`](Self::cdc_txn_key)).
-    pub fn cdc_txn_key_at(&self, cdc_path: &str, stamp: &str) -> String {
+    /// Always CSV because DMS writes these as CSV even for Parquet tasks; the stamp is UTC
+    /// because DMS forbids PreserveTransactions with date partitioning.
+    pub(crate) fn cdc_txn_key_at(&self, cdc_path: &str, stamp: &str) -> String {
         let ext = match self.compression {
             Compression::None => ".csv",
             Compression::Gzip => ".csv.gz",
@@ -222,7 +212,7 @@ fn token_list() -> String {
 /// The stamp one millisecond after `stamp` (calendar arithmetic on the local wall-clock time),
 /// for a file that would otherwise not sort after its predecessor: two flushes in one
 /// millisecond, a clock stepped back, or a daylight-saving fall-back in the partition timezone.
-pub fn next_stamp(stamp: &str) -> String {
+pub(crate) fn next_stamp(stamp: &str) -> String {
     let parsed = chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%d%H%M%S%3f");
     match parsed {
         Ok(t) => {
@@ -233,11 +223,6 @@ pub fn next_stamp(stamp: &str) -> String {
         // Not one of ours (cannot happen for stamps we made): append a digit, which still sorts after.
         Err(_) => format!("{stamp}0"),
     }
-}
-
-/// Renders the date-partition folder (without trailing slash) per the §2.5 table, zero-padded.
-pub fn date_folder(p: &DatePartition, at: DateTime<Utc>) -> String {
-    folder_from_stamp(p, &stamp(at, p.timezone))
 }
 
 /// The date-partition folder for a local-time stamp.
@@ -263,7 +248,7 @@ fn folder_from_stamp(p: &DatePartition, s: &str) -> String {
 /// with literal non-letters inside one pair of braces, e.g. `{yyyyMMdd-HHmmss}`.
 ///
 /// Expanding once (not per file) keeps a task's output in one folder even past midnight.
-pub fn expand_bucket_folder(template: &str, at: DateTime<Utc>) -> Result<String> {
+pub(crate) fn expand_bucket_folder(template: &str, at: DateTime<Utc>) -> Result<String> {
     let s = stamp(at, chrono_tz::UTC);
     let (mut out, mut rest) = (String::new(), template);
     while let Some(i) = rest.find(['{', '}']) {
@@ -319,7 +304,7 @@ fn expand_placeholder(template: &str, body: &str, s: &str, out: &mut String) -> 
 
 /// Trims leading/trailing '/' from a folder setting (BucketFolder, CdcPath) and rejects what S3
 /// would store verbatim but tools cannot address sanely: backslashes, "//", "." and "..".
-pub fn normalize_folder(setting: &str, value: &str) -> Result<String> {
+pub(crate) fn normalize_folder(setting: &str, value: &str) -> Result<String> {
     check_folder(setting, value, value)
 }
 
@@ -343,10 +328,16 @@ fn check_folder(setting: &str, shown: &str, value: &str) -> Result<String> {
     ))
 }
 
+/// Validates a table's schema and name as key segments (see [`check_segment`]).
+pub(crate) fn check_table(t: &crate::change::TableSchema) -> Result<()> {
+    check_segment("schema", &t.schema)?;
+    check_segment("table", &t.table)
+}
+
 /// Validates a schema or table name as one key segment: non-empty, no '/', not "." or "..".
 ///
 /// Everything else (any UTF-8, any case) is allowed because DMS keeps source names verbatim.
-pub fn check_segment(what: &str, name: &str) -> Result<()> {
+pub(crate) fn check_segment(what: &str, name: &str) -> Result<()> {
     if !name.is_empty() && !name.contains('/') && name != "." && name != ".." {
         return Ok(());
     }
@@ -357,7 +348,7 @@ pub fn check_segment(what: &str, name: &str) -> Result<()> {
 }
 
 /// Parses `DatePartitionTimezone` (IANA `Area/Location`).
-pub fn parse_timezone(value: &str) -> Result<Tz> {
+pub(crate) fn parse_timezone(value: &str) -> Result<Tz> {
     value.parse().map_err(|_| {
         Error::config(
             format!("DatePartitionTimezone {value:?} is not an IANA timezone"),
@@ -400,6 +391,23 @@ setting_values!(Compression, "CompressionType", "NONE" => None, "GZIP" => Gzip);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Layout {
+        /// The key of a CDC file created at `file_time`.
+        fn cdc_key(&self, schema: &str, table: &str, file_time: DateTime<Utc>) -> String {
+            self.cdc_key_at(schema, table, &self.cdc_stamp(file_time))
+        }
+
+        /// The key of a transaction file created at `file_time`.
+        fn cdc_txn_key(&self, cdc_path: &str, file_time: DateTime<Utc>) -> String {
+            self.cdc_txn_key_at(cdc_path, &stamp(file_time, chrono_tz::UTC))
+        }
+    }
+
+    /// The date-partition folder of a file created at `at`.
+    fn date_folder(p: &DatePartition, at: DateTime<Utc>) -> String {
+        folder_from_stamp(p, &stamp(at, p.timezone))
+    }
     use chrono::{Duration, TimeZone};
     use {Compression as C, DateDelimiter as D, DateSequence as S, FileFormat as F};
 

@@ -1,17 +1,21 @@
 //! Tributary: a single-binary replacement for the AWS DMS S3 target.
 //!
-//! The modules follow the pipeline: `source::{postgres}` → `change` (typed rows, positions) →
-//! `writer` (formats, thresholds, Op/timestamp columns) → `layout` (pure key naming) → `store`
-//! (S3, local) → `checkpoint`; `task` orchestrates and `config` validates once at start.
+//! The modules follow the pipeline (see ARCHITECTURE.md): `source::{postgres, mysql}` →
+//! `change` (typed rows, positions) → `writer` (formats, thresholds, Op/timestamp columns) →
+//! `layout` (pure key naming) → `store` (S3, local) → `checkpoint`; `task` orchestrates and
+//! `config` validates once at start. `main.rs` uses only `config`, `error` and `task`.
 
-pub mod change;
-pub mod checkpoint;
-pub mod config;
+mod change;
+mod checkpoint;
+mod config;
 pub mod error;
-pub mod layout;
-pub mod mapping;
-pub mod progress;
-pub mod source;
-pub mod store;
+mod layout;
+mod mapping;
+mod progress;
+mod retry;
+mod source;
+mod store;
 pub mod task;
-pub mod writer;
+
+pub use config::TaskConfig;
+mod writer;

@@ -7,11 +7,11 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-use tributary::config::TaskConfig;
 use tributary::error::Error;
 use tributary::task::{self, RunOptions};
+use tributary::TaskConfig;
 
-/// Hydrates S3 data lakes from PostgreSQL in AWS DMS's S3 layout (CSV or Parquet).
+/// Hydrates S3 data lakes from PostgreSQL and MySQL/MariaDB in AWS DMS's S3 layout (CSV or Parquet).
 #[derive(Parser)]
 #[command(name = "tributary", version, about)]
 struct Cli {
@@ -113,8 +113,8 @@ async fn main() -> ExitCode {
                 metrics_addr,
             };
             match task::run(&task, &opts, cancel).await {
-                Ok(cp) => {
-                    print!("{}", task::summary(&cp));
+                Ok(summary) => {
+                    print!("{summary}");
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(&e),
@@ -142,18 +142,18 @@ async fn main() -> ExitCode {
                 Ok(t) => t,
                 Err(e) => return fail(&e),
             };
-            let (ok, problems) = task::validate(&task).await;
-            for line in ok {
+            let report = task::validate(&task).await;
+            for line in &report.ok {
                 println!("ok: {line}");
             }
-            for p in &problems {
-                println!("problem: {}", p.0);
+            for p in &report.problems {
+                println!("problem: {p}");
             }
-            if problems.is_empty() {
-                println!("task {} is ready to run", task.id);
+            if report.problems.is_empty() {
+                println!("task {} is ready to run", task.id());
                 ExitCode::SUCCESS
             } else {
-                println!("{} problem(s) found", problems.len());
+                println!("{} problem(s) found", report.problems.len());
                 ExitCode::from(1)
             }
         }

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 
 /// Kind of relation in the source catalog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum RelationKind {
+pub(crate) enum RelationKind {
     /// An ordinary table.
     Table,
     /// A view, which DMS can full-load as if it were a table.
@@ -21,7 +21,7 @@ pub enum RelationKind {
 
 /// Parsed table mappings: the selection rules in rule order (other rule types are rejected until implemented).
 #[derive(Debug, Clone)]
-pub struct TableMappings {
+pub(crate) struct TableMappings {
     /// Selection rules in document order; precedence does not depend on the order.
     rules: Vec<SelectionRule>,
 }
@@ -144,7 +144,7 @@ const MAX_LOAD_ORDER: i64 = i32::MAX as i64;
 
 impl TableMappings {
     /// Parses DMS table-mapping JSON (`{"rules":[...]}`), rejecting malformed rules with an error naming the rule-id and the fix.
-    pub fn parse(json: &str) -> Result<TableMappings> {
+    pub(crate) fn parse(json: &str) -> Result<TableMappings> {
         let (top_ctx, shape) = ("table mapping", "write it as {\"rules\": [ ... ]}");
         let doc: Value = serde_json::from_str(json).map_err(|e| {
             Error::config(
@@ -201,49 +201,20 @@ impl TableMappings {
     }
 
     /// True if `schema.table` of `kind` is selected: some include/explicit rule matches and no exclude rule matches (exclude wins).
-    pub fn selects(&self, schema: &str, table: &str, kind: RelationKind) -> bool {
+    pub(crate) fn selects(&self, schema: &str, table: &str, kind: RelationKind) -> bool {
         !self.selected_by(schema, table, kind).is_empty()
     }
 
     /// The load-order of the rule that selected the table (higher loads first in DMS; default 0), for ordering work.
     ///
     /// When several rules select the table the highest load-order wins; 0 if it is not selected.
-    pub fn load_order(&self, schema: &str, table: &str, kind: RelationKind) -> i64 {
+    pub(crate) fn load_order(&self, schema: &str, table: &str, kind: RelationKind) -> i64 {
         let rules = self.selected_by(schema, table, kind);
         rules
             .iter()
             .filter_map(|r| load_order(r))
             .max()
             .unwrap_or(0)
-    }
-
-    /// Schema-name patterns of include/explicit rules, as SQL LIKE patterns usable in a catalog query pre-filter (may over-select; `selects` is authoritative).
-    ///
-    /// Bind each as a query parameter. Literal `%`, `_` and `\` are escaped with a backslash, the
-    /// default LIKE escape of PostgreSQL and MySQL; MySQL's usual case-insensitive collation only
-    /// widens the match.
-    pub fn schema_like_patterns(&self) -> Vec<String> {
-        let mut patterns: Vec<String> = Vec::new();
-        for rule in &self.rules {
-            let schema = &rule.object_locator.schema_name;
-            let pattern = match rule.rule_action {
-                Action::Exclude => continue,
-                Action::Explicit => schema.chars().map(like_literal).collect(),
-                Action::Include => tokenize(schema).iter().map(Token::to_like).collect(),
-            };
-            if !patterns.contains(&pattern) {
-                patterns.push(pattern);
-            }
-        }
-        patterns
-    }
-
-    /// True when any selection rule can select views (table-type "view" or "all").
-    pub fn wants_views(&self) -> bool {
-        let views = |r: &SelectionRule| r.object_locator.table_type != TableType::Table;
-        self.rules
-            .iter()
-            .any(|r| r.rule_action != Action::Exclude && views(r))
     }
 
     /// The include/explicit rules selecting the object; empty if none does or an exclude matches.
@@ -369,24 +340,6 @@ impl Token {
             Token::Class(ranges) => ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi),
         }
     }
-
-    /// The token as SQL LIKE text; a class of several chars widens to `_`, which only over-selects.
-    fn to_like(&self) -> String {
-        match self {
-            Token::Any => "%".to_owned(),
-            Token::Lit(c) => like_literal(*c),
-            Token::Class(r) if r.len() == 1 && r[0].0 == r[0].1 => like_literal(r[0].0),
-            Token::One | Token::Class(_) => "_".to_owned(),
-        }
-    }
-}
-
-/// A char as literal LIKE text, backslash-escaped where LIKE would treat it specially.
-fn like_literal(c: char) -> String {
-    match c {
-        '%' | '_' | '\\' => format!("\\{c}"),
-        c => c.to_string(),
-    }
 }
 
 /// Splits a pattern into tokens; a `[` with no `]` after at least one char is a literal `[`.
@@ -429,7 +382,7 @@ fn tokenize(pattern: &str) -> Vec<Token> {
 }
 
 /// DMS wildcard match: `%` any run (incl. empty), `_` exactly one char, `[_]` a literal underscore (generally `[abc]` a set and `[a-d]` a range, `[%]` literal percent); everything else literal and case-sensitive. Unicode-aware (match on chars).
-pub fn wildcard_match(pattern: &str, name: &str) -> bool {
+pub(crate) fn wildcard_match(pattern: &str, name: &str) -> bool {
     let tokens = tokenize(pattern);
     let name: Vec<char> = name.chars().collect();
     let (mut t, mut n) = (0, 0);
@@ -544,10 +497,8 @@ mod tests {
     fn table_type_decides_tables_and_views() {
         let tables = mapping(&[sel("1", "include", "s", "%", r#"|,"table-type":"table""#)]);
         assert!(tables.selects("s", "t", Table) && !tables.selects("s", "v", View));
-        assert!(!tables.wants_views());
         let views = mapping(&[sel("1", "include", "s", "%", r#"|,"table-type":"view""#)]);
         assert!(views.selects("s", "v", View) && !views.selects("s", "t", Table));
-        assert!(views.wants_views());
         // An exclude keeps its own table-type: the default "table" does not hide views.
         let all = mapping(&[
             sel("1", "include", "s", "%", r#"|,"table-type":"all""#),
@@ -555,7 +506,6 @@ mod tests {
         ]);
         assert!(all.selects("s", "t", Table) && all.selects("s", "v", View));
         assert!(!all.selects("s", "x1", Table) && all.selects("s", "x1", View));
-        assert!(all.wants_views());
     }
 
     /// The highest load-order among selecting rules wins; unselected tables get 0.
@@ -575,20 +525,6 @@ mod tests {
     }
 
     /// LIKE patterns keep wildcards, escape literals, widen classes and drop excludes.
-    #[test]
-    fn schema_like_patterns_escape_literals_and_skip_excludes() {
-        let m = mapping(&[
-            sel("1", "include", "pub%", "%", ""),
-            sel("2", "explicit", "my_sch%ema", "t", ""),
-            sel("3", "include", "a[_]b", "%", ""),
-            sel("4", "include", r"[ab]x\\y", "%", ""),
-            sel("5", "include", "pub%", "other", ""),
-            sel("6", "exclude", "secret", "%", ""),
-        ]);
-        let want = ["pub%", r"my\_sch\%ema", r"a\_b", r"_x\\y"];
-        assert_eq!(m.schema_like_patterns(), want);
-    }
-
     /// Numeric ids and names and an empty `filters` array are valid DMS.
     #[test]
     fn accepts_numeric_ids_and_empty_filters() {

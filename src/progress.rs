@@ -17,12 +17,12 @@ const TICK: Duration = Duration::from_millis(200);
 
 /// Shows progress for all tables of a load.
 #[derive(Clone)]
-pub struct Progress {
+pub(crate) struct Progress {
     bars: Option<MultiProgress>,
 }
 
 /// Progress of one table; finish it with [`TableProgress::done`].
-pub struct TableProgress {
+pub(crate) struct TableProgress {
     name: String,
     counters: Arc<ReadProgress>,
     bar: Option<ProgressBar>,
@@ -31,14 +31,14 @@ pub struct TableProgress {
 
 impl Progress {
     /// Bars when stderr is a terminal (and not disabled), log lines otherwise.
-    pub fn new(enabled: bool) -> Progress {
+    pub(crate) fn new(enabled: bool) -> Progress {
         let bars = (enabled && std::io::stderr().is_terminal())
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
         Progress { bars }
     }
 
     /// Starts showing a table.
-    pub fn table(
+    pub(crate) fn table(
         &self,
         name: &str,
         estimated_rows: Option<u64>,
@@ -108,7 +108,7 @@ impl Progress {
 
 impl TableProgress {
     /// Ends the display of this table with its outcome.
-    pub fn done(&self, outcome: &str) {
+    pub(crate) fn done(&self, outcome: &str) {
         self.ticker.abort();
         let rows = self.counters.rows.load(Ordering::Relaxed);
         match &self.bar {

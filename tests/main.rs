@@ -2,6 +2,8 @@
 //! (PostgreSQL with wal_level=logical, MariaDB, an S3 API server); each test makes its own
 //! database, bucket and folders, so tests run in parallel.
 
+#![allow(unreachable_pub)] // helper modules of one test binary
+
 mod cdc;
 mod common;
 mod errors;

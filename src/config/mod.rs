@@ -1,346 +1,44 @@
 //! The task file: parsed and validated once at start, into types the rest of the program trusts.
+//! Units are converted here (bytes, `Duration`); defaults are named constants.
 
-pub mod settings;
-pub mod target;
+pub(crate) mod settings;
+pub(crate) mod source;
+pub(crate) mod target;
+pub(crate) mod task;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::error::{redact_url, Error, Result};
+use crate::error::{Error, Result};
 use crate::mapping::TableMappings;
 use settings::SettingsBag;
-pub use target::S3Settings;
+pub(crate) use source::SourceConfig;
+pub(crate) use target::S3Settings;
+pub(crate) use task::{CdcStop, PrepMode, TaskSettings};
 
-/// Default `FullLoadSettings.MaxFullLoadSubTasks` (tables loaded in parallel).
-pub const DEFAULT_MAX_FULL_LOAD_SUB_TASKS: u64 = 8;
-/// Largest `MaxFullLoadSubTasks` DMS allows.
-pub const MAX_FULL_LOAD_SUB_TASKS: u64 = 49;
-/// Default S3 request retries (object_store's default is 10).
-pub const DEFAULT_S3_MAX_RETRIES: u64 = 10;
+/// Default S3 request retries: high enough that the time budget below is what ends retrying.
+pub(crate) const DEFAULT_S3_MAX_RETRIES: u64 = 10;
 /// Default total time budget for retrying one S3 request, seconds.
-pub const DEFAULT_S3_RETRY_TIMEOUT_S: u64 = 180;
+pub(crate) const DEFAULT_S3_RETRY_TIMEOUT_S: u64 = 180;
 /// Folder (beside the task file) holding checkpoints when `[task] state` is not set.
-pub const DEFAULT_STATE_FOLDER: &str = "tributary-state";
+const DEFAULT_STATE_FOLDER: &str = "tributary-state";
 
 /// DMS `MigrationType`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MigrationType {
+pub(crate) enum MigrationType {
     /// full-load: load every selected table from one snapshot, then stop.
     FullLoad,
-    /// full-load-and-cdc: full load from the replication slot's snapshot, then stream changes.
+    /// full-load-and-cdc: full load from the change stream's snapshot, then stream changes.
     FullLoadAndCdc,
     /// cdc: stream changes only.
     Cdc,
 }
 
-/// DMS `FullLoadSettings.TargetTablePrepMode` on S3.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PrepMode {
-    /// DROP_AND_CREATE (our default): delete the table's objects before loading it.
-    DropAndCreate,
-    /// TRUNCATE_BEFORE_LOAD: the same on S3 (there is no table metadata to keep).
-    TruncateBeforeLoad,
-    /// DO_NOTHING: keep existing objects; LOAD numbering continues after the highest existing file.
-    DoNothing,
-}
-
-/// Task-level DMS settings (`[task.settings]`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct TaskSettings {
-    /// `FullLoadSettings.TargetTablePrepMode`.
-    pub prep_mode: PrepMode,
-    /// `FullLoadSettings.MaxFullLoadSubTasks`.
-    pub max_sub_tasks: usize,
-    /// `TargetMetadata.SupportLobs`: false drops LOB columns from the output.
-    pub support_lobs: bool,
-    /// `TargetMetadata.LobMaxSize` in KB; None = no truncation (our default, unlike DMS's 32 KB).
-    pub lob_max_size_kb: Option<u64>,
-    /// `ChangeProcessingDdlHandlingPolicy.HandleSourceTableTruncated` (default true, as in DMS):
-    /// a source TRUNCATE deletes the table's objects.
-    pub handle_truncate: bool,
-}
-
-/// Every name `[task.settings]` accepts.
-const TASK_SETTINGS: &[&str] = &[
-    "FullLoadSettings.TargetTablePrepMode",
-    "FullLoadSettings.MaxFullLoadSubTasks",
-    "FullLoadSettings.CommitRate",
-    "FullLoadSettings.TransactionConsistencyTimeout",
-    "TargetMetadata.SupportLobs",
-    "TargetMetadata.LimitedSizeLobMode",
-    "TargetMetadata.LobMaxSize",
-    "TargetMetadata.FullLobMode",
-    "TargetMetadata.BatchApplyEnabled",
-    "ChangeProcessingDdlHandlingPolicy.HandleSourceTableTruncated",
-    "ChangeProcessingDdlHandlingPolicy.HandleSourceTableDropped",
-    "ChangeProcessingDdlHandlingPolicy.HandleSourceTableAltered",
-];
-
-impl TaskSettings {
-    /// Parses `[task.settings]`.
-    fn parse(mut bag: SettingsBag) -> Result<TaskSettings> {
-        let prep_mode = match bag.choice(
-            "FullLoadSettings.TargetTablePrepMode",
-            "drop-and-create",
-            &["drop-and-create", "truncate-before-load", "do-nothing"],
-        )? {
-            "truncate-before-load" => PrepMode::TruncateBeforeLoad,
-            "do-nothing" => PrepMode::DoNothing,
-            _ => PrepMode::DropAndCreate,
-        };
-        let max_sub_tasks = bag.int(
-            "FullLoadSettings.MaxFullLoadSubTasks",
-            DEFAULT_MAX_FULL_LOAD_SUB_TASKS,
-            1,
-            MAX_FULL_LOAD_SUB_TASKS,
-            "tables",
-        )? as usize;
-        // Accepted for paste-compatibility; they tune DMS internals we do not have.
-        bag.int("FullLoadSettings.CommitRate", 10_000, 1, 50_000, "rows")?;
-        bag.int(
-            "FullLoadSettings.TransactionConsistencyTimeout",
-            600,
-            0,
-            86_400,
-            "seconds",
-        )?;
-        if bag.bool("TargetMetadata.FullLobMode", false)? {
-            return Err(Error::config(
-                "TargetMetadata.FullLobMode=true is not supported with an S3 target (as in DMS)",
-                "remove it; LOBs are written whole unless TargetMetadata.LobMaxSize is set",
-            ));
-        }
-        if bag.bool("TargetMetadata.BatchApplyEnabled", false)? {
-            return Err(Error::config(
-                "TargetMetadata.BatchApplyEnabled=true is not supported with an S3 target (as in DMS)",
-                "remove it",
-            ));
-        }
-        let limited = bag.bool("TargetMetadata.LimitedSizeLobMode", true)?;
-        let lob_kb = bag.take("TargetMetadata.LobMaxSize");
-        let lob_max_size_kb = match lob_kb {
-            Some(v) if limited => {
-                Some(v.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    bag.invalid("TargetMetadata.LobMaxSize", &v, "a positive number of KB")
-                })?)
-            }
-            _ => None,
-        };
-        let support_lobs = bag.bool("TargetMetadata.SupportLobs", true)?;
-        let handle_truncate = bag.bool(
-            "ChangeProcessingDdlHandlingPolicy.HandleSourceTableTruncated",
-            true,
-        )?;
-        // Accepted for paste-compatibility: pgoutput reports no DROP TABLE, and ALTER TABLE always
-        // changes the output shape (a new file starts with the new columns).
-        bag.bool(
-            "ChangeProcessingDdlHandlingPolicy.HandleSourceTableDropped",
-            true,
-        )?;
-        bag.bool(
-            "ChangeProcessingDdlHandlingPolicy.HandleSourceTableAltered",
-            true,
-        )?;
-        bag.finish(TASK_SETTINGS)?;
-        Ok(TaskSettings {
-            prep_mode,
-            max_sub_tasks,
-            support_lobs,
-            lob_max_size_kb,
-            handle_truncate,
-        })
-    }
-}
-
-/// Source database engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Engine {
-    /// PostgreSQL 10+.
-    Postgres,
-    /// MySQL 5.7/8.x and MariaDB 10.x.
-    MySql,
-}
-
-/// `[source]`.
-#[derive(Clone)]
-pub struct SourceConfig {
-    /// Engine.
-    pub engine: Engine,
-    /// Connection URL with `${ENV}` expanded. Holds secrets: format it only through [`SourceConfig::redacted`].
-    pub url: String,
-    /// Change-capture endpoint settings.
-    pub cdc: SourceCdcSettings,
-}
-
-/// Default `HeartbeatFrequency`, minutes.
-pub const DEFAULT_HEARTBEAT_FREQUENCY_MIN: u64 = 5;
-
-/// Source endpoint settings for change capture (`[source.settings]`, DMS names).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct SourceCdcSettings {
-    /// `SlotName`: an existing slot to read (cdc tasks), or the name of the slot to create.
-    pub slot_name: Option<String>,
-    /// `PublicationName` (ours; DMS has no pgoutput setting): default `tributary_<task id>`.
-    pub publication_name: Option<String>,
-    /// `HeartbeatEnable`.
-    pub heartbeat: bool,
-    /// `HeartbeatFrequency`, minutes.
-    pub heartbeat_frequency_min: u64,
-    /// `HeartbeatSchema`.
-    pub heartbeat_schema: String,
-    /// `ServerId` (ours, MySQL): the replica id the binlog reader registers with; None derives
-    /// one from the task id.
-    pub server_id: Option<u32>,
-}
-
-/// Every name `[source.settings]` accepts.
-const SOURCE_SETTINGS: &[&str] = &[
-    "SlotName",
-    "PluginName",
-    "PublicationName",
-    "HeartbeatEnable",
-    "HeartbeatFrequency",
-    "HeartbeatSchema",
-    "CaptureDdls",
-    "DdlArtifactsSchema",
-    "ServerId",
-];
-
-impl SourceCdcSettings {
-    /// Parses `[source.settings]`.
-    fn parse(mut bag: SettingsBag) -> Result<SourceCdcSettings> {
-        bag.choice("PluginName", "pgoutput", &["pgoutput"])?;
-        let slot_name = bag.string("SlotName");
-        let publication_name = bag.string("PublicationName");
-        for (what, v) in [
-            ("SlotName", &slot_name),
-            ("PublicationName", &publication_name),
-        ] {
-            if let Some(v) = v {
-                crate::source::postgres::slot::check_name(what, v)?;
-            }
-        }
-        let heartbeat = bag.bool("HeartbeatEnable", false)?;
-        let heartbeat_frequency_min = bag.int(
-            "HeartbeatFrequency",
-            DEFAULT_HEARTBEAT_FREQUENCY_MIN,
-            1,
-            24 * 60,
-            "minutes",
-        )?;
-        let heartbeat_schema = bag
-            .string("HeartbeatSchema")
-            .unwrap_or_else(|| "public".to_string());
-        // DDLs reach us through pgoutput's Relation messages; no event trigger is installed.
-        bag.bool("CaptureDdls", true)?;
-        bag.string("DdlArtifactsSchema");
-        let server_id = match bag.string("ServerId") {
-            None => None,
-            Some(v) => Some(v.parse::<u32>().ok().filter(|&n| n >= 1).ok_or_else(|| {
-                Error::config(
-                    format!("[source.settings] ServerId {v:?} is not valid"),
-                    "use a number from 1 to 4294967295 that no other replica of the server uses",
-                )
-            })?),
-        };
-        bag.finish(SOURCE_SETTINGS)?;
-        Ok(SourceCdcSettings {
-            slot_name,
-            publication_name,
-            heartbeat,
-            heartbeat_frequency_min,
-            heartbeat_schema,
-            server_id,
-        })
-    }
-}
-
-/// Where a MySQL/MariaDB `cdc` task starts (`cdc_start_position`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MySqlStart {
-    /// A binlog file and offset, DMS's native form (`mysql-bin.000024:373`).
-    Binlog(crate::change::BinlogPos),
-    /// A MariaDB GTID position (`0-1-1234`, one `domain-server-sequence` per domain, comma
-    /// separated): the task starts right after that transaction.
-    MariaDbGtid(String),
-}
-
-impl MySqlStart {
-    /// Parses either form.
-    pub fn parse(s: &str) -> Result<MySqlStart> {
-        if let Ok(p) = s.parse::<crate::change::BinlogPos>() {
-            return Ok(MySqlStart::Binlog(p));
-        }
-        let gtid = !s.is_empty()
-            && s.split(',').all(|g| {
-                let parts: Vec<&str> = g.trim().split('-').collect();
-                parts.len() == 3
-                    && parts
-                        .iter()
-                        .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-            });
-        if gtid {
-            return Ok(MySqlStart::MariaDbGtid(s.replace(' ', "")));
-        }
-        Err(Error::config(
-            format!("[task] cdc_start_position {s:?} is neither a binlog position nor a MariaDB GTID position"),
-            "use a binlog file and offset such as mysql-bin.000024:373 (SHOW MASTER STATUS), or a MariaDB GTID such as 0-1-1234 (@@gtid_binlog_pos)",
-        ))
-    }
-}
-
-/// `CdcStopPosition`: where a CDC task stops by itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CdcStop {
-    /// `server_time:…`: our clock reaches this time (µs since epoch).
-    ServerTime(i64),
-    /// `commit_time:…`: the first transaction committed after this time is not written.
-    CommitTime(i64),
-}
-
-impl CdcStop {
-    /// Parses `server_time:2026-11-22T10:00:00` / `commit_time:…` (UTC, optional `.ffffff`).
-    pub fn parse(s: &str) -> Result<CdcStop> {
-        let bad = || {
-            Error::config(
-                format!("[task] cdc_stop_position {s:?} is not valid"),
-                "use server_time:YYYY-MM-DDTHH:MM:SS or commit_time:YYYY-MM-DDTHH:MM:SS (UTC)",
-            )
-        };
-        let (kind, time) = s.split_once(':').ok_or_else(bad)?;
-        // Fractional seconds are our extension (DMS takes whole seconds).
-        let t = chrono::NaiveDateTime::parse_from_str(time, "%Y-%m-%dT%H:%M:%S%.f")
-            .map_err(|_| bad())?
-            .and_utc()
-            .timestamp_micros();
-        match kind {
-            "server_time" => Ok(CdcStop::ServerTime(t)),
-            "commit_time" => Ok(CdcStop::CommitTime(t)),
-            _ => Err(bad()),
-        }
-    }
-}
-
-impl SourceConfig {
-    /// The URL with its password hidden.
-    pub fn redacted(&self) -> String {
-        redact_url(&self.url)
-    }
-}
-
-impl std::fmt::Debug for SourceConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SourceConfig")
-            .field("engine", &self.engine)
-            .field("url", &self.redacted())
-            .finish()
-    }
-}
-
 /// Where objects go.
 #[derive(Debug, Clone, PartialEq)]
-pub enum TargetLocation {
+pub(crate) enum TargetLocation {
     /// `file:///path`: a local folder.
     Local(PathBuf),
     /// `s3://bucket`.
@@ -352,44 +50,40 @@ pub enum TargetLocation {
 
 /// `[target]`.
 #[derive(Debug, Clone)]
-pub struct TargetConfig {
+pub(crate) struct TargetConfig {
     /// Folder or bucket.
-    pub location: TargetLocation,
+    pub(crate) location: TargetLocation,
     /// Custom S3 endpoint (LocalStack, MinIO, moto); `AWS_ENDPOINT_URL` is used when unset.
-    pub endpoint: Option<String>,
+    pub(crate) endpoint: Option<String>,
     /// Region; the AWS chain decides when unset.
-    pub region: Option<String>,
+    pub(crate) region: Option<String>,
     /// Retries per S3 request on 5xx/throttling/timeouts.
-    pub max_retries: usize,
+    pub(crate) max_retries: usize,
     /// Time budget for one request's retries.
-    pub retry_timeout_s: u64,
+    pub(crate) retry_timeout: Duration,
     /// DMS S3 endpoint settings.
-    pub settings: S3Settings,
+    pub(crate) settings: S3Settings,
 }
 
 /// The validated task.
 #[derive(Debug, Clone)]
 pub struct TaskConfig {
     /// `[task] id`: names checkpoints; letters, digits, `-`, `_`.
-    pub id: String,
+    pub(crate) id: String,
     /// Migration type.
-    pub migration_type: MigrationType,
+    pub(crate) migration_type: MigrationType,
     /// Selection rules.
-    pub mappings: TableMappings,
+    pub(crate) mappings: TableMappings,
     /// Folder for checkpoints and statistics.
-    pub state_dir: PathBuf,
+    pub(crate) state_dir: PathBuf,
     /// Task-level DMS settings.
-    pub settings: TaskSettings,
-    /// `CdcStartPosition` of a PostgreSQL `cdc` task: the LSN it starts at (with `SlotName`).
-    pub cdc_start: Option<crate::change::Lsn>,
-    /// `CdcStartPosition` of a MySQL `cdc` task.
-    pub cdc_start_binlog: Option<MySqlStart>,
+    pub(crate) settings: TaskSettings,
     /// `CdcStopPosition`.
-    pub cdc_stop: Option<CdcStop>,
+    pub(crate) cdc_stop: Option<CdcStop>,
     /// Source.
-    pub source: SourceConfig,
+    pub(crate) source: SourceConfig,
     /// Target.
-    pub target: TargetConfig,
+    pub(crate) target: TargetConfig,
 }
 
 #[derive(Deserialize)]
@@ -449,8 +143,13 @@ impl TaskConfig {
         TaskConfig::parse(&text, base, env).map_err(|e| e.context(path.display()))
     }
 
+    /// The task's id (`[task] id`).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     /// Parses task-file text; relative paths resolve against `base`.
-    pub fn parse(
+    pub(crate) fn parse(
         text: &str,
         base: &Path,
         env: &dyn Fn(&str) -> Option<String>,
@@ -520,56 +219,6 @@ impl TaskConfig {
         bag.extend_toml(&raw.task.settings, "")?;
         let settings = TaskSettings::parse(bag)?;
 
-        let engine = match raw.source.engine.as_str() {
-            "postgres" | "postgresql" => Engine::Postgres,
-            "mysql" | "mariadb" => Engine::MySql,
-            other => {
-                return Err(Error::config(
-                    format!("[source] engine {other:?} is not supported"),
-                    "use \"postgres\" or \"mysql\" (MySQL and MariaDB)",
-                ))
-            }
-        };
-        let url = expand_env(&raw.source.url, env)?;
-        let mut bag = SettingsBag::new("[source.settings]");
-        bag.extend_toml(&raw.source.settings, "")?;
-        let source_cdc = SourceCdcSettings::parse(bag)?;
-        let mysql = engine == Engine::MySql;
-        let cdc_start_binlog = raw
-            .task
-            .cdc_start_position
-            .as_deref()
-            .filter(|_| mysql)
-            .map(MySqlStart::parse)
-            .transpose()?;
-        if cdc_start_binlog.is_some() && migration_type != MigrationType::Cdc {
-            return Err(Error::config(
-                "[task] cdc_start_position needs migration_type = \"cdc\"",
-                "set migration_type = \"cdc\", or remove cdc_start_position",
-            ));
-        }
-        let cdc_start = raw
-            .task
-            .cdc_start_position
-            .as_deref()
-            .filter(|_| !mysql)
-            .map(|s| {
-                s.parse::<crate::change::Lsn>().map_err(|e| {
-                    Error::config(
-                        format!("[task] cdc_start_position: {e}"),
-                        "use a PostgreSQL LSN such as 4AF/B00000D0 (the slot's confirmed_flush_lsn)",
-                    )
-                })
-            })
-            .transpose()?;
-        if cdc_start.is_some()
-            && (migration_type != MigrationType::Cdc || source_cdc.slot_name.is_none())
-        {
-            return Err(Error::config(
-                "[task] cdc_start_position needs migration_type = \"cdc\" and [source.settings] SlotName",
-                "name the existing slot in SlotName (as DMS requires), or remove cdc_start_position",
-            ));
-        }
         let cdc_stop = raw
             .task
             .cdc_stop_position
@@ -588,6 +237,19 @@ impl TaskConfig {
             bag.extend_eca(eca)?;
         }
         let target_settings = S3Settings::parse(bag, bucket)?;
+        let mut source_bag = SettingsBag::new("[source.settings]");
+        source_bag.extend_toml(&raw.source.settings, "")?;
+        let source = SourceConfig::parse(
+            source::RawSource {
+                engine: &raw.source.engine,
+                url: expand_env(&raw.source.url, env)?,
+                settings: source_bag,
+                cdc_start: raw.task.cdc_start_position.as_deref(),
+            },
+            &id,
+            migration_type,
+            target_settings.unchanged_marker.clone(),
+        )?;
         let endpoint = raw
             .target
             .endpoint
@@ -599,23 +261,18 @@ impl TaskConfig {
             mappings,
             state_dir,
             settings,
-            cdc_start,
-            cdc_start_binlog,
             cdc_stop,
-            source: SourceConfig {
-                engine,
-                url,
-                cdc: source_cdc,
-            },
+            source,
             target: TargetConfig {
                 location,
                 endpoint,
                 region: raw.target.region,
                 max_retries: raw.target.max_retries.unwrap_or(DEFAULT_S3_MAX_RETRIES) as usize,
-                retry_timeout_s: raw
-                    .target
-                    .retry_timeout_seconds
-                    .unwrap_or(DEFAULT_S3_RETRY_TIMEOUT_S),
+                retry_timeout: Duration::from_secs(
+                    raw.target
+                        .retry_timeout_seconds
+                        .unwrap_or(DEFAULT_S3_RETRY_TIMEOUT_S),
+                ),
                 settings: target_settings,
             },
         })
@@ -657,7 +314,7 @@ fn parse_target_url(url: &str, base: &Path) -> Result<TargetLocation> {
 }
 
 /// Expands `${NAME}` from the environment; a missing variable is an error (never an empty secret).
-pub fn expand_env(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String> {
+pub(crate) fn expand_env(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(start) = rest.find("${") {
@@ -704,9 +361,9 @@ mod tests {
         );
         let t = TaskConfig::parse(&text, Path::new("/etc/trib"), &env).unwrap();
         assert_eq!(t.settings.max_sub_tasks, 2);
-        assert_eq!(t.settings.lob_max_size_kb, Some(32));
+        assert_eq!(t.settings.lob_max_bytes, Some(32 * 1024));
         assert_eq!(t.settings.prep_mode, PrepMode::DropAndCreate);
-        assert_eq!(t.source.url, "postgres://u:s3cret@h/db");
+        assert_eq!(t.source.url(), "postgres://u:s3cret@h/db");
         assert!(!format!("{:?}", t.source).contains("s3cret"));
         assert_eq!(t.target.settings.bucket_folder, "raw");
         assert_eq!(t.state_dir, Path::new("/etc/trib/tributary-state"));
@@ -772,12 +429,19 @@ mod tests {
                 "[source.settings]\nSlotName = \"my_slot\"\nHeartbeatEnable = true\n[target]",
             );
         let t = TaskConfig::parse(&text, Path::new("/"), &env).unwrap();
-        assert_eq!(t.cdc_start, Some(crate::change::Lsn(0x4AF_B000_00D0)));
-        assert_eq!(t.source.cdc.slot_name.as_deref(), Some("my_slot"));
-        assert!(t.source.cdc.heartbeat);
+        let SourceConfig::Postgres(pg) = &t.source else {
+            panic!("not PostgreSQL")
+        };
+        assert_eq!(pg.start, Some(crate::change::Lsn(0x4AF_B000_00D0)));
+        assert_eq!((pg.slot_name.as_str(), pg.slot_given), ("my_slot", true));
+        assert_eq!(pg.publication, "tributary_t1");
         assert_eq!(
-            t.source.cdc.heartbeat_frequency_min,
-            DEFAULT_HEARTBEAT_FREQUENCY_MIN
+            pg.heartbeat.as_ref().map(|h| h.every),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(
+            pg.unchanged_toast,
+            source::UnchangedToast::Marker(source::DEFAULT_UNCHANGED_MARKER.into())
         );
         let bad = text.replace("SlotName = \"my_slot\"", "SlotName = \"My-Slot\"");
         let e = TaskConfig::parse(&bad, Path::new("/"), &env).unwrap_err();
@@ -803,10 +467,10 @@ mod example_tests {
         }
         let cdc = TaskConfig::load(&base.join("full-load-and-cdc.toml"), &env).unwrap();
         assert_eq!(cdc.migration_type, MigrationType::FullLoadAndCdc);
-        assert!(cdc.source.cdc.heartbeat);
+        assert!(matches!(&cdc.source, SourceConfig::Postgres(p) if p.heartbeat.is_some()));
         assert!(cdc.target.settings.cdc.date_partition.is_some());
         let my = TaskConfig::load(&base.join("mysql-sharded.toml"), &env).unwrap();
-        assert_eq!(my.source.engine, Engine::MySql);
+        assert!(matches!(my.source, SourceConfig::MySql(_)));
         assert_eq!(my.migration_type, MigrationType::FullLoadAndCdc);
     }
 
@@ -837,16 +501,20 @@ url = "file:///tmp/x"
             "ServerId = 77",
         )
         .unwrap();
-        let Some(MySqlStart::Binlog(p)) = &t.cdc_start_binlog else {
+        let SourceConfig::MySql(my) = &t.source else {
+            panic!("not MySQL")
+        };
+        let Some(source::BinlogStart::Position(p)) = &my.start else {
             panic!("not a binlog position")
         };
         assert_eq!((p.file.as_str(), p.offset), ("mysql-bin.000024", 373));
-        assert_eq!(t.source.cdc.server_id, Some(77));
-        assert!(t.cdc_start.is_none());
+        assert_eq!(my.server_id, 77);
         let g = mysql_task("cdc_start_position = \"0-1-17,1-2-3\"", "").unwrap();
-        assert_eq!(
-            g.cdc_start_binlog,
-            Some(MySqlStart::MariaDbGtid("0-1-17,1-2-3".into()))
+        assert!(matches!(&g.source, SourceConfig::MySql(m)
+            if m.start == Some(source::BinlogStart::MariaDbGtid("0-1-17,1-2-3".into()))));
+        assert!(
+            mysql_task("", "SlotName = \"x\"").is_err(),
+            "PostgreSQL settings on MySQL"
         );
         let e = mysql_task("cdc_start_position = \"4AF/B00000D0\"", "").unwrap_err();
         assert!(e.to_string().contains("mysql-bin.000024:373"), "{e}");

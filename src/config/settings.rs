@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 
 /// Settings by lower-cased name: (name as the user wrote it, value as text).
 #[derive(Debug, Default, Clone)]
-pub struct SettingsBag {
+pub(crate) struct SettingsBag {
     /// Where these settings came from, for messages (`[target.settings]`).
     origin: String,
     values: BTreeMap<String, (String, String)>,
@@ -18,7 +18,7 @@ pub struct SettingsBag {
 
 impl SettingsBag {
     /// An empty bag; `origin` names the section in messages.
-    pub fn new(origin: &str) -> SettingsBag {
+    pub(crate) fn new(origin: &str) -> SettingsBag {
         SettingsBag {
             origin: origin.to_string(),
             values: BTreeMap::new(),
@@ -26,7 +26,7 @@ impl SettingsBag {
     }
 
     /// Adds one setting; a name given twice (in any spelling) is an error.
-    pub fn insert(&mut self, name: &str, value: String) -> Result<()> {
+    pub(crate) fn insert(&mut self, name: &str, value: String) -> Result<()> {
         let key = name.to_ascii_lowercase();
         if let Some((first, _)) = self.values.get(&key) {
             return Err(Error::config(
@@ -40,7 +40,7 @@ impl SettingsBag {
 
     /// Adds the keys of a TOML table; nested tables become dotted names
     /// (`FullLoadSettings.MaxFullLoadSubTasks`).
-    pub fn extend_toml(&mut self, table: &toml::Table, prefix: &str) -> Result<()> {
+    pub(crate) fn extend_toml(&mut self, table: &toml::Table, prefix: &str) -> Result<()> {
         for (k, v) in table {
             let name = if prefix.is_empty() {
                 k.clone()
@@ -73,7 +73,7 @@ impl SettingsBag {
     }
 
     /// Adds the settings of a DMS extra-connection-attribute string: `key=value;key=value;`.
-    pub fn extend_eca(&mut self, eca: &str) -> Result<()> {
+    pub(crate) fn extend_eca(&mut self, eca: &str) -> Result<()> {
         for part in eca.split(';').map(str::trim).filter(|p| !p.is_empty()) {
             let (k, v) = part.split_once('=').ok_or_else(|| {
                 Error::config(
@@ -87,19 +87,19 @@ impl SettingsBag {
     }
 
     /// Removes and returns the raw text of `name`.
-    pub fn take(&mut self, name: &str) -> Option<String> {
+    pub(crate) fn take(&mut self, name: &str) -> Option<String> {
         self.values
             .remove(&name.to_ascii_lowercase())
             .map(|(_, v)| v)
     }
 
     /// A string setting.
-    pub fn string(&mut self, name: &str) -> Option<String> {
+    pub(crate) fn string(&mut self, name: &str) -> Option<String> {
         self.take(name)
     }
 
     /// A DMS boolean: `true/false/y/n/yes/no/1/0`, any case.
-    pub fn bool(&mut self, name: &str, default: bool) -> Result<bool> {
+    pub(crate) fn bool(&mut self, name: &str, default: bool) -> Result<bool> {
         let Some(v) = self.take(name) else {
             return Ok(default);
         };
@@ -111,7 +111,14 @@ impl SettingsBag {
     }
 
     /// An integer setting within `min..=max`, in the unit its DMS name documents.
-    pub fn int(&mut self, name: &str, default: u64, min: u64, max: u64, unit: &str) -> Result<u64> {
+    pub(crate) fn int(
+        &mut self,
+        name: &str,
+        default: u64,
+        min: u64,
+        max: u64,
+        unit: &str,
+    ) -> Result<u64> {
         let Some(v) = self.take(name) else {
             return Ok(default);
         };
@@ -127,7 +134,7 @@ impl SettingsBag {
 
     /// An enumerated setting: the value's lower-cased, dash/underscore-insensitive form must be
     /// one of `accepted` (so `PARQUET_1_0` and the API's `parquet-1-0` are the same).
-    pub fn choice(
+    pub(crate) fn choice(
         &mut self,
         name: &str,
         default: &'static str,
@@ -145,7 +152,7 @@ impl SettingsBag {
     }
 
     /// An error for a value that does not parse.
-    pub fn invalid(&self, name: &str, value: &str, accepted: &str) -> Error {
+    pub(crate) fn invalid(&self, name: &str, value: &str, accepted: &str) -> Error {
         Error::config(
             format!("{} {name} = {value:?} is not valid", self.origin),
             format!("set {name} to {accepted}"),
@@ -153,7 +160,7 @@ impl SettingsBag {
     }
 
     /// Fails when keys are left over: they are unknown (or misspelt) settings.
-    pub fn finish(self, accepted: &[&str]) -> Result<()> {
+    pub(crate) fn finish(self, accepted: &[&str]) -> Result<()> {
         if let Some((name, _)) = self.values.values().next() {
             let lower = name.to_ascii_lowercase();
             let hint = accepted

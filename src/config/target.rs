@@ -6,23 +6,23 @@ use crate::layout::{Compression, DateDelimiter, DatePartition, DateSequence, Fil
 use super::settings::SettingsBag;
 
 /// Default `MaxFileSize`, KB (1 GiB).
-pub const DEFAULT_MAX_FILE_SIZE_KB: u64 = 1_048_576;
+const DEFAULT_MAX_FILE_SIZE_KB: u64 = 1_048_576;
 /// Default `CdcMaxBatchInterval`, seconds.
-pub const DEFAULT_CDC_MAX_BATCH_INTERVAL_S: u64 = 60;
+const DEFAULT_CDC_MAX_BATCH_INTERVAL_S: u64 = 60;
 /// Default `CdcMinFileSize`, KB.
-pub const DEFAULT_CDC_MIN_FILE_SIZE_KB: u64 = 32_000;
+const DEFAULT_CDC_MIN_FILE_SIZE_KB: u64 = 32_000;
 /// Default `RowGroupLength`, rows.
-pub const DEFAULT_ROW_GROUP_LENGTH: u64 = 10_000;
+pub(crate) const DEFAULT_ROW_GROUP_LENGTH: u64 = 10_000;
 /// Largest `RowGroupLength` DMS accepts (larger values are clamped by DMS; we reject them).
-pub const MAX_ROW_GROUP_LENGTH: u64 = 64 * 1024 * 1024;
+pub(crate) const MAX_ROW_GROUP_LENGTH: u64 = 64 * 1024 * 1024;
 /// Default `DataPageSize`, bytes.
-pub const DEFAULT_DATA_PAGE_SIZE: u64 = 1024 * 1024;
+pub(crate) const DEFAULT_DATA_PAGE_SIZE: u64 = 1024 * 1024;
 /// Default `DictPageSizeLimit`, bytes.
-pub const DEFAULT_DICT_PAGE_SIZE_LIMIT: u64 = 1024 * 1024;
+pub(crate) const DEFAULT_DICT_PAGE_SIZE_LIMIT: u64 = 1024 * 1024;
 
 /// `ParquetVersion`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ParquetVersion {
+pub(crate) enum ParquetVersion {
     /// PARQUET_1_0 (default): data page v1.
     V1,
     /// PARQUET_2_0: data page v2.
@@ -31,7 +31,7 @@ pub enum ParquetVersion {
 
 /// `EncodingType`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
+pub(crate) enum Encoding {
     /// rle-dictionary (default).
     RleDictionary,
     /// plain-dictionary.
@@ -42,43 +42,41 @@ pub enum Encoding {
 
 /// Parquet writer settings.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ParquetSettings {
+pub(crate) struct ParquetSettings {
     /// `ParquetVersion`.
-    pub version: ParquetVersion,
+    pub(crate) version: ParquetVersion,
     /// `EncodingType`.
-    pub encoding: Encoding,
+    pub(crate) encoding: Encoding,
     /// `DictPageSizeLimit`, bytes.
-    pub dict_page_size_limit: usize,
+    pub(crate) dict_page_size_limit: usize,
     /// `RowGroupLength`, rows.
-    pub row_group_length: usize,
+    pub(crate) row_group_length: usize,
     /// `DataPageSize`, bytes.
-    pub data_page_size: usize,
+    pub(crate) data_page_size: usize,
     /// `EnableStatistics`.
-    pub enable_statistics: bool,
+    pub(crate) enable_statistics: bool,
     /// `ParquetTimestampInMillisecond`.
-    pub timestamp_in_millisecond: bool,
+    pub(crate) timestamp_in_millisecond: bool,
 }
 
 /// CSV shape settings.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CsvSettings {
+pub(crate) struct CsvSettings {
     /// `CsvDelimiter`.
-    pub delimiter: String,
+    pub(crate) delimiter: String,
     /// `CsvRowDelimiter`.
-    pub row_delimiter: String,
+    pub(crate) row_delimiter: String,
     /// `CsvNullValue` (default: empty field; see docs/compatibility.md).
-    pub null_value: String,
+    pub(crate) null_value: String,
     /// `Rfc4180`.
-    pub rfc4180: bool,
+    pub(crate) rfc4180: bool,
     /// `AddColumnName`.
-    pub add_column_name: bool,
-    /// `CsvNoSupValue` when `UseCsvNoSupValue` is true.
-    pub no_sup_value: Option<String>,
+    pub(crate) add_column_name: bool,
 }
 
 /// `EncryptionMode`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Encryption {
+pub(crate) enum Encryption {
     /// SSE_S3 (default).
     SseS3,
     /// SSE_KMS with `ServerSideEncryptionKmsKeyId`.
@@ -87,54 +85,57 @@ pub enum Encryption {
 
 /// CDC settings (parsed and validated now; used by change data capture).
 #[derive(Debug, Clone, PartialEq)]
-pub struct CdcSettings {
+pub(crate) struct CdcSettings {
     /// `CdcInsertsOnly`.
-    pub inserts_only: bool,
+    pub(crate) inserts_only: bool,
     /// `CdcInsertsAndUpdates`.
-    pub inserts_and_updates: bool,
-    /// `CdcMaxBatchInterval`, seconds.
-    pub max_batch_interval_s: u64,
-    /// `CdcMinFileSize`, KB.
-    pub min_file_size_kb: u64,
+    pub(crate) inserts_and_updates: bool,
+    /// `CdcMaxBatchInterval`.
+    pub(crate) max_batch_interval: std::time::Duration,
+    /// `CdcMinFileSize`, in bytes of raw row text.
+    pub(crate) min_file_bytes: u64,
     /// `DatePartitionEnabled` + sequence/delimiter/timezone.
-    pub date_partition: Option<DatePartition>,
+    pub(crate) date_partition: Option<DatePartition>,
     /// `CdcPath` when `PreserveTransactions` is true.
-    pub preserve_transactions_path: Option<String>,
+    pub(crate) preserve_transactions_path: Option<String>,
 }
 
 /// All S3 endpoint settings of a task.
 #[derive(Debug, Clone, PartialEq)]
-pub struct S3Settings {
+pub(crate) struct S3Settings {
     /// `BucketFolder` as written (placeholders not yet expanded).
-    pub bucket_folder: String,
+    pub(crate) bucket_folder: String,
     /// `DataFormat`.
-    pub data_format: FileFormat,
+    pub(crate) data_format: FileFormat,
     /// `CompressionType`.
-    pub compression: Compression,
+    pub(crate) compression: Compression,
     /// CSV settings.
-    pub csv: CsvSettings,
-    /// `MaxFileSize`, KB.
-    pub max_file_size_kb: u64,
+    pub(crate) csv: CsvSettings,
+    /// `MaxFileSize`, in bytes.
+    pub(crate) max_file_bytes: u64,
     /// `IncludeOpForFullLoad`.
-    pub include_op_for_full_load: bool,
+    pub(crate) include_op_for_full_load: bool,
     /// `TimestampColumnName` (None when blank).
-    pub timestamp_column_name: Option<String>,
+    pub(crate) timestamp_column_name: Option<String>,
     /// `UseTaskStartTimeForFullLoadTimestamp`.
-    pub use_task_start_time_for_full_load_timestamp: bool,
+    pub(crate) use_task_start_time_for_full_load_timestamp: bool,
     /// Parquet settings.
-    pub parquet: ParquetSettings,
+    pub(crate) parquet: ParquetSettings,
     /// `EncryptionMode`.
-    pub encryption: Encryption,
+    pub(crate) encryption: Encryption,
     /// `CannedAclForObjects` as the S3 header value (`bucket-owner-full-control`), None for NONE.
-    pub canned_acl: Option<String>,
+    pub(crate) canned_acl: Option<String>,
     /// `ExpectedBucketOwner`.
-    pub expected_bucket_owner: Option<String>,
+    pub(crate) expected_bucket_owner: Option<String>,
     /// CDC settings.
-    pub cdc: CdcSettings,
+    pub(crate) cdc: CdcSettings,
+    /// `CsvNoSupValue` when `UseCsvNoSupValue` is true and it is not empty: what a value the
+    /// source did not send is written as (PostgreSQL's unchanged TOAST values).
+    pub(crate) unchanged_marker: Option<String>,
 }
 
 /// Every setting name `S3Settings::parse` accepts (for "unknown setting" messages).
-pub const ACCEPTED: &[&str] = &[
+pub(crate) const ACCEPTED: &[&str] = &[
     "BucketFolder",
     "BucketName",
     "DataFormat",
@@ -191,7 +192,7 @@ const CANNED_ACLS: &[&str] = &[
 impl S3Settings {
     /// Parses and validates the bag; `bucket_from_url` is the bucket of `[target] url` (if S3),
     /// which a `BucketName` in the settings must agree with.
-    pub fn parse(mut bag: SettingsBag, bucket_from_url: Option<&str>) -> Result<S3Settings> {
+    pub(crate) fn parse(mut bag: SettingsBag, bucket_from_url: Option<&str>) -> Result<S3Settings> {
         if let Some(name) = bag.string("BucketName") {
             if bucket_from_url.is_some_and(|b| b != name) || bucket_from_url.is_none() {
                 return Err(Error::config(
@@ -253,14 +254,10 @@ impl S3Settings {
             null_value,
             rfc4180,
             add_column_name,
-            no_sup_value: if use_no_sup {
-                no_sup.filter(|s| !s.is_empty())
-            } else {
-                None
-            },
         };
-        let max_file_size_kb =
-            bag.int("MaxFileSize", DEFAULT_MAX_FILE_SIZE_KB, 1, 1_048_576, "KB")?;
+        let unchanged_marker = no_sup.filter(|s| use_no_sup && !s.is_empty());
+        let max_file_bytes =
+            bag.int("MaxFileSize", DEFAULT_MAX_FILE_SIZE_KB, 1, 1_048_576, "KB")? * 1024;
         let include_op_for_full_load = bag.bool("IncludeOpForFullLoad", false)?;
         let timestamp_column_name = bag
             .string("TimestampColumnName")
@@ -352,7 +349,7 @@ impl S3Settings {
             data_format,
             compression,
             csv,
-            max_file_size_kb,
+            max_file_bytes,
             include_op_for_full_load,
             timestamp_column_name,
             use_task_start_time_for_full_load_timestamp: use_task_start,
@@ -361,6 +358,7 @@ impl S3Settings {
             canned_acl,
             expected_bucket_owner,
             cdc,
+            unchanged_marker,
         })
     }
 }
@@ -375,20 +373,20 @@ fn parse_cdc(bag: &mut SettingsBag) -> Result<CdcSettings> {
             "set at most one of them (DMS treats them as mutually exclusive)",
         ));
     }
-    let max_batch_interval_s = bag.int(
+    let max_batch_interval = std::time::Duration::from_secs(bag.int(
         "CdcMaxBatchInterval",
         DEFAULT_CDC_MAX_BATCH_INTERVAL_S,
         1,
         86_400,
         "seconds",
-    )?;
-    let min_file_size_kb = bag.int(
+    )?);
+    let min_file_bytes = bag.int(
         "CdcMinFileSize",
         DEFAULT_CDC_MIN_FILE_SIZE_KB,
         1,
         1_048_576,
         "KB",
-    )?;
+    )? * 1024;
     let enabled = bag.bool("DatePartitionEnabled", false)?;
     let sequence: DateSequence = bag
         .string("DatePartitionSequence")
@@ -401,15 +399,12 @@ fn parse_cdc(bag: &mut SettingsBag) -> Result<CdcSettings> {
     let tz_name = bag
         .string("DatePartitionTimezone")
         .unwrap_or_else(|| "UTC".into());
-    let timezone: chrono_tz::Tz = tz_name.parse().map_err(|_| {
-        bag.invalid(
-            "DatePartitionTimezone",
-            &tz_name,
-            "an IANA zone name such as UTC or Asia/Tokyo",
-        )
-    })?;
+    let timezone = crate::layout::parse_timezone(&tz_name)?;
     let preserve = bag.bool("PreserveTransactions", false)?;
-    let cdc_path = bag.string("CdcPath").filter(|s| !s.trim().is_empty());
+    let cdc_path = match bag.string("CdcPath") {
+        Some(p) => Some(crate::layout::normalize_folder("CdcPath", &p)?).filter(|p| !p.is_empty()),
+        None => None,
+    };
     if preserve && cdc_path.is_none() {
         return Err(Error::config(
             "PreserveTransactions=true needs CdcPath",
@@ -425,8 +420,8 @@ fn parse_cdc(bag: &mut SettingsBag) -> Result<CdcSettings> {
     Ok(CdcSettings {
         inserts_only,
         inserts_and_updates,
-        max_batch_interval_s,
-        min_file_size_kb,
+        max_batch_interval,
+        min_file_bytes,
         date_partition: enabled.then_some(DatePartition {
             sequence,
             delimiter,
@@ -480,12 +475,13 @@ mod tests {
         assert_eq!(s.csv.row_delimiter, "\n");
         assert!(s.csv.rfc4180);
         assert!(!s.csv.add_column_name);
-        assert_eq!(s.max_file_size_kb, 1_048_576);
+        assert_eq!(s.max_file_bytes, 1 << 30);
         assert_eq!(s.parquet.row_group_length, 10_000);
         assert_eq!(s.parquet.version, ParquetVersion::V1);
         assert_eq!(s.parquet.encoding, Encoding::RleDictionary);
-        assert_eq!(s.cdc.min_file_size_kb, 32_000);
-        assert_eq!(s.cdc.max_batch_interval_s, 60);
+        assert_eq!(s.cdc.min_file_bytes, 32_000 * 1024);
+        assert_eq!(s.cdc.max_batch_interval, std::time::Duration::from_secs(60));
+        assert_eq!(s.unchanged_marker, None);
         assert_eq!(s.encryption, Encryption::SseS3);
         assert!(s.canned_acl.is_none());
     }

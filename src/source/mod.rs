@@ -1,8 +1,11 @@
-//! Source readers. Each engine gives a consistent snapshot of the selected tables; every table is
-//! streamed from that one snapshot as [`RowBatch`]es.
+//! Source engines. The engine is chosen once ([`open`]); everything engine-specific goes through
+//! [`Source`]: the consistent snapshot a full load reads ([`Snapshot`]), the change stream CDC
+//! reads ([`stream::ChangeStream`]) and the hand-off between them ([`Capture`]), `validate`'s
+//! checks and `status`'s figures.
 
-pub mod mysql;
-pub mod postgres;
+pub(crate) mod mysql;
+pub(crate) mod postgres;
+pub(crate) mod stream;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -11,37 +14,111 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
-use crate::change::{RowBatch, TableSchema};
-use crate::error::Result;
+use crate::change::{Position, RowBatch, TableSchema};
+use crate::checkpoint::CdcState;
+use crate::config::{SourceConfig, TaskConfig};
+use crate::error::{Error, Result};
 use crate::mapping::RelationKind;
+use stream::ChangeStream;
+
+/// The source engine of a task, everything the task does that depends on it.
+#[async_trait]
+pub(crate) trait Source: Send + Sync {
+    /// Adds what a run needs from the source, and what is wrong with it, to `report`.
+    async fn validate(&self, report: &mut Report);
+    /// A consistent snapshot of the selected tables (a `full-load` task).
+    async fn snapshot(&self) -> Result<Box<dyn Snapshot>>;
+    /// Checks the change-capture prerequisites and prepares the source (publication, heartbeat
+    /// table); fails with the cause and the fix when capture cannot work.
+    async fn capture(&self) -> Result<Box<dyn Capture>>;
+    /// Bytes of log the source retains for this task (PostgreSQL: the slot's WAL), when the
+    /// source can be asked.
+    async fn retained_log_bytes(&self, cdc: &CdcState) -> Option<u64>;
+    /// Releases what a previous run left on the source that a fresh run replaces (its slot).
+    async fn retire(&self, cdc: &CdcState) -> Result<()>;
+}
+
+/// Opens the source `[source]` names: the one place the engine is chosen.
+pub(crate) fn open(task: &TaskConfig) -> Box<dyn Source> {
+    match &task.source {
+        SourceConfig::Postgres(c) => Box::new(postgres::PgSource::new(c.clone(), task)),
+        SourceConfig::MySql(c) => Box::new(mysql::MySource::new(c.clone(), task)),
+    }
+}
+
+/// Change capture on one engine: where streaming starts, the snapshot it continues, the stream.
+#[async_trait]
+pub(crate) trait Capture: Send {
+    /// A fresh start: records in `state` where streaming starts and returns, when `load` is
+    /// set, the snapshot the stream continues exactly (every change is in one or the other).
+    /// `save` persists `state` (called before a server-side object is created, so a crash is
+    /// recognised on restart).
+    async fn start(
+        &mut self,
+        state: &mut CdcState,
+        load: bool,
+        save: &mut (dyn for<'s> FnMut(&'s CdcState) -> Result<()> + Send),
+    ) -> Result<Option<Handoff>>;
+    /// A new snapshot, with the position the stream continues it from, to finish a load a
+    /// crash interrupted.
+    async fn reload(&mut self, state: &CdcState) -> Result<Handoff>;
+    /// The change stream (not started yet).
+    async fn stream(&mut self, state: &CdcState) -> Result<Box<dyn ChangeStream>>;
+}
+
+/// A snapshot and the stream position that continues it.
+pub(crate) struct Handoff {
+    /// Where the snapshot's data ends in the log.
+    pub(crate) position: Position,
+    /// The snapshot.
+    pub(crate) snapshot: Box<dyn Snapshot>,
+}
+
+/// What `validate` found: lines about what is ready, and every problem with its fix.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// What was checked and is fine.
+    pub ok: Vec<String>,
+    /// What is wrong, each with its fix.
+    pub problems: Vec<Error>,
+}
+
+impl Report {
+    /// Records the outcome of a check that failed outright.
+    pub(crate) fn check(&mut self, r: Result<()>) {
+        if let Err(e) = r {
+            self.problems.push(e);
+        }
+    }
+}
 
 /// A table (or view) chosen for the load.
 #[derive(Debug, Clone)]
-pub struct SourceTable {
+pub(crate) struct SourceTable {
     /// Output schema.
-    pub schema: Arc<TableSchema>,
+    pub(crate) schema: Arc<TableSchema>,
     /// Table or view.
-    pub kind: RelationKind,
+    pub(crate) kind: RelationKind,
     /// Row estimate from the catalog (for progress/ETA); None when unknown.
-    pub estimated_rows: Option<u64>,
+    pub(crate) estimated_rows: Option<u64>,
     /// Selection-rule load order (higher first).
-    pub load_order: i64,
+    pub(crate) load_order: i64,
 }
 
 /// Live counters of one table's read, shared with the progress display.
 #[derive(Debug, Default)]
-pub struct ReadProgress {
+pub(crate) struct ReadProgress {
     /// Rows read.
-    pub rows: AtomicU64,
+    pub(crate) rows: AtomicU64,
     /// Source bytes read.
-    pub bytes: AtomicU64,
+    pub(crate) bytes: AtomicU64,
     /// LOB values cut at LobMaxSize.
-    pub truncated_lobs: AtomicU64,
+    pub(crate) truncated_lobs: AtomicU64,
 }
 
 impl ReadProgress {
     /// Adds to the counters.
-    pub fn add(&self, rows: u64, bytes: u64) {
+    pub(crate) fn add(&self, rows: u64, bytes: u64) {
         self.rows.fetch_add(rows, Ordering::Relaxed);
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
     }
@@ -49,7 +126,7 @@ impl ReadProgress {
 
 /// How full-load rows are stamped for `TimestampColumnName`.
 #[derive(Debug, Clone, Copy)]
-pub enum RowClock {
+pub(crate) enum RowClock {
     /// The time each batch is read (DMS's default "transfer time").
     Transfer,
     /// One fixed time (µs since epoch), e.g. the task start.
@@ -58,7 +135,7 @@ pub enum RowClock {
 
 impl RowClock {
     /// The time to stamp on rows read now.
-    pub fn now_us(self) -> i64 {
+    pub(crate) fn now_us(self) -> i64 {
         match self {
             RowClock::Transfer => chrono::Utc::now().timestamp_micros(),
             RowClock::Fixed(t) => t,
@@ -68,24 +145,27 @@ impl RowClock {
 
 /// Options every table read shares.
 #[derive(Debug, Clone, Copy)]
-pub struct ReadOptions {
+pub(crate) struct ReadOptions {
     /// Row stamping.
-    pub clock: RowClock,
+    pub(crate) clock: RowClock,
     /// LobMaxSize in bytes; None = no truncation.
-    pub lob_max_bytes: Option<usize>,
+    pub(crate) lob_max_bytes: Option<usize>,
 }
 
 impl ReadOptions {
     /// The LobMaxSize cut for a column of `dms_type`: Some((bytes, is_bytes)) for LOB columns
     /// when LobMaxSize is set.
-    pub fn lob_limit(&self, dms_type: crate::change::DmsType) -> Option<(usize, bool)> {
+    pub(crate) fn lob_limit(&self, dms_type: crate::change::DmsType) -> Option<(usize, bool)> {
         lob_limit(self.lob_max_bytes, dms_type)
     }
 }
 
 /// The LobMaxSize cut (`max` bytes) for a column of `dms_type`: Some((bytes, is_bytes)) for LOB
 /// columns when a limit is set.
-pub fn lob_limit(max: Option<usize>, dms_type: crate::change::DmsType) -> Option<(usize, bool)> {
+pub(crate) fn lob_limit(
+    max: Option<usize>,
+    dms_type: crate::change::DmsType,
+) -> Option<(usize, bool)> {
     max.filter(|_| dms_type.is_lob()).map(|max| {
         (
             max,
@@ -101,7 +181,7 @@ pub fn lob_limit(max: Option<usize>, dms_type: crate::change::DmsType) -> Option
 /// An error leaves the receiver with possibly some batches already sent (the caller discards the
 /// table's output).
 #[async_trait]
-pub trait Snapshot: Send + Sync {
+pub(crate) trait Snapshot: Send + Sync {
     /// Selected tables with their output schemas, in load order.
     async fn tables(&self) -> Result<Vec<SourceTable>>;
     /// A future that streams all rows of `table` into `tx` and returns the row count. It owns
@@ -119,7 +199,7 @@ pub trait Snapshot: Send + Sync {
 
 /// Shortens a LOB value (canonical text) to at most `max` bytes of content: text at a UTF-8
 /// character boundary; `\x` hex at a whole byte. Returns the new length if it was cut.
-pub fn lob_cut_len(value: &[u8], max: usize, is_bytes: bool) -> Option<usize> {
+pub(crate) fn lob_cut_len(value: &[u8], max: usize, is_bytes: bool) -> Option<usize> {
     if is_bytes {
         let hex_len = value.len().saturating_sub(2);
         return (hex_len > max * 2).then_some(2 + max * 2);

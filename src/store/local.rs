@@ -22,13 +22,13 @@ const TMP_PREFIX: char = '.';
 const WRITEBACK_EVERY: u64 = 64 * 1024 * 1024;
 
 /// A folder on the local file system.
-pub struct LocalStore {
+pub(crate) struct LocalStore {
     root: PathBuf,
 }
 
 impl LocalStore {
     /// A store rooted at `root` (created on first write).
-    pub fn new(root: PathBuf) -> LocalStore {
+    pub(crate) fn new(root: PathBuf) -> LocalStore {
         LocalStore { root }
     }
 

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use crate::config::{TargetConfig, TargetLocation};
 use crate::error::Result;
 
-pub use local::LocalStore;
-pub use s3::S3Store;
+pub(crate) use local::LocalStore;
+pub(crate) use s3::S3Store;
 
 /// A store of objects addressed by `/`-separated keys.
 ///
@@ -19,7 +19,7 @@ pub use s3::S3Store;
 /// or fails leaves nothing under the key (a local temporary file is removed; an S3 multipart
 /// upload is aborted). Writing a key that exists replaces it whole.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub(crate) trait Store: Send + Sync {
     /// Starts an object; bytes are streamed through the returned writer.
     async fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>>;
     /// Keys of all objects whose key starts with `prefix` (a folder prefix ending in `/`), sorted.
@@ -41,17 +41,21 @@ pub trait Store: Send + Sync {
 
 /// One object being written. Memory held is bounded by the implementation's part size.
 #[async_trait]
-pub trait ObjectWriter: Send {
+pub(crate) trait ObjectWriter: Send {
     /// Appends bytes.
     async fn write(&mut self, data: Bytes) -> Result<()>;
     /// Completes the object and makes it visible; returns its size in bytes.
     async fn finish(self: Box<Self>) -> Result<u64>;
     /// Discards the object; nothing becomes visible.
     async fn abort(self: Box<Self>) -> Result<()>;
+    /// Bytes the writer holds in memory (buffered and in-flight parts).
+    fn buffered(&self) -> usize {
+        0
+    }
 }
 
 /// Opens the store a target names.
-pub async fn open(target: &TargetConfig) -> Result<Box<dyn Store>> {
+pub(crate) async fn open(target: &TargetConfig) -> Result<Box<dyn Store>> {
     Ok(match &target.location {
         TargetLocation::Local(root) => Box::new(LocalStore::new(root.clone())),
         TargetLocation::S3 { bucket } => Box::new(S3Store::open(bucket, target).await?),
@@ -59,7 +63,7 @@ pub async fn open(target: &TargetConfig) -> Result<Box<dyn Store>> {
 }
 
 /// Deletes everything under `prefix` and returns how many objects went.
-pub async fn delete_prefix(store: &dyn Store, prefix: &str) -> Result<usize> {
+pub(crate) async fn delete_prefix(store: &dyn Store, prefix: &str) -> Result<usize> {
     let keys = store.list(prefix).await?;
     store.delete(&keys).await?;
     Ok(keys.len())

@@ -29,7 +29,7 @@ const PART_CONCURRENCY: usize = 2;
 const CREDENTIAL_REFRESH_MARGIN: Duration = Duration::from_secs(300);
 
 /// An S3 bucket.
-pub struct S3Store {
+pub(crate) struct S3Store {
     store: Arc<dyn ObjectStore>,
     bucket: String,
 }
@@ -95,7 +95,7 @@ fn one_line(text: &str) -> String {
 impl S3Store {
     /// Builds the client: region/endpoint from the task file, else from the AWS chain
     /// (`AWS_REGION`, `AWS_ENDPOINT_URL`, profile); path-style for custom endpoints.
-    pub async fn open(bucket: &str, target: &TargetConfig) -> Result<S3Store> {
+    pub(crate) async fn open(bucket: &str, target: &TargetConfig) -> Result<S3Store> {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
         if let Some(region) = &target.region {
             loader = loader.region(aws_config::Region::new(region.clone()));
@@ -110,7 +110,7 @@ impl S3Store {
             .with_region(region)
             .with_retry(RetryConfig {
                 max_retries: target.max_retries,
-                retry_timeout: Duration::from_secs(target.retry_timeout_s),
+                retry_timeout: target.retry_timeout,
                 ..RetryConfig::default()
             });
         if let Some(provider) = sdk.credentials_provider() {

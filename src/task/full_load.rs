@@ -7,45 +7,59 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, Mutex};
 use tokio_util::sync::CancellationToken;
 
+use super::Context;
 use crate::change::RowBatch;
-use crate::checkpoint::{table_state, Checkpoint, CheckpointStore, TableStats};
-use crate::config::{PrepMode, TaskConfig};
+use crate::checkpoint::{now, Checkpoint, TableState, TableStats};
+use crate::config::PrepMode;
 use crate::error::{Error, ErrorKind, Result};
 use crate::layout::Layout;
 use crate::progress::Progress;
 use crate::source::{ReadOptions, ReadProgress, RowClock, Snapshot, SourceTable};
-use crate::store::Store;
-use crate::writer::{EncodeSpec, LoadWriter, Prepared};
+use crate::writer::load::LoadWriter;
+use crate::writer::{EncodeSpec, Prepared};
 
 /// Batches in flight between one table's reader and its writer (keeps both cores busy while
 /// bounding memory to a few batches per table).
 const CHANNEL_BATCHES: usize = 2;
 
 /// Shared state of one full-load run.
-pub struct FullLoad<'a> {
-    /// The task.
-    pub task: &'a TaskConfig,
-    /// Target store.
-    pub store: &'a dyn Store,
-    /// Key naming for this run.
-    pub layout: &'a Layout,
-    /// Checkpoint file.
-    pub checkpoints: &'a CheckpointStore,
+pub(crate) struct FullLoad<'a> {
+    ctx: &'a Context<'a>,
     /// The run's checkpoint, updated as tables progress.
-    pub checkpoint: Mutex<Checkpoint>,
-    /// Progress display.
-    pub progress: Progress,
+    checkpoint: Mutex<Checkpoint>,
+    progress: Progress,
     /// Cancelled on SIGINT/SIGTERM or on the first table error.
-    pub cancel: CancellationToken,
+    cancel: CancellationToken,
 }
 
-impl FullLoad<'_> {
+impl<'a> FullLoad<'a> {
+    /// A load recording its progress in `checkpoint`.
+    pub(super) fn new(ctx: &'a Context<'a>, checkpoint: Checkpoint) -> FullLoad<'a> {
+        FullLoad {
+            ctx,
+            checkpoint: Mutex::new(checkpoint),
+            progress: Progress::new(ctx.progress),
+            // A child: one table's error stops the others, and a signal stops them all.
+            cancel: ctx.cancel.child_token(),
+        }
+    }
+
+    /// The checkpoint as the load left it.
+    pub(super) fn into_checkpoint(self) -> Checkpoint {
+        self.checkpoint.into_inner()
+    }
+
     /// Loads every table not yet completed in the checkpoint. Returns the first error after all
     /// running tables have stopped cleanly.
-    pub async fn run(&self, snapshot: &dyn Snapshot, tables: Vec<SourceTable>) -> Result<()> {
+    pub(super) async fn run(
+        &self,
+        snapshot: &dyn Snapshot,
+        tables: Vec<SourceTable>,
+    ) -> Result<()> {
         let clock = {
             let cp = self.checkpoint.lock().await;
             if self
+                .ctx
                 .task
                 .target
                 .settings
@@ -58,11 +72,7 @@ impl FullLoad<'_> {
         };
         let opts = ReadOptions {
             clock,
-            lob_max_bytes: self
-                .task
-                .settings
-                .lob_max_size_kb
-                .map(|kb| kb as usize * 1024),
+            lob_max_bytes: self.ctx.task.settings.lob_max_bytes,
         };
         let results: Vec<Result<()>> = futures::stream::iter(tables)
             .map(|t| async move {
@@ -72,7 +82,7 @@ impl FullLoad<'_> {
                 }
                 r
             })
-            .buffer_unordered(self.task.settings.max_sub_tasks)
+            .buffer_unordered(self.ctx.task.settings.max_sub_tasks)
             .collect()
             .await;
         // Report the root cause, not the cancellations it triggered in sibling tables.
@@ -89,19 +99,18 @@ impl FullLoad<'_> {
         let stats = cp.tables.entry(key.to_string()).or_default();
         f(stats);
         stats.last_update_time = Some(now());
-        self.checkpoints.save(&cp)
+        self.ctx.checkpoints.save(&cp)
     }
 
     /// Decides the first LOAD counter and clears what the prep mode (or a resume) says to clear.
     async fn prepare(&self, table: &SourceTable, previous: Option<&TableStats>) -> Result<u64> {
-        let prefix = self
-            .layout
-            .table_prefix(&table.schema.schema, &table.schema.table);
-        let swept = self.store.remove_abandoned(&prefix).await?;
+        let (store, layout) = (self.ctx.store, self.ctx.layout);
+        let prefix = layout.table_prefix(&table.schema.schema, &table.schema.table);
+        let swept = store.remove_abandoned(&prefix).await?;
         if swept > 0 {
             tracing::info!(table = %table.schema.qualified(), files = swept, "removed temporary files of an interrupted run");
         }
-        let existing = self.store.list(&prefix).await?;
+        let existing = store.list(&prefix).await?;
         let load_counter = |key: &str| {
             let name = key.rsplit('/').next().unwrap_or(key);
             Layout::parse_load_counter(name)
@@ -118,15 +127,15 @@ impl FullLoad<'_> {
             if !partial.is_empty() {
                 tracing::info!(table = %table.schema.qualified(), files = partial.len(), "removing files of the interrupted load");
             }
-            self.store.delete(&partial).await?;
+            store.delete(&partial).await?;
             return Ok(first);
         }
-        match self.task.settings.prep_mode {
+        match self.ctx.task.settings.prep_mode {
             PrepMode::DropAndCreate | PrepMode::TruncateBeforeLoad => {
                 if !existing.is_empty() {
                     tracing::info!(table = %table.schema.qualified(), objects = existing.len(), prefix = %prefix, "deleting existing objects (TargetTablePrepMode)");
                 }
-                self.store.delete(&existing).await?;
+                store.delete(&existing).await?;
                 Ok(1)
             }
             PrepMode::DoNothing => Ok(existing
@@ -148,7 +157,7 @@ impl FullLoad<'_> {
         let previous = self.checkpoint.lock().await.tables.get(&key).cloned();
         if previous
             .as_ref()
-            .is_some_and(|p| p.table_state == table_state::COMPLETED)
+            .is_some_and(|p| p.table_state == TableState::Completed)
         {
             tracing::info!(table = %key, "already loaded; skipping");
             return Ok(());
@@ -161,7 +170,7 @@ impl FullLoad<'_> {
             *s = TableStats {
                 schema_name: table.schema.schema.clone(),
                 table_name: table.schema.table.clone(),
-                table_state: table_state::FULL_LOAD.into(),
+                table_state: TableState::FullLoad,
                 full_load_start_time: Some(now()),
                 first_load_file: Some(first),
                 ..TableStats::default()
@@ -173,16 +182,14 @@ impl FullLoad<'_> {
         let shown = self
             .progress
             .table(&key, table.estimated_rows, counters.clone());
-        let spec = Arc::new(EncodeSpec::full_load(
-            &self.task.target.settings,
-            &table.schema,
-        ));
+        let settings = &self.ctx.task.target.settings;
+        let spec = Arc::new(EncodeSpec::full_load(settings, &table.schema));
         let mut writer = LoadWriter::new(
-            self.store,
-            self.layout,
+            self.ctx.store,
+            self.ctx.layout,
             &table.schema,
             spec.clone(),
-            self.task.target.settings.max_file_size_kb,
+            settings.max_file_bytes,
             first,
         );
         // Three stages on three threads: reader (COPY → rows), converter (rows → Arrow arrays
@@ -216,7 +223,7 @@ impl FullLoad<'_> {
                     tracing::warn!(table = %key, values = truncated, "LOB values truncated at TargetMetadata.LobMaxSize");
                 }
                 self.update(&key, |s| {
-                    s.table_state = table_state::COMPLETED.into();
+                    s.table_state = TableState::Completed;
                     s.full_load_rows = rows;
                     s.full_load_end_time = Some(now());
                     s.full_load_files = files.len() as u64;
@@ -224,19 +231,21 @@ impl FullLoad<'_> {
                     s.truncated_lobs = truncated;
                 })
                 .await?;
-                shown.done("Table completed");
+                shown.done(TableState::Completed.as_str());
                 Ok(())
             }
             Err((err, written)) => {
                 // Never leave part of a table under its data keys.
-                let _ = self.store.delete(&written).await;
+                if let Err(e) = self.ctx.store.delete(&written).await {
+                    tracing::error!(table = %key, error = %e, files = ?written, "could not remove the table's files of this attempt; the next run removes them");
+                }
                 let state = if err.kind == ErrorKind::Interrupted {
-                    table_state::CANCELLED
+                    TableState::Cancelled
                 } else {
-                    table_state::ERROR
+                    TableState::Error
                 };
-                let _ = self.update(&key, |s| s.table_state = state.into()).await;
-                shown.done(state);
+                let _ = self.update(&key, |s| s.table_state = state).await;
+                shown.done(state.as_str());
                 Err(err.context(format!("table {key}")))
             }
         }
@@ -278,15 +287,11 @@ fn convert_all(
     }
 }
 
+/// The error of a table stopped by a signal (or by another table's error).
 fn interrupted() -> Error {
     Error::new(
         ErrorKind::Interrupted,
         "interrupted by a signal",
         "rerun the same command to resume: finished tables are kept, unfinished ones are reloaded",
     )
-}
-
-/// Current time as RFC 3339 (UTC).
-pub fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

@@ -6,36 +6,37 @@ use serde::Serialize;
 use crate::checkpoint::{CheckpointStore, TableStats};
 use crate::config::TaskConfig;
 use crate::error::{Error, ErrorKind, Result};
+use crate::source;
 
 /// The status report (`--json` prints it as is).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Status {
     /// Task id.
-    pub task_id: String,
+    pub(crate) task_id: String,
     /// DMS task status (`running`, `stopped`, `failed`).
-    pub status: String,
+    pub(crate) status: &'static str,
     /// Phase, e.g. "Load complete, replication ongoing".
-    pub phase: Option<String>,
+    pub(crate) phase: Option<&'static str>,
     /// DMS stop reason.
-    pub stop_reason: Option<String>,
+    pub(crate) stop_reason: Option<&'static str>,
     /// Error that failed the task.
-    pub last_error: Option<String>,
+    pub(crate) last_error: Option<String>,
     /// Seconds between the newest change read and now.
     #[serde(rename = "CDCLatencySource")]
-    pub cdc_latency_source: Option<f64>,
+    pub(crate) cdc_latency_source: Option<f64>,
     /// Seconds between the oldest change not yet in a file and now (≈ source latency while
     /// nothing is buffered; the checkpoint only knows durable positions).
     #[serde(rename = "CDCLatencyTarget")]
-    pub cdc_latency_target: Option<f64>,
+    pub(crate) cdc_latency_target: Option<f64>,
     /// Replication slot.
-    pub slot_name: Option<String>,
+    pub(crate) slot_name: Option<String>,
     /// WAL the slot retains (bytes), when the source could be asked.
-    pub slot_lag_bytes: Option<u64>,
+    pub(crate) slot_lag_bytes: Option<u64>,
     /// Where streaming resumes.
-    pub resume_position: Option<String>,
+    pub(crate) resume_position: Option<String>,
     /// Per-table statistics.
-    pub table_statistics: Vec<TableStats>,
+    pub(crate) table_statistics: Vec<TableStats>,
 }
 
 /// Builds the status of `task`.
@@ -54,25 +55,14 @@ pub async fn status(task: &TaskConfig) -> Result<Status> {
     })?;
     let mut s = Status::from_checkpoint(&cp);
     if let Some(c) = &cp.cdc {
-        // MySQL has no slot: the binlog position is in the checkpoint.
-        let pg = task.source.engine == crate::config::Engine::Postgres;
-        let client = match pg {
-            true => crate::source::postgres::connect(&task.source).await.ok(),
-            false => None,
-        };
-        if let Some(client) = client {
-            if let Ok(Some(info)) = crate::source::postgres::slot::slot_info(&client, &c.slot).await
-            {
-                s.slot_lag_bytes = info.retained_bytes;
-            }
-        }
+        s.slot_lag_bytes = source::open(task).retained_log_bytes(c).await;
     }
     Ok(s)
 }
 
 impl Status {
     /// The status as far as the checkpoint knows it (no slot lag).
-    pub fn from_checkpoint(cp: &crate::checkpoint::Checkpoint) -> Status {
+    pub(crate) fn from_checkpoint(cp: &crate::checkpoint::Checkpoint) -> Status {
         let cdc = cp.cdc.as_ref();
         let now_us = chrono::Utc::now().timestamp_micros();
         let latency = cdc
@@ -80,9 +70,9 @@ impl Status {
             .map(|t| ((now_us - t).max(0) as f64) / 1e6);
         Status {
             task_id: cp.task_id.clone(),
-            status: cp.status.clone(),
-            phase: cdc.map(|c| c.phase.clone()),
-            stop_reason: cp.stop_reason.clone(),
+            status: cp.status.as_str(),
+            phase: cdc.map(|c| c.phase.as_str()),
+            stop_reason: cp.stop_reason.map(|r| r.as_str()),
             last_error: cp.last_error.clone(),
             cdc_latency_source: latency,
             cdc_latency_target: latency,
@@ -134,7 +124,7 @@ pub fn render(s: &Status) -> String {
         out.push_str(&format!(
             "{:<40} {:<18} {:>12} {:>10} {:>10} {:>10} {:>6}\n",
             format!("{}.{}", t.schema_name, t.table_name),
-            t.table_state,
+            t.table_state.as_str(),
             t.full_load_rows,
             t.inserts,
             t.updates,

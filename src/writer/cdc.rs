@@ -1,60 +1,44 @@
-//! The CDC writer: buffers each table's changes and writes them as `yyyyMMdd-HHmmssSSS` files
-//! when `CdcMinFileSize` or `CdcMaxBatchInterval` is reached, with an exactly-once protocol
-//! against the checkpoint.
+//! The CDC writer: one open file per series (a table's CDC files, or with `PreserveTransactions`
+//! the shared transaction files), filled change by change and encoded and uploaded chunk by
+//! chunk into an object that stays invisible until it is completed, so memory does not grow
+//! with `CdcMinFileSize`.
 //!
-//! Exactly once, per file: (1) the file's key and last change are recorded in the checkpoint as
-//! *pending* (fsync'd), (2) the object is uploaded (atomic: visible whole or not at all), (3) the
-//! table's `written_through` moves to the file's last change and the pending entry is cleared.
-//! After a crash between (1) and (3), [`resolve_pending`] asks the store whether the object
-//! exists: if so the file counts as written, if not its changes are written again (under a new,
-//! later name). Together with the restart filter (skip changes at or before `written_through`)
-//! every change lands in exactly one file.
+//! Mechanism only: the writer buffers, reports its files' figures and seals a file when told,
+//! saying why. When to seal is the flush policy's decision, and making a sealed file durable
+//! exactly once is the commit protocol's (both in `task`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use flate2::write::GzEncoder;
 
-use crate::change::{ChangePos, Op, RowBatch, TableSchema};
-use crate::checkpoint::{
-    table_state, CdcState, Checkpoint, CheckpointStore, PendingFile, TableStats,
-};
+use super::csv::CsvEncoder;
+use super::{EncodeSpec, Encoder, Prepared};
+use crate::change::{ChangePos, Column, DmsType, Op, RowBatch, StreamKey, TableSchema};
+use crate::checkpoint::FileCounts;
 use crate::config::S3Settings;
-use crate::error::Result;
-use crate::layout::{self, Layout};
-use crate::store::Store;
-use crate::writer::EncodeSpec;
+use crate::error::{Error, Result};
+use crate::layout::{self, Compression, FileFormat, Layout};
+use crate::source::stream::Fill;
+use crate::store::{ObjectWriter, Store};
 
-/// Raw bytes all tables together may buffer before the largest buffer is written early, so many
-/// busy tables cannot add up to unbounded memory (each is already capped by `CdcMinFileSize`).
-pub const BUFFER_BUDGET_BYTES: usize = 96 * 1024 * 1024;
-
-/// Checkpoint key of the transaction-file stream (`PreserveTransactions`); the leading blank keeps
-/// it apart from every `schema.table`.
-pub const TXN_STREAM: &str = " CDC_TXN";
-
-/// `PreserveTransactions`: all tables' changes in commit order, rendered as
-/// `<op>,<table_name>,<schema_name>,<columns…>` CSV lines, bound for `CDC_TXN-*.csv` files.
-struct TxnBuffer {
-    cdc_path: String,
-    bytes: Vec<u8>,
-    first_ms: Option<i64>,
-    first: Option<ChangePos>,
-    last: Option<ChangePos>,
-    per_table: BTreeMap<String, [u64; 3]>,
-    /// Per table: the line renderer (a CSV encoder whose first columns are table and schema).
-    encoders: BTreeMap<String, super::csv::CsvEncoder>,
-}
+/// Raw bytes of rows gathered before they are encoded and uploaded (the same size as a full
+/// load's batches), so an open file holds at most this much unencoded.
+const CHUNK_BYTES: usize = 4 * 1024 * 1024;
+/// ...or this many rows.
+const CHUNK_ROWS: usize = 16 * 1024;
 
 /// The time source of the flush policy and of file names; tests drive it by hand.
-pub trait Clock: Send + Sync {
+pub(crate) trait Clock: Send + Sync {
     /// Current UTC time.
     fn now(&self) -> DateTime<Utc>;
 }
 
 /// The system clock.
-pub struct SystemClock;
+pub(crate) struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
@@ -65,13 +49,13 @@ impl Clock for SystemClock {
 /// Whether CDC rows carry the `Op` column (reference §1.4). With `CdcInsertsOnly` the CDC files
 /// look like the full-load files; with `CdcInsertsAndUpdates` we keep `Op` (the documented `?`
 /// case), because without it a consumer cannot tell an insert from an update.
-pub fn cdc_op_column(s: &S3Settings) -> bool {
+fn cdc_op_column(s: &S3Settings) -> bool {
     !s.cdc.inserts_only || s.include_op_for_full_load
 }
 
 impl EncodeSpec {
     /// The spec for a CDC file of `table`.
-    pub fn cdc(settings: &S3Settings, table: &TableSchema) -> EncodeSpec {
+    fn cdc(settings: &S3Settings, table: &TableSchema) -> EncodeSpec {
         EncodeSpec {
             op_column: cdc_op_column(settings),
             ..EncodeSpec::full_load(settings, table)
@@ -79,90 +63,223 @@ impl EncodeSpec {
     }
 }
 
-/// One table's buffered changes.
-struct TableBuffer {
-    schema: Arc<TableSchema>,
-    spec: Arc<EncodeSpec>,
-    rows: RowBatch,
-    /// Wall-clock ms of the first buffered change (the `CdcMaxBatchInterval` timer).
-    first_ms: Option<i64>,
-    last: Option<ChangePos>,
-    first: Option<ChangePos>,
-    counts: [u64; 3],
+/// Why a file was sealed (logged, and counted in the metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SealReason {
+    /// `CdcMinFileSize` reached.
+    Size,
+    /// `CdcMaxBatchInterval` passed since the file's first change.
+    Interval,
+    /// All open files together passed the memory budget; this one was the largest.
+    Memory,
+    /// The table's columns changed; the next file has the new ones.
+    Shape,
+    /// The task stops.
+    Stop,
 }
 
-impl TableBuffer {
-    fn new(schema: Arc<TableSchema>, settings: &S3Settings) -> TableBuffer {
-        TableBuffer {
-            spec: Arc::new(EncodeSpec::cdc(settings, &schema)),
-            rows: RowBatch::new(schema.columns.len()),
-            schema,
-            first_ms: None,
-            last: None,
-            first: None,
-            counts: [0; 3],
+impl SealReason {
+    /// Lower-case name for logs and metric labels.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            SealReason::Size => "size",
+            SealReason::Interval => "interval",
+            SealReason::Memory => "memory",
+            SealReason::Shape => "shape",
+            SealReason::Stop => "stop",
         }
     }
 }
 
-/// Buffers changes per table and writes CDC files. Rows arrive in commit order per table.
-pub struct CdcWriter<'a> {
+/// What the flush policy looks at for one open file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileStats {
+    /// Raw bytes of the file's rows (`CdcMinFileSize` is measured on these).
+    pub(crate) raw_bytes: u64,
+    /// Wall-clock ms when its first change arrived (the `CdcMaxBatchInterval` timer).
+    pub(crate) opened_ms: i64,
+    /// Bytes the file holds in memory.
+    pub(crate) memory: usize,
+}
+
+/// A file whose last bytes are written but which is not yet visible: the commit protocol
+/// records it, then completes `object`.
+pub(crate) struct SealedFile {
+    /// The series the file belongs to.
+    pub(crate) series: StreamKey,
+    /// Object key.
+    pub(crate) key: String,
+    /// The name's stamp (`yyyyMMddHHmmssSSS`).
+    pub(crate) stamp: String,
+    /// The upload, to complete.
+    pub(crate) object: Box<dyn ObjectWriter>,
+    /// The file's last change.
+    pub(crate) through: ChangePos,
+    /// What the file holds.
+    pub(crate) counts: FileCounts,
+    /// Transaction files: what they hold per table.
+    pub(crate) per_table: BTreeMap<String, FileCounts>,
+    /// Rows in the file.
+    pub(crate) rows: u64,
+    /// Why it was sealed.
+    pub(crate) reason: SealReason,
+}
+
+/// A table's current shape.
+struct Table {
+    schema: Arc<TableSchema>,
+    spec: Arc<EncodeSpec>,
+    /// `PreserveTransactions`: renders this table's rows as transaction-file lines.
+    lines: Option<LineRenderer>,
+}
+
+/// Renders one row at a time as `<op>,<table_name>,<schema_name>,<columns…>` CSV lines.
+struct LineRenderer {
+    encoder: CsvEncoder,
+    /// One row: table and schema names, then the columns.
+    row: RowBatch,
+}
+
+/// What an open file accumulates.
+enum Body {
+    /// One table's rows, encoded chunk by chunk (CSV or Parquet).
+    Rows {
+        spec: Arc<EncodeSpec>,
+        chunk: RowBatch,
+        encoder: Option<Box<dyn Encoder>>,
+    },
+    /// Transaction lines, uploaded chunk by chunk (gzip-compressed with `CompressionType=GZIP`).
+    Lines {
+        text: Vec<u8>,
+        gzip: Option<GzEncoder<Vec<u8>>>,
+    },
+}
+
+/// A file being filled.
+struct OpenFile {
+    key: String,
+    stamp: String,
+    object: Box<dyn ObjectWriter>,
+    body: Body,
+    raw_bytes: u64,
+    opened_ms: i64,
+    first: ChangePos,
+    last: ChangePos,
+    first_commit_us: i64,
+    counts: FileCounts,
+    per_table: BTreeMap<String, FileCounts>,
+    rows: u64,
+}
+
+impl OpenFile {
+    fn memory(&self) -> usize {
+        self.object.buffered()
+            + match &self.body {
+                Body::Rows { chunk, encoder, .. } => {
+                    chunk.memory() + encoder.as_ref().map_or(0, |e| e.buffered())
+                }
+                Body::Lines { text, gzip } => {
+                    text.capacity() + gzip.as_ref().map_or(0, |g| g.get_ref().capacity())
+                }
+            }
+    }
+
+    /// Encodes and uploads what is gathered.
+    async fn upload_chunk(&mut self) -> Result<()> {
+        let out = match &mut self.body {
+            Body::Rows {
+                spec,
+                chunk,
+                encoder,
+            } => {
+                if chunk.is_empty() {
+                    return Ok(());
+                }
+                let rows = std::mem::take(chunk);
+                let n = rows.len();
+                let prepared = spec.prepare(rows)?;
+                let encoder = match encoder {
+                    Some(e) => e,
+                    None => encoder.insert(spec.encoder(&prepared)?),
+                };
+                encoder.write(&prepared, 0..n, u64::MAX)?;
+                // Keep the chunk's buffers for the next rows.
+                *chunk = prepared.rows;
+                chunk.clear();
+                encoder.take_output()
+            }
+            Body::Lines { text, gzip } => match gzip {
+                Some(gz) => {
+                    gz.write_all(text).map_err(gzip_error)?;
+                    text.clear();
+                    std::mem::take(gz.get_mut())
+                }
+                None => std::mem::take(text),
+            },
+        };
+        if !out.is_empty() {
+            self.object.write(Bytes::from(out)).await?;
+        }
+        Ok(())
+    }
+
+    /// True when the gathered rows should be encoded now.
+    fn chunk_full(&self) -> bool {
+        match &self.body {
+            Body::Rows { chunk, .. } => {
+                chunk.data_bytes() >= CHUNK_BYTES || chunk.len() >= CHUNK_ROWS
+            }
+            Body::Lines { text, .. } => text.len() >= CHUNK_BYTES,
+        }
+    }
+}
+
+fn gzip_error(e: std::io::Error) -> Error {
+    Error::internal(format!("gzip: {e}"))
+}
+
+/// Buffers changes per series and writes CDC files. Changes arrive in commit order per table.
+pub(crate) struct CdcWriter<'a> {
     store: &'a dyn Store,
     layout: &'a Layout,
     settings: &'a S3Settings,
     clock: Arc<dyn Clock>,
-    min_file_bytes: usize,
-    max_interval_ms: i64,
-    budget_bytes: usize,
-    tables: BTreeMap<String, TableBuffer>,
-    txn: Option<TxnBuffer>,
+    tables: HashMap<String, Table>,
+    files: BTreeMap<StreamKey, OpenFile>,
+    /// The newest name stamp used per series, so names strictly increase.
+    stamps: HashMap<StreamKey, String>,
 }
 
 impl<'a> CdcWriter<'a> {
-    /// A writer with the task's `CdcMinFileSize` and `CdcMaxBatchInterval`.
-    pub fn new(
+    /// A writer whose series continue after the given newest stamps (from the checkpoint).
+    pub(crate) fn new(
         store: &'a dyn Store,
         layout: &'a Layout,
         settings: &'a S3Settings,
         clock: Arc<dyn Clock>,
+        stamps: impl IntoIterator<Item = (StreamKey, String)>,
     ) -> CdcWriter<'a> {
         CdcWriter {
             store,
             layout,
             settings,
             clock,
-            min_file_bytes: (settings.cdc.min_file_size_kb * 1024) as usize,
-            max_interval_ms: settings.cdc.max_batch_interval_s as i64 * 1000,
-            budget_bytes: BUFFER_BUDGET_BYTES,
-            tables: BTreeMap::new(),
-            txn: settings
-                .cdc
-                .preserve_transactions_path
-                .clone()
-                .map(|cdc_path| TxnBuffer {
-                    cdc_path,
-                    bytes: Vec::new(),
-                    first_ms: None,
-                    first: None,
-                    last: None,
-                    per_table: BTreeMap::new(),
-                    encoders: BTreeMap::new(),
-                }),
+            tables: HashMap::new(),
+            files: BTreeMap::new(),
+            stamps: stamps.into_iter().collect(),
         }
     }
 
-    /// The checkpoint key whose `written_through` covers `table`'s changes: the table itself, or
-    /// the transaction stream with `PreserveTransactions`.
-    pub fn stream_key<'t>(&self, table: &'t str) -> &'t str {
-        if self.txn.is_some() {
-            TXN_STREAM
-        } else {
-            table
+    /// The series `table`'s changes are written to.
+    pub(crate) fn series(&self, table: &str) -> StreamKey {
+        match self.settings.cdc.preserve_transactions_path {
+            Some(_) => StreamKey::Transactions,
+            None => StreamKey::Table(table.to_string()),
         }
     }
 
     /// True when changes of this kind are written (`CdcInsertsOnly`, `CdcInsertsAndUpdates`).
-    pub fn wants(&self, op: Op) -> bool {
+    pub(crate) fn wants(&self, op: Op) -> bool {
         let c = &self.settings.cdc;
         match op {
             Op::Insert => true,
@@ -171,567 +288,301 @@ impl<'a> CdcWriter<'a> {
         }
     }
 
-    /// The schema rows of `table` are currently buffered with.
-    pub fn schema(&self, table: &str) -> Option<&Arc<TableSchema>> {
+    /// The shape `table` currently has, if any was given.
+    pub(crate) fn schema(&self, table: &str) -> Option<&Arc<TableSchema>> {
         self.tables.get(table).map(|t| &t.schema)
     }
 
-    /// Sets the shape of `table`'s next rows. A different shape while rows are buffered returns
-    /// true: the caller must [`flush`](Self::flush) first, so one file never mixes shapes.
-    pub fn needs_flush_for_schema(&self, table: &str, schema: &TableSchema) -> bool {
-        self.tables
-            .get(table)
-            .is_some_and(|t| !t.rows.is_empty() && *t.schema != *schema)
+    /// True when `schema` differs from the shape of rows in its table's open file: the file
+    /// must be sealed before [`set_shape`](Self::set_shape), so one file never mixes shapes.
+    /// (Transaction lines carry no header and never need it.)
+    pub(crate) fn must_seal_for(&self, schema: &TableSchema) -> bool {
+        let key = schema.qualified();
+        let open = self.files.get(&StreamKey::Table(key.clone()));
+        open.is_some() && self.tables.get(&key).is_some_and(|t| *t.schema != *schema)
     }
 
-    /// Installs `schema` for `table` (after any flush [`needs_flush_for_schema`](Self::needs_flush_for_schema) asked for).
-    pub fn set_schema(&mut self, table: &str, schema: Arc<TableSchema>) {
-        match self.tables.get_mut(table) {
-            Some(t) if *t.schema == *schema => {}
-            Some(t) if !t.rows.is_empty() => {
-                debug_assert!(false, "set_schema with rows buffered");
-            }
-            _ => {
-                if let Some(txn) = self.txn.as_mut() {
-                    txn.encoders.remove(table);
-                }
-                self.tables
-                    .insert(table.to_string(), TableBuffer::new(schema, self.settings));
-            }
+    /// Installs the shape of `schema.table`'s next rows (after any seal
+    /// [`must_seal_for`](Self::must_seal_for) asked for).
+    pub(crate) fn set_shape(&mut self, schema: &Arc<TableSchema>) {
+        let key = schema.qualified();
+        if self.tables.get(&key).is_some_and(|t| t.schema == *schema) {
+            return;
+        }
+        let lines = self
+            .settings
+            .cdc
+            .preserve_transactions_path
+            .as_ref()
+            .map(|_| self.line_renderer(schema));
+        self.tables.insert(
+            key,
+            Table {
+                spec: Arc::new(EncodeSpec::cdc(self.settings, schema)),
+                schema: schema.clone(),
+                lines,
+            },
+        );
+    }
+
+    /// A line renderer for `schema`'s rows: a CSV encoder whose first columns are the table and
+    /// schema names.
+    fn line_renderer(&self, schema: &TableSchema) -> LineRenderer {
+        let text = |name: &str| Column {
+            name: name.to_string(),
+            dms_type: DmsType::String { lob: false },
+            source_type: "text".to_string(),
+        };
+        let mut columns = vec![text("table_name"), text("schema_name")];
+        columns.extend(schema.columns.iter().cloned());
+        let mut csv = self.settings.csv.clone();
+        csv.add_column_name = false;
+        let spec = EncodeSpec {
+            format: FileFormat::Csv,
+            compression: Compression::None,
+            csv,
+            parquet: self.settings.parquet.clone(),
+            op_column: true,
+            timestamp_column: None,
+            columns,
+        };
+        LineRenderer {
+            encoder: CsvEncoder::new(Arc::new(spec)),
+            row: RowBatch::new(schema.columns.len() + 2),
         }
     }
 
-    /// The buffer the next row's cells of `table` are pushed into (after [`set_schema`](Self::set_schema)).
-    pub fn row_buf(&mut self, table: &str) -> Option<&mut RowBatch> {
-        self.tables.get_mut(table).map(|t| &mut t.rows)
-    }
-
-    /// Ends the row whose cells were pushed into [`row_buf`](Self::row_buf). Returns the table to
-    /// flush now, if any: this one at `CdcMinFileSize`, or the largest when all buffers together
-    /// pass the memory budget.
-    pub fn end_row(
+    /// Adds one change of `table` to its series' file (opening one, and uploading a full
+    /// chunk, as needed). `fill` pushes the row's cells.
+    pub(crate) async fn push(
         &mut self,
         table: &str,
         op: Op,
         commit_us: i64,
         pos: ChangePos,
-    ) -> Result<Option<String>> {
+        fill: &mut Fill<'_>,
+    ) -> Result<()> {
+        let series = self.series(table);
+        if !self.files.contains_key(&series) {
+            self.open(&series, table, &pos, commit_us).await?;
+        }
         let t = self
             .tables
             .get_mut(table)
-            .ok_or_else(|| crate::error::Error::internal(format!("no schema for {table}")))?;
-        t.rows.end_row(op, commit_us)?;
-        if let Some(txn) = self.txn.as_mut() {
-            let line = render_txn_line(txn, table, t, self.settings)?;
-            t.rows = RowBatch::new(t.schema.columns.len());
-            txn.bytes.extend_from_slice(&line);
-            txn.per_table.entry(table.to_string()).or_default()[op as usize] += 1;
-            if txn.first.is_none() {
-                txn.first = Some(pos.clone());
-                txn.first_ms = Some(self.clock.now().timestamp_millis());
+            .ok_or_else(|| Error::internal(format!("no shape for {table}")))?;
+        let file = self.files.get_mut(&series).expect("opened above");
+        let markers = match &mut file.body {
+            Body::Rows { chunk, .. } => {
+                let before = chunk.data_bytes();
+                let markers = fill_row(chunk, fill, op, commit_us)?;
+                file.raw_bytes += (chunk.data_bytes() - before) as u64;
+                markers
             }
-            txn.last = Some(pos);
-            let full = txn.bytes.len() >= self.min_file_bytes;
-            return Ok(full.then(|| TXN_STREAM.to_string()));
-        }
-        t.counts[op as usize] += 1;
-        if t.first.is_none() {
-            t.first = Some(pos.clone());
-            t.first_ms = Some(self.clock.now().timestamp_millis());
-        }
-        t.last = Some(pos);
-        if t.rows.data_bytes() >= self.min_file_bytes {
-            return Ok(Some(table.to_string()));
-        }
-        if self.buffered_bytes() > self.budget_bytes {
-            return Ok(self
-                .tables
-                .iter()
-                .max_by_key(|(_, t)| t.rows.data_bytes())
-                .map(|(k, _)| k.clone()));
-        }
-        Ok(None)
-    }
-
-    /// Raw bytes buffered over all tables.
-    pub fn buffered_bytes(&self) -> usize {
-        self.tables.values().map(|t| t.rows.data_bytes()).sum()
-    }
-
-    /// The earliest change not yet durably written, over all tables (None when nothing is buffered).
-    pub fn oldest_buffered(&self) -> Option<&ChangePos> {
-        let txn = self.txn.as_ref().and_then(|t| t.first.as_ref());
-        self.tables
-            .values()
-            .filter_map(|t| t.first.as_ref())
-            .chain(txn)
-            .min()
-    }
-
-    /// Commit time (µs) of the oldest buffered change, for the target-latency figure.
-    pub fn oldest_buffered_commit_us(&self) -> Option<i64> {
-        self.tables
-            .values()
-            .filter(|t| !t.rows.is_empty())
-            .map(|t| t.rows.times[0])
-            .min()
-    }
-
-    /// Tables whose first buffered change is `CdcMaxBatchInterval` old.
-    pub fn due_by_time(&self) -> Vec<String> {
-        let now_ms = self.clock.now().timestamp_millis();
-        let due = |first: Option<i64>| first.is_some_and(|f| now_ms - f >= self.max_interval_ms);
-        let txn = self
-            .txn
-            .as_ref()
-            .filter(|t| due(t.first_ms))
-            .map(|_| TXN_STREAM.to_string());
-        self.tables
-            .iter()
-            .filter(|(_, t)| due(t.first_ms))
-            .map(|(k, _)| k.clone())
-            .chain(txn)
-            .collect()
-    }
-
-    /// Milliseconds until the next table becomes due by time (None when nothing is buffered).
-    pub fn next_due_in_ms(&self) -> Option<i64> {
-        let now_ms = self.clock.now().timestamp_millis();
-        let txn = self.txn.as_ref().and_then(|t| t.first_ms);
-        self.tables
-            .values()
-            .filter_map(|t| t.first_ms)
-            .chain(txn)
-            .map(|f| (f + self.max_interval_ms - now_ms).max(0))
-            .min()
-    }
-
-    /// Drops `table`'s buffered rows without writing them (its objects are being deleted).
-    pub fn discard(&mut self, table: &str) {
-        if let Some(t) = self.tables.get_mut(table) {
-            t.rows = RowBatch::new(t.schema.columns.len());
-            t.first = None;
-            t.first_ms = None;
-            t.last = None;
-            t.counts = [0; 3];
-        }
-    }
-
-    /// Writes every buffered table (a clean stop, or before confirming a position).
-    pub async fn flush_all(&mut self, cp: &mut Checkpoint, store: &CheckpointStore) -> Result<()> {
-        let names: Vec<String> = self.tables.keys().cloned().collect();
-        for name in names {
-            self.flush(&name, cp, store).await?;
-        }
-        self.flush_txn(cp, store).await
-    }
-
-    /// Writes the buffered transaction lines as one `CDC_TXN-*.csv` file (same protocol as
-    /// [`flush`](Self::flush), under the [`TXN_STREAM`] checkpoint key).
-    async fn flush_txn(&mut self, cp: &mut Checkpoint, store: &CheckpointStore) -> Result<()> {
-        let Some(txn) = self.txn.as_mut() else {
-            return Ok(());
-        };
-        let Some(through) = txn.last.take() else {
-            return Ok(());
-        };
-        let bytes = std::mem::take(&mut txn.bytes);
-        let per_table = std::mem::take(&mut txn.per_table);
-        txn.first = None;
-        txn.first_ms = None;
-        let cdc_path = txn.cdc_path.clone();
-        let state = cdc_table(cp, TXN_STREAM);
-        let mut stamp = self.layout.cdc_stamp(self.clock.now());
-        if let Some(last) = &state.last_stamp {
-            if stamp <= *last {
-                stamp = layout::next_stamp(last);
+            Body::Lines { text, .. } => {
+                let lines = t
+                    .lines
+                    .as_mut()
+                    .ok_or_else(|| Error::internal("transaction file without a line renderer"))?;
+                lines.row.push_cell(t.schema.table.as_bytes());
+                lines.row.push_cell(t.schema.schema.as_bytes());
+                let markers = fill_row(&mut lines.row, fill, op, commit_us)?;
+                let one = Prepared {
+                    rows: std::mem::take(&mut lines.row),
+                    arrays: None,
+                };
+                lines.encoder.write(&one, 0..1, u64::MAX)?;
+                lines.row = one.rows;
+                lines.row.clear();
+                let line = lines.encoder.take_output();
+                file.raw_bytes += line.len() as u64;
+                text.extend_from_slice(&line);
+                let counts = file.per_table.entry(table.to_string()).or_default();
+                counts.ops.add(op);
+                counts.markers += markers;
+                markers
             }
-        }
-        let key = self.layout.cdc_txn_key_at(&cdc_path, &stamp);
-        state.last_stamp = Some(stamp);
-        state.pending = Some(PendingFile {
-            key: key.clone(),
-            through,
-            inserts: 0,
-            updates: 0,
-            deletes: 0,
-            per_table,
-        });
-        store.save(cp)?;
-        let body = match self.layout.compression {
-            crate::layout::Compression::None => bytes,
-            crate::layout::Compression::Gzip => tokio::task::block_in_place(|| {
-                use std::io::Write;
-                let mut gz =
-                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-                gz.write_all(&bytes)
-                    .and_then(|()| gz.finish())
-                    .map_err(|e| crate::error::Error::internal(format!("gzip: {e}")))
-            })?,
         };
-        let mut object = self.store.create(&key).await?;
-        object.write(Bytes::from(body)).await?;
-        let bytes = object.finish().await?;
-        tracing::debug!(%key, bytes, "CDC transaction file written");
-        commit_pending(cp, TXN_STREAM);
-        store.save(cp)
+        file.counts.ops.add(op);
+        file.counts.markers += markers;
+        file.rows += 1;
+        file.last = pos;
+        if file.chunk_full() {
+            file.upload_chunk().await?;
+        }
+        Ok(())
     }
 
-    /// Writes `table`'s buffered rows as one CDC file with the exactly-once protocol (module doc).
-    pub async fn flush(
+    /// Opens `series`' next file, named after now (or just after its previous name).
+    async fn open(
         &mut self,
+        series: &StreamKey,
         table: &str,
-        cp: &mut Checkpoint,
-        store: &CheckpointStore,
+        first: &ChangePos,
+        commit_us: i64,
     ) -> Result<()> {
-        if table == TXN_STREAM {
-            return self.flush_txn(cp, store).await;
-        }
-        let Some(t) = self.tables.get_mut(table) else {
-            return Ok(());
-        };
-        let Some(through) = t.last.clone() else {
-            return Ok(());
-        };
-        let rows = std::mem::replace(&mut t.rows, RowBatch::new(t.schema.columns.len()));
-        let counts = std::mem::take(&mut t.counts);
-        t.first = None;
-        t.first_ms = None;
-        t.last = None;
-        let (schema, spec) = (t.schema.clone(), t.spec.clone());
-
-        // (1) Decide the name and record the pending file.
-        let state = cdc_table(cp, table);
-        let mut stamp = self.layout.cdc_stamp(self.clock.now());
-        if let Some(last) = &state.last_stamp {
+        let now = self.clock.now();
+        let mut stamp = self.layout.cdc_stamp(now);
+        if let Some(last) = self.stamps.get(series) {
             if stamp <= *last {
                 stamp = layout::next_stamp(last);
             }
         }
-        let key = self
-            .layout
-            .cdc_key_at(&schema.schema, &schema.table, &stamp);
-        state.last_stamp = Some(stamp);
-        state.pending = Some(PendingFile {
-            key: key.clone(),
-            through: through.clone(),
-            inserts: counts[Op::Insert as usize],
-            updates: counts[Op::Update as usize],
-            deletes: counts[Op::Delete as usize],
-            per_table: Default::default(),
-        });
-        store.save(cp)?;
+        let (key, body) = match series {
+            StreamKey::Table(_) => {
+                let t = self
+                    .tables
+                    .get(table)
+                    .ok_or_else(|| Error::internal(format!("no shape for {table}")))?;
+                let key = self
+                    .layout
+                    .cdc_key_at(&t.schema.schema, &t.schema.table, &stamp);
+                let body = Body::Rows {
+                    spec: t.spec.clone(),
+                    chunk: RowBatch::new(t.schema.columns.len()),
+                    encoder: None,
+                };
+                (key, body)
+            }
+            StreamKey::Transactions => {
+                let path = self.settings.cdc.preserve_transactions_path.as_deref();
+                let key = self.layout.cdc_txn_key_at(path.unwrap_or_default(), &stamp);
+                let gzip = (self.layout.compression == Compression::Gzip)
+                    .then(|| GzEncoder::new(Vec::new(), flate2::Compression::default()));
+                (
+                    key,
+                    Body::Lines {
+                        text: Vec::new(),
+                        gzip,
+                    },
+                )
+            }
+        };
+        let object = self.store.create(&key).await?;
+        self.stamps.insert(series.clone(), stamp.clone());
+        self.files.insert(
+            series.clone(),
+            OpenFile {
+                key,
+                stamp,
+                object,
+                body,
+                raw_bytes: 0,
+                opened_ms: now.timestamp_millis(),
+                first: first.clone(),
+                last: first.clone(),
+                first_commit_us: commit_us,
+                counts: FileCounts::default(),
+                per_table: BTreeMap::new(),
+                rows: 0,
+            },
+        );
+        Ok(())
+    }
 
-        // (2) Upload: visible whole or not at all.
-        let nrows = rows.len();
-        let encoded = tokio::task::block_in_place(|| encode(&spec, rows))?;
-        let mut object = self.store.create(&key).await?;
-        for chunk in encoded {
-            // A failed write drops the writer, which leaves nothing under the key.
-            object.write(Bytes::from(chunk)).await?;
+    /// Writes the rest of `series`' open file and hands it over to be completed; None when
+    /// nothing is open. On error the upload is dropped (nothing becomes visible).
+    pub(crate) async fn seal(
+        &mut self,
+        series: &StreamKey,
+        reason: SealReason,
+    ) -> Result<Option<SealedFile>> {
+        let Some(mut file) = self.files.remove(series) else {
+            return Ok(None);
+        };
+        file.upload_chunk().await?;
+        let tail = match file.body {
+            Body::Rows { encoder, .. } => match encoder {
+                Some(e) => e.finish()?,
+                None => Vec::new(),
+            },
+            Body::Lines { gzip, .. } => match gzip {
+                Some(gz) => gz.finish().map_err(gzip_error)?,
+                None => Vec::new(),
+            },
+        };
+        if !tail.is_empty() {
+            file.object.write(Bytes::from(tail)).await?;
         }
-        let bytes = object.finish().await?;
-        tracing::debug!(%key, rows = nrows, bytes, "CDC file written");
-
-        // (3) The file is durable: move the table's position and clear the pending entry.
-        commit_pending(cp, table);
-        store.save(cp)
+        Ok(Some(SealedFile {
+            series: series.clone(),
+            key: file.key,
+            stamp: file.stamp,
+            object: file.object,
+            through: file.last,
+            counts: file.counts,
+            per_table: file.per_table,
+            rows: file.rows,
+            reason,
+        }))
     }
-}
 
-/// Renders the single row buffered in `t` as one transaction-file line.
-fn render_txn_line(
-    txn: &mut TxnBuffer,
-    table: &str,
-    t: &TableBuffer,
-    settings: &S3Settings,
-) -> Result<Vec<u8>> {
-    use super::Encoder;
-    let encoder = match txn.encoders.entry(table.to_string()) {
-        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-        std::collections::btree_map::Entry::Vacant(v) => {
-            let text = |name: &str| crate::change::Column {
-                name: name.to_string(),
-                dms_type: crate::change::DmsType::String { lob: false },
-                source_type: "text".to_string(),
-            };
-            let mut columns = vec![text("table_name"), text("schema_name")];
-            columns.extend(t.schema.columns.iter().cloned());
-            let mut csv = settings.csv.clone();
-            csv.add_column_name = false;
-            let spec = EncodeSpec {
-                format: crate::layout::FileFormat::Csv,
-                compression: crate::layout::Compression::None,
-                csv,
-                parquet: settings.parquet.clone(),
-                op_column: true,
-                timestamp_column: None,
-                columns,
-            };
-            v.insert(super::csv::CsvEncoder::new(Arc::new(spec)))
-        }
-    };
-    let n = t.schema.columns.len();
-    let mut one = RowBatch::new(n + 2);
-    one.push_cell(t.schema.table.as_bytes());
-    one.push_cell(t.schema.schema.as_bytes());
-    for c in 0..n {
-        match t.rows.get(0, c) {
-            Some(v) => one.push_cell(v),
-            None => one.push_null(),
-        }
-    }
-    one.end_row(t.rows.ops[0], t.rows.times[0])?;
-    let prepared = super::Prepared {
-        rows: one,
-        arrays: None,
-    };
-    encoder.write(&prepared, 0..1)?;
-    Ok(encoder.take_output())
-}
-
-/// Encodes a whole CDC file (CPU work; the caller runs it off the async threads).
-fn encode(spec: &Arc<EncodeSpec>, rows: RowBatch) -> Result<Vec<Vec<u8>>> {
-    let n = rows.len();
-    let prepared = spec.prepare(rows)?;
-    let mut encoder = spec.encoder(&prepared)?;
-    encoder.write(&prepared, 0..n)?;
-    let mut out = vec![encoder.take_output()];
-    out.push(encoder.finish()?);
-    Ok(out)
-}
-
-/// The CDC state of `table`, created on first use.
-pub fn cdc_table<'c>(cp: &'c mut Checkpoint, table: &str) -> &'c mut crate::checkpoint::CdcTable {
-    cp.cdc
-        .get_or_insert_with(CdcState::default)
-        .tables
-        .entry(table.to_string())
-        .or_default()
-}
-
-/// Marks `table`'s pending file as written: its position and statistics move forward.
-fn commit_pending(cp: &mut Checkpoint, table: &str) {
-    let state = cdc_table(cp, table);
-    let Some(p) = state.pending.take() else {
-        return;
-    };
-    state.written_through = Some(p.through);
-    for (t, [i, u, d]) in &p.per_table {
-        add_stats(cp, t, *i, *u, *d);
-    }
-    if table == TXN_STREAM {
-        return;
-    }
-    add_stats(cp, table, p.inserts, p.updates, p.deletes);
-}
-
-/// Adds written changes to `table`'s statistics.
-fn add_stats(cp: &mut Checkpoint, table: &str, inserts: u64, updates: u64, deletes: u64) {
-    let (schema, name) = table.split_once('.').unwrap_or(("", table));
-    let stats = cp
-        .tables
-        .entry(table.to_string())
-        .or_insert_with(|| TableStats {
-            schema_name: schema.to_string(),
-            table_name: name.to_string(),
-            table_state: table_state::COMPLETED.to_string(),
-            ..TableStats::default()
-        });
-    stats.inserts += inserts;
-    stats.updates += updates;
-    stats.deletes += deletes;
-    stats.last_update_time = Some(crate::task::full_load::now());
-}
-
-/// Settles files left pending by a crash: an uploaded file counts as written; a missing one is
-/// forgotten, and its changes are written again. Call once before streaming resumes.
-pub async fn resolve_pending(
-    store: &dyn Store,
-    cp: &mut Checkpoint,
-    checkpoints: &CheckpointStore,
-) -> Result<()> {
-    let pending: Vec<(String, String)> = cp
-        .cdc
-        .iter()
-        .flat_map(|c| c.tables.iter())
-        .filter_map(|(t, s)| s.pending.as_ref().map(|p| (t.clone(), p.key.clone())))
-        .collect();
-    if pending.is_empty() {
-        return Ok(());
-    }
-    for (table, key) in pending {
-        // A process killed mid-upload can leave a hidden temporary beside the key (local store).
-        if let Some((folder, _)) = key.rsplit_once('/') {
-            store.remove_abandoned(&format!("{folder}/")).await?;
-        }
-        if store.exists(&key).await? {
-            tracing::info!(%key, "a CDC file uploaded just before the stop is kept");
-            commit_pending(cp, &table);
-        } else {
-            tracing::info!(%key, "a CDC file cut off by the stop is written again");
-            cdc_table(cp, &table).pending = None;
-        }
-    }
-    checkpoints.save(cp)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::change::{Column, DmsType, Lsn, Position};
-    use crate::config::settings::SettingsBag;
-    use std::sync::Mutex;
-
-    /// A clock the test moves by hand.
-    struct ManualClock(Mutex<DateTime<Utc>>);
-
-    impl Clock for ManualClock {
-        fn now(&self) -> DateTime<Utc> {
-            *self.0.lock().unwrap()
+    /// Drops `series`' open file without writing it (its changes are read again, or its table's
+    /// objects are being deleted).
+    pub(crate) async fn discard(&mut self, series: &StreamKey) {
+        if let Some(file) = self.files.remove(series) {
+            let _ = file.object.abort().await;
         }
     }
 
-    impl ManualClock {
-        fn advance_ms(&self, ms: i64) {
-            *self.0.lock().unwrap() += chrono::Duration::milliseconds(ms);
+    /// Drops every open file.
+    pub(crate) async fn discard_all(&mut self) {
+        let all: Vec<StreamKey> = self.files.keys().cloned().collect();
+        for series in all {
+            self.discard(&series).await;
         }
     }
 
-    fn schema() -> Arc<TableSchema> {
-        Arc::new(TableSchema {
-            schema: "s".into(),
-            table: "t".into(),
-            columns: vec![Column {
-                name: "v".into(),
-                dms_type: DmsType::String { lob: false },
-                source_type: "text".into(),
-            }],
+    /// The series with an open file.
+    pub(crate) fn open_series(&self) -> Vec<StreamKey> {
+        self.files.keys().cloned().collect()
+    }
+
+    /// What the flush policy looks at for `series`' open file.
+    pub(crate) fn stats(&self, series: &StreamKey) -> Option<FileStats> {
+        self.files.get(series).map(|f| FileStats {
+            raw_bytes: f.raw_bytes,
+            opened_ms: f.opened_ms,
+            memory: f.memory(),
         })
     }
 
-    fn pos(lsn: u64, seq: u64) -> ChangePos {
-        ChangePos {
-            commit: Position::Postgres(Lsn(lsn)),
-            seq,
-        }
+    /// Bytes all open files hold in memory.
+    pub(crate) fn memory(&self) -> usize {
+        self.files.values().map(OpenFile::memory).sum()
     }
 
-    fn push(w: &mut CdcWriter, v: &str, p: ChangePos) -> Option<String> {
-        w.row_buf("s.t").unwrap().push_cell(v.as_bytes());
-        w.end_row("s.t", Op::Insert, 0, p).unwrap()
+    /// The open file holding the most memory.
+    pub(crate) fn largest(&self) -> Option<StreamKey> {
+        self.files
+            .iter()
+            .max_by_key(|(_, f)| f.memory())
+            .map(|(k, _)| k.clone())
     }
 
-    fn settings(min_kb: u64, interval_s: u64) -> S3Settings {
-        let mut s = S3Settings::parse(SettingsBag::new("test"), None).unwrap();
-        s.cdc.min_file_size_kb = min_kb;
-        s.cdc.max_batch_interval_s = interval_s;
-        s
+    /// The earliest change not yet durable, over all open files.
+    pub(crate) fn oldest(&self) -> Option<&ChangePos> {
+        self.files.values().map(|f| &f.first).min()
     }
 
-    fn layout() -> Layout {
-        Layout {
-            bucket_folder: String::new(),
-            format: crate::layout::FileFormat::Csv,
-            compression: crate::layout::Compression::None,
-            date_partition: None,
-        }
+    /// Commit time (µs) of the oldest change not yet durable (the target-latency figure).
+    pub(crate) fn oldest_commit_us(&self) -> Option<i64> {
+        self.files.values().map(|f| f.first_commit_us).min()
     }
 
-    #[test]
-    fn flush_policy_size_and_age() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::LocalStore::new(dir.path().to_path_buf());
-        let s = settings(1, 60);
-        let l = layout();
-        let t0 = "2022-05-21T23:59:59.990Z".parse().unwrap();
-        let clock = Arc::new(ManualClock(Mutex::new(t0)));
-        let mut w = CdcWriter::new(&store, &l, &s, clock.clone());
-        w.set_schema("s.t", schema());
-        assert_eq!(push(&mut w, "a", pos(1, 1)), None);
-        assert_eq!(w.next_due_in_ms(), Some(60_000));
-        clock.advance_ms(59_999);
-        assert!(w.due_by_time().is_empty());
-        clock.advance_ms(1);
-        assert_eq!(w.due_by_time(), vec!["s.t".to_string()]);
-        // 1 KB of data reaches CdcMinFileSize=1 before any timer.
-        let big = "x".repeat(1024);
-        assert_eq!(push(&mut w, &big, pos(2, 1)), Some("s.t".into()));
-        assert_eq!(w.oldest_buffered(), Some(&pos(1, 1)));
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
-    async fn names_strictly_increase_and_pending_resolves() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::LocalStore::new(dir.path().join("lake"));
-        let checkpoints = CheckpointStore::new(dir.path(), "t");
-        let mut cp = Checkpoint::new("t", String::new(), Utc::now());
-        let s = settings(1000, 60);
-        let l = Layout {
-            date_partition: Some(crate::layout::DatePartition::default()),
-            ..layout()
-        };
-        // One millisecond before midnight: the second file (same clock) must sort after the
-        // first, and lands in the next day's folder because folder and name share one stamp.
-        let clock = Arc::new(ManualClock(Mutex::new(
-            "2022-05-21T23:59:59.999Z".parse().unwrap(),
-        )));
-        let mut w = CdcWriter::new(&store, &l, &s, clock.clone());
-        w.set_schema("s.t", schema());
-        push(&mut w, "a", pos(1, 1));
-        w.flush("s.t", &mut cp, &checkpoints).await.unwrap();
-        push(&mut w, "b", pos(2, 1));
-        w.flush("s.t", &mut cp, &checkpoints).await.unwrap();
-        let keys = store.list("s/t/").await.unwrap();
-        assert_eq!(
-            keys,
-            vec![
-                "s/t/2022/05/21/20220521-235959999.csv".to_string(),
-                "s/t/2022/05/22/20220522-000000000.csv".to_string()
-            ]
-        );
-        let state = &cp.cdc.as_ref().unwrap().tables["s.t"];
-        assert_eq!(state.written_through, Some(pos(2, 1)));
-        assert_eq!(cp.tables["s.t"].inserts, 2);
-
-        // A crash after recording a pending file: a file that exists counts, a missing one not.
-        let pending = |key: &str, lsn: u64| PendingFile {
-            key: key.to_string(),
-            through: pos(lsn, 1),
-            inserts: 1,
-            updates: 0,
-            deletes: 0,
-            per_table: Default::default(),
-        };
-        cdc_table(&mut cp, "s.t").pending = Some(pending(&keys[1], 3));
-        resolve_pending(&store, &mut cp, &checkpoints)
-            .await
-            .unwrap();
-        assert_eq!(
-            cp.cdc.as_ref().unwrap().tables["s.t"].written_through,
-            Some(pos(3, 1))
-        );
-        cdc_table(&mut cp, "s.t").pending = Some(pending("s/t/never-uploaded.csv", 4));
-        resolve_pending(&store, &mut cp, &checkpoints)
-            .await
-            .unwrap();
-        let state = &cp.cdc.as_ref().unwrap().tables["s.t"];
-        assert_eq!(state.written_through, Some(pos(3, 1)));
-        assert_eq!(state.pending, None);
-        assert_eq!(checkpoints.load().unwrap().unwrap(), cp);
-    }
-
-    #[test]
-    fn op_matrix() {
-        let mut s = settings(1, 1);
-        assert!(cdc_op_column(&s));
-        s.cdc.inserts_only = true;
-        assert!(!cdc_op_column(&s));
-        s.include_op_for_full_load = true;
-        assert!(cdc_op_column(&s));
-        s.cdc.inserts_only = false;
-        s.cdc.inserts_and_updates = true;
-        s.include_op_for_full_load = false;
-        assert!(cdc_op_column(&s));
+    /// The clock's current time in ms.
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.clock.now().timestamp_millis()
     }
 }
+
+/// Fills and ends one row of `out`, removing a half-filled row if that fails.
+fn fill_row(out: &mut RowBatch, fill: &mut Fill<'_>, op: Op, commit_us: i64) -> Result<u64> {
+    let r = fill(out).and_then(|markers| out.end_row(op, commit_us).map(|()| markers));
+    if r.is_err() {
+        out.discard_partial_row();
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests;

@@ -18,7 +18,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::layout::Compression;
 
 /// Encodes rows as CSV text, optionally gzip-compressed.
-pub struct CsvEncoder {
+pub(crate) struct CsvEncoder {
     spec: std::sync::Arc<EncodeSpec>,
     /// Uncompressed bytes rendered but not yet taken or compressed.
     pending: Vec<u8>,
@@ -32,7 +32,7 @@ pub struct CsvEncoder {
 
 impl CsvEncoder {
     /// A new file; writes the header when `AddColumnName` is on.
-    pub fn new(spec: std::sync::Arc<EncodeSpec>) -> CsvEncoder {
+    pub(crate) fn new(spec: std::sync::Arc<EncodeSpec>) -> CsvEncoder {
         let gzip = (spec.compression == Compression::Gzip)
             .then(|| GzEncoder::new(Vec::new(), flate2::Compression::default()));
         let mut enc = CsvEncoder {
@@ -113,12 +113,23 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 impl Encoder for CsvEncoder {
-    fn write(&mut self, prepared: &Prepared, rows: std::ops::Range<usize>) -> Result<()> {
+    fn write(
+        &mut self,
+        prepared: &Prepared,
+        rows: std::ops::Range<usize>,
+        limit: u64,
+    ) -> Result<usize> {
         let batch = &prepared.rows;
         let spec = self.spec.clone();
         let delim = spec.csv.delimiter.as_bytes();
         let before = self.pending.len();
+        let mut written = 0;
         for row in rows {
+            // At least one row per call; then stop as soon as the file reached its limit.
+            if written > 0 && self.size + (self.pending.len() - before) as u64 >= limit {
+                break;
+            }
+            written += 1;
             let mut first = true;
             let mut sep = |enc: &mut CsvEncoder| {
                 if !first {
@@ -191,11 +202,16 @@ impl Encoder for CsvEncoder {
                 .extend_from_slice(spec.csv.row_delimiter.as_bytes());
         }
         self.size += (self.pending.len() - before) as u64;
-        self.compress_pending()
+        self.compress_pending()?;
+        Ok(written)
     }
 
     fn size(&self) -> u64 {
         self.size
+    }
+
+    fn buffered(&self) -> usize {
+        self.pending.len() + self.gzip.as_ref().map_or(0, |gz| gz.get_ref().len())
     }
 
     fn take_output(&mut self) -> Vec<u8> {

@@ -52,15 +52,17 @@ fn mostly_distinct(batch: &RowBatch, col: usize) -> bool {
 const UTC: &str = "UTC";
 
 /// Encodes rows as one Parquet file.
-pub struct ParquetEncoder {
+pub(crate) struct ParquetEncoder {
     spec: Arc<EncodeSpec>,
     schema: SchemaRef,
     writer: ArrowWriter<Vec<u8>>,
     ts_cache: (i64, String),
+    /// Raw bytes of the rows encoded so far (the size estimate's yardstick).
+    raw_written: u64,
 }
 
 /// The Arrow type written for a DMS type.
-pub fn arrow_type(t: DmsType, timestamp_ms: bool) -> DataType {
+pub(crate) fn arrow_type(t: DmsType, timestamp_ms: bool) -> DataType {
     match t {
         DmsType::Boolean => DataType::Boolean,
         DmsType::Int1 => DataType::Int8,
@@ -87,7 +89,7 @@ pub fn arrow_type(t: DmsType, timestamp_ms: bool) -> DataType {
 
 impl ParquetEncoder {
     /// A new file; a sample of `first` (its first rows) decides which columns skip the dictionary.
-    pub fn new(spec: Arc<EncodeSpec>, first: &Prepared) -> Result<ParquetEncoder> {
+    pub(crate) fn new(spec: Arc<EncodeSpec>, first: &Prepared) -> Result<ParquetEncoder> {
         let pq = &spec.parquet;
         let mut fields = Vec::new();
         if spec.op_column {
@@ -148,13 +150,14 @@ impl ParquetEncoder {
             schema,
             writer,
             ts_cache: (i64::MIN, String::new()),
+            raw_written: 0,
         })
     }
 }
 
 /// Converts every source column of `batch` into Arrow arrays (the CPU-heavy part of Parquet
 /// output, run on the converter thread, not the encoder's).
-pub fn convert(spec: &EncodeSpec, batch: &RowBatch) -> Result<Vec<ArrayRef>> {
+pub(crate) fn convert(spec: &EncodeSpec, batch: &RowBatch) -> Result<Vec<ArrayRef>> {
     let utf8 = spec
         .columns
         .iter()
@@ -271,6 +274,7 @@ fn column(
                     match batch.get(row, col) {
                         None => b.append_null(),
                         // SAFETY: `all_utf8` proved every cell of this batch valid UTF-8.
+                        #[allow(unsafe_code)]
                         Some(v) if checked => {
                             b.append_value(unsafe { std::str::from_utf8_unchecked(v) })
                         }
@@ -299,8 +303,33 @@ fn column(
     }
 }
 
-impl Encoder for ParquetEncoder {
-    fn write(&mut self, prepared: &Prepared, rows: std::ops::Range<usize>) -> Result<()> {
+impl ParquetEncoder {
+    /// Rows from `from` (before `end`) whose estimated encoded size fits `budget`, at least one:
+    /// their raw bytes times the file's encoded/raw ratio so far (1 before anything is written).
+    fn rows_within(&self, batch: &RowBatch, from: usize, end: usize, budget: u64) -> usize {
+        let ratio = match self.raw_written {
+            0 => 1.0,
+            raw => self.size() as f64 / raw as f64,
+        };
+        let fits = |n: usize| batch.rows_data_bytes(from..from + n) as f64 * ratio <= budget as f64;
+        // Largest n with fits(n): raw bytes grow with n, so binary search.
+        let (mut lo, mut hi) = (1, end - from);
+        if fits(hi) {
+            return hi;
+        }
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            if fits(mid) {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        lo
+    }
+
+    /// Encodes rows `rows` as one record batch.
+    fn write_slice(&mut self, prepared: &Prepared, rows: std::ops::Range<usize>) -> Result<()> {
         let spec = self.spec.clone();
         let batch = &prepared.rows;
         let converted = prepared
@@ -333,11 +362,37 @@ impl Encoder for ParquetEncoder {
             .map_err(|e| Error::internal(format!("record batch: {e}")))?;
         self.writer
             .write(&rb)
-            .map_err(|e| Error::internal(format!("parquet encode: {e}")))
+            .map_err(|e| Error::internal(format!("parquet encode: {e}")))?;
+        self.raw_written += batch.rows_data_bytes(rows) as u64;
+        Ok(())
+    }
+}
+
+impl Encoder for ParquetEncoder {
+    fn write(
+        &mut self,
+        prepared: &Prepared,
+        rows: std::ops::Range<usize>,
+        limit: u64,
+    ) -> Result<usize> {
+        let mut at = rows.start;
+        while at < rows.end && (at == rows.start || self.size() < limit) {
+            // Half the room left per step: a wrong estimate is corrected by the next one, and
+            // the file converges on the limit instead of jumping past it.
+            let room = limit.saturating_sub(self.size()) / 2;
+            let n = self.rows_within(&prepared.rows, at, rows.end, room);
+            self.write_slice(prepared, at..at + n)?;
+            at += n;
+        }
+        Ok(at - rows.start)
     }
 
     fn size(&self) -> u64 {
         (self.writer.bytes_written() + self.writer.in_progress_size()) as u64
+    }
+
+    fn buffered(&self) -> usize {
+        self.writer.memory_size() + self.writer.inner().len()
     }
 
     fn take_output(&mut self) -> Vec<u8> {
@@ -390,7 +445,8 @@ mod tests {
         let spec = spec(settings);
         let prepared = spec.prepare(batch).unwrap();
         let mut enc = Box::new(ParquetEncoder::new(spec, &prepared).unwrap());
-        enc.write(&prepared, 0..prepared.rows.len()).unwrap();
+        let n = prepared.rows.len();
+        assert_eq!(enc.write(&prepared, 0..n, u64::MAX).unwrap(), n);
         let mut bytes = enc.take_output();
         bytes.extend(enc.finish().unwrap());
         let reader = SerializedFileReader::new(bytes::Bytes::from(bytes)).unwrap();

@@ -11,17 +11,17 @@ const UNIX_EPOCH_CE_DAYS: i32 = 719_163;
 /// Microseconds per day.
 const US_PER_DAY: i64 = 86_400_000_000;
 /// Date DMS writes for `infinity` (reference §3.5).
-pub const INFINITY_DATE: &str = "9999-12-31";
+pub(crate) const INFINITY_DATE: &str = "9999-12-31";
 /// Timestamp DMS writes for `infinity`.
-pub const INFINITY_DATETIME: &str = "9999-12-31 23:59:59";
+pub(crate) const INFINITY_DATETIME: &str = "9999-12-31 23:59:59";
 /// Date DMS writes for `-infinity` (4713 BC, PostgreSQL's earliest).
-pub const NEG_INFINITY_DATE: &str = "4713-01-01 BC";
+pub(crate) const NEG_INFINITY_DATE: &str = "4713-01-01 BC";
 /// Timestamp DMS writes for `-infinity`.
-pub const NEG_INFINITY_DATETIME: &str = "4713-01-01 00:00:00 BC";
+pub(crate) const NEG_INFINITY_DATETIME: &str = "4713-01-01 00:00:00 BC";
 
 /// A value that is not in its type's canonical form.
 #[derive(Debug, Clone, PartialEq)]
-pub struct BadValue(pub String);
+pub(crate) struct BadValue(pub(crate) String);
 
 type R<T> = Result<T, BadValue>;
 
@@ -53,7 +53,7 @@ fn strip_bc(v: &[u8]) -> (&[u8], bool) {
 }
 
 /// Parses `t`/`f` (also `true`/`false`, `1`/`0`, which MySQL sources may hand over).
-pub fn parse_bool(v: &[u8]) -> R<bool> {
+pub(crate) fn parse_bool(v: &[u8]) -> R<bool> {
     match v {
         b"t" | b"true" | b"1" => Ok(true),
         b"f" | b"false" | b"0" => Ok(false),
@@ -62,7 +62,7 @@ pub fn parse_bool(v: &[u8]) -> R<bool> {
 }
 
 /// Parses an integer of any width.
-pub fn parse_int<T: std::str::FromStr>(v: &[u8]) -> R<T> {
+pub(crate) fn parse_int<T: std::str::FromStr>(v: &[u8]) -> R<T> {
     std::str::from_utf8(v)
         .ok()
         .and_then(|s| s.parse().ok())
@@ -70,7 +70,7 @@ pub fn parse_int<T: std::str::FromStr>(v: &[u8]) -> R<T> {
 }
 
 /// Parses a float, including `NaN`, `Infinity`, `-Infinity`.
-pub fn parse_float(v: &[u8]) -> R<f64> {
+pub(crate) fn parse_float(v: &[u8]) -> R<f64> {
     let s = std::str::from_utf8(v).map_err(|_| BadValue("float: not UTF-8".into()))?;
     match s {
         "Infinity" => Ok(f64::INFINITY),
@@ -82,7 +82,7 @@ pub fn parse_float(v: &[u8]) -> R<f64> {
 /// Parses an integer-valued decimal (`-123`) below `limit` in magnitude: the fast path for
 /// `numeric(p,0)` with p ≤ 18; anything else (fractions, signs like `+`, NaN) is an error the
 /// caller answers with [`parse_decimal`].
-pub fn parse_decimal_int(v: &[u8], limit: i64) -> R<i64> {
+pub(crate) fn parse_decimal_int(v: &[u8], limit: i64) -> R<i64> {
     let (neg, body) = match v.split_first() {
         Some((b'-', rest)) => (true, rest),
         _ => (false, v),
@@ -95,7 +95,7 @@ pub fn parse_decimal_int(v: &[u8], limit: i64) -> R<i64> {
 
 /// Parses decimal text into an unscaled i128 at `scale`, rounding half away from zero (as
 /// PostgreSQL does when it casts to fewer digits), and checks the result fits `precision`.
-pub fn parse_decimal(v: &[u8], precision: u8, scale: i8) -> R<i128> {
+pub(crate) fn parse_decimal(v: &[u8], precision: u8, scale: i8) -> R<i128> {
     // Fast path for the common case of a short integer at scale 0 (ids, counters).
     if scale == 0 && precision <= 18 {
         let (neg, body) = v.strip_prefix(b"-").map_or((false, v), |b| (true, b));
@@ -156,7 +156,7 @@ pub fn parse_decimal(v: &[u8], precision: u8, scale: i8) -> R<i128> {
 }
 
 /// Appends an unscaled decimal as text with `scale` fraction digits.
-pub fn render_decimal(n: i128, scale: i8, out: &mut Vec<u8>) {
+pub(crate) fn render_decimal(n: i128, scale: i8, out: &mut Vec<u8>) {
     let digits = n.unsigned_abs().to_string();
     let scale = scale.max(0) as usize;
     if n < 0 {
@@ -199,7 +199,7 @@ thread_local! {
 }
 
 /// Days since 1970-01-01 for a canonical date; `±infinity` clamp to DMS's limits.
-pub fn parse_date(v: &[u8]) -> R<i32> {
+pub(crate) fn parse_date(v: &[u8]) -> R<i32> {
     if let Some(days) = LAST_DATE.with_borrow(|(d, n)| (d.as_slice() == v).then_some(*n)) {
         return Ok(days);
     }
@@ -225,7 +225,7 @@ fn parse_date_uncached(v: &[u8]) -> R<i32> {
 }
 
 /// Microseconds since midnight for `HH:MM:SS[.ffffff]` (24:00:00 allowed, as in PostgreSQL).
-pub fn parse_time(v: &[u8]) -> R<i64> {
+pub(crate) fn parse_time(v: &[u8]) -> R<i64> {
     if v.len() < 8 || v[2] != b':' || v[5] != b':' {
         return bad("time", v);
     }
@@ -258,7 +258,7 @@ fn split_datetime(v: &[u8]) -> R<(&[u8], &[u8], bool)> {
 }
 
 /// Microseconds since the Unix epoch (UTC) for a canonical timestamp.
-pub fn parse_datetime(v: &[u8]) -> R<i64> {
+pub(crate) fn parse_datetime(v: &[u8]) -> R<i64> {
     let v = match v {
         b"infinity" => INFINITY_DATETIME.as_bytes(),
         b"-infinity" => NEG_INFINITY_DATETIME.as_bytes(),
@@ -276,7 +276,7 @@ pub fn parse_datetime(v: &[u8]) -> R<i64> {
 }
 
 /// Appends a timestamp as `YYYY-MM-DD HH:MM:SS.ffffff` (always six fraction digits).
-pub fn render_datetime(v: &[u8], out: &mut Vec<u8>) -> R<()> {
+pub(crate) fn render_datetime(v: &[u8], out: &mut Vec<u8>) -> R<()> {
     let v = match v {
         b"infinity" => INFINITY_DATETIME.as_bytes(),
         b"-infinity" => NEG_INFINITY_DATETIME.as_bytes(),
@@ -303,7 +303,7 @@ pub fn render_datetime(v: &[u8], out: &mut Vec<u8>) -> R<()> {
 }
 
 /// Renders µs since the epoch as DMS's timestamp-column text `yyyy-MM-dd HH:mm:ss.SSSSSS` (UTC).
-pub fn render_timestamp_column(us: i64, out: &mut String) {
+pub(crate) fn render_timestamp_column(us: i64, out: &mut String) {
     match chrono::DateTime::from_timestamp_micros(us) {
         Some(t) => {
             let _ = write!(out, "{}", t.format("%Y-%m-%d %H:%M:%S%.6f"));
@@ -312,9 +312,14 @@ pub fn render_timestamp_column(us: i64, out: &mut String) {
     }
 }
 
-/// Decodes canonical bytes (`\x` + hex) into raw bytes.
-pub fn parse_bytes(v: &[u8], out: &mut Vec<u8>) -> R<()> {
-    let hex = v.strip_prefix(b"\\x").map_or_else(|| bad("bytea", v), Ok)?;
+/// Decodes canonical bytes (`\x` + hex) into raw bytes. A value without the `\x` prefix is
+/// taken as it is: that is the unchanged-value marker a source writes in place of a value it
+/// did not receive (see `DmsType`).
+pub(crate) fn parse_bytes(v: &[u8], out: &mut Vec<u8>) -> R<()> {
+    let Some(hex) = v.strip_prefix(b"\\x") else {
+        out.extend_from_slice(v);
+        return Ok(());
+    };
     if hex.len() % 2 != 0 {
         return bad("bytea", v);
     }
@@ -397,7 +402,11 @@ mod tests {
         let mut out = Vec::new();
         parse_bytes(b"\\x00ff7A", &mut out).unwrap();
         assert_eq!(out, [0, 255, 0x7a]);
-        assert!(parse_bytes(b"00ff", &mut out).is_err());
+        assert!(parse_bytes(b"\\x0", &mut out).is_err());
+        out.clear();
+        // Without the prefix: the unchanged-value marker, taken as it is.
+        parse_bytes(b"unchanged-toast-datum", &mut out).unwrap();
+        assert_eq!(out, b"unchanged-toast-datum");
         assert_eq!(parse_bool(b"t"), Ok(true));
         assert!(parse_bool(b"yes").is_err());
     }

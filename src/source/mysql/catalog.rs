@@ -18,7 +18,7 @@ const SYSTEM_SCHEMAS: &[&str] = &["mysql", "information_schema", "performance_sc
 /// How a column's value (text protocol, or binlog bytes) becomes the canonical text of its
 /// [`DmsType`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ValueKind {
+pub(super) enum ValueKind {
     /// Already canonical: integers, DECIMAL, strings, ENUM/SET, JSON text, TIME, YEAR.
     Plain,
     /// FLOAT (`single`) or DOUBLE: re-rendered by [`float_text`] so the full load and the binlog
@@ -42,19 +42,19 @@ pub enum ValueKind {
 
 /// One selected column with its conversion.
 #[derive(Debug, Clone)]
-pub struct MyColumn {
+pub(super) struct MyColumn {
     /// Output column.
-    pub column: Column,
+    pub(crate) column: Column,
     /// Conversion to canonical text.
-    pub kind: ValueKind,
+    pub(crate) kind: ValueKind,
     /// Type byte width for integers (1, 2, 3, 4, 8), used to reinterpret binlog values.
-    pub int_bytes: u8,
+    pub(crate) int_bytes: u8,
     /// Fractional-second digits of DATETIME/TIMESTAMP/TIME (the text protocol pads to them).
-    pub fsp: u8,
+    pub(crate) fsp: u8,
     /// ENUM or SET labels in definition order (binlog rows carry indexes / bitmasks).
-    pub labels: Arc<[String]>,
+    pub(crate) labels: Arc<[String]>,
     /// A SET column (its binlog value is a bitmask over `labels`).
-    pub is_set: bool,
+    pub(crate) is_set: bool,
 }
 
 /// The `(N)` of `datetime(N)`, `time(N)`, `timestamp(N)`; 0 without one.
@@ -103,22 +103,22 @@ fn labels_of(column_type: &str) -> Vec<String> {
 
 /// A selected table.
 #[derive(Debug, Clone)]
-pub struct MyTable {
+pub(super) struct MyTable {
     /// What the full load sees.
-    pub source: SourceTable,
+    pub(crate) source: SourceTable,
     /// Columns in ordinal order (LOB columns already dropped when SupportLobs=false).
-    pub columns: Vec<MyColumn>,
+    pub(crate) columns: Vec<MyColumn>,
     /// Positions (0-based, among *all* source columns) of the columns kept, for binlog rows that
     /// carry every column.
-    pub kept: Vec<usize>,
+    pub(crate) kept: Vec<usize>,
     /// Names of the primary-key columns (empty without a key).
-    pub key: Vec<String>,
+    pub(crate) key: Vec<String>,
     /// Number of source columns, dropped LOB columns included (binlog rows carry them all).
-    pub total_columns: usize,
+    pub(crate) total_columns: usize,
 }
 
 /// Quotes an identifier with backticks.
-pub fn quote_ident(s: &str) -> String {
+pub(super) fn quote_ident(s: &str) -> String {
     format!("`{}`", s.replace('`', "``"))
 }
 
@@ -180,7 +180,7 @@ fn zero_date(v: &[u8]) -> bool {
 impl MyColumn {
     /// An `UNSIGNED` integer column (binlog values without signedness metadata arrive as signed
     /// bit patterns).
-    pub fn unsigned(&self) -> bool {
+    pub(super) fn unsigned(&self) -> bool {
         matches!(
             self.column.dms_type,
             DmsType::UInt1 | DmsType::UInt2 | DmsType::UInt4 | DmsType::UInt8
@@ -190,7 +190,7 @@ impl MyColumn {
 
 /// Appends a float as a cell: shortest round-trip digits, exponent form below 1e-4 and from
 /// 1e15 on.
-pub fn push_float(v: f64, single: bool, out: &mut RowBatch) {
+pub(super) fn push_float(v: f64, single: bool, out: &mut RowBatch) {
     use std::io::Write;
     let exp = v != 0.0 && !(1e-4..1e15).contains(&v.abs());
     let buf = out.cell_buf();
@@ -204,7 +204,7 @@ pub fn push_float(v: f64, single: bool, out: &mut RowBatch) {
 }
 
 /// Appends `v` (MySQL's text form, or raw bytes for binary kinds) to `out` as a canonical cell.
-pub fn push_value(kind: ValueKind, v: &[u8], out: &mut RowBatch) {
+pub(super) fn push_value(kind: ValueKind, v: &[u8], out: &mut RowBatch) {
     match kind {
         ValueKind::Plain => out.push_cell(v),
         ValueKind::Float { single } => {
@@ -240,7 +240,7 @@ pub fn push_value(kind: ValueKind, v: &[u8], out: &mut RowBatch) {
 
 /// Lists the base tables (and views when the mappings ask) the mappings select, with their
 /// columns and keys.
-pub async fn selected_tables(
+pub(super) async fn selected_tables(
     conn: &mut Conn,
     mappings: &TableMappings,
     support_lobs: bool,
@@ -276,7 +276,7 @@ pub async fn selected_tables(
 }
 
 /// One table's columns and primary key, as the catalog has them now.
-pub async fn describe(
+pub(super) async fn describe(
     conn: &mut Conn,
     schema: &str,
     table: &str,

@@ -8,7 +8,7 @@ use super::my_error;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Binlog retention below this many seconds is reported (DMS asks for at least one day).
-pub const MIN_RETENTION_S: u64 = 86_400;
+pub(super) const MIN_RETENTION_S: u64 = 86_400;
 
 /// A server variable's value, None when the server does not have it.
 async fn variable(conn: &mut Conn, name: &str) -> Result<Option<String>> {
@@ -37,7 +37,7 @@ fn has_global(grants: &str, privilege: &str) -> bool {
 
 /// Checks the `RELOAD` privilege the consistent full load uses; the problem is a warning-level
 /// finding (the load falls back to a lock-free snapshot).
-pub async fn check_reload(conn: &mut Conn) -> Result<Option<Error>> {
+pub(super) async fn check_reload(conn: &mut Conn) -> Result<Option<Error>> {
     let g = grants(conn).await?;
     Ok((!has_global(&g, "RELOAD")).then(|| {
         Error::new(
@@ -49,7 +49,7 @@ pub async fn check_reload(conn: &mut Conn) -> Result<Option<Error>> {
 }
 
 /// Checks what change capture needs; returns every problem found.
-pub async fn check_cdc(conn: &mut Conn) -> Result<Vec<Error>> {
+pub(super) async fn check_cdc(conn: &mut Conn) -> Result<Vec<Error>> {
     let mut problems = Vec::new();
     let cfg = |what: String, fix: &str| Error::new(ErrorKind::Source, what, fix.to_string());
     let log_bin = variable(conn, "log_bin").await?.unwrap_or_default();

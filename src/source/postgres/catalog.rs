@@ -13,33 +13,33 @@ use crate::source::SourceTable;
 
 /// A column plus the SELECT expression that yields its canonical text.
 #[derive(Debug, Clone)]
-pub struct PgColumn {
+pub(super) struct PgColumn {
     /// Output column.
-    pub column: Column,
+    pub(crate) column: Column,
     /// Expression in the COPY query (a quoted identifier, possibly cast).
-    pub select: String,
+    pub(crate) select: String,
 }
 
 /// A selected relation with its PostgreSQL specifics.
 #[derive(Debug, Clone)]
-pub struct PgTable {
+pub(super) struct PgTable {
     /// What the rest of the program sees.
-    pub source: SourceTable,
+    pub(crate) source: SourceTable,
     /// Columns with their select expressions.
-    pub columns: Vec<PgColumn>,
+    pub(crate) columns: Vec<PgColumn>,
     /// Whether the user may SELECT from it.
-    pub can_select: bool,
+    pub(crate) can_select: bool,
 }
 
 /// Quotes an identifier for SQL.
-pub fn quote_ident(s: &str) -> String {
+pub(super) fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
 /// How a CDC value (pgoutput text) is brought to the form the full load's select expression
 /// gives, for the few types whose select expression is not the plain column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Normalize {
+pub(super) enum Normalize {
     /// Already canonical.
     None,
     /// `money` text (`-$1,234.56` with lc_monetary=C) → numeric text.
@@ -52,7 +52,7 @@ pub enum Normalize {
 
 impl Normalize {
     /// The normalizer for PostgreSQL type `typname` (domains: the base type).
-    pub fn for_type(typname: &str) -> Normalize {
+    pub(super) fn for_type(typname: &str) -> Normalize {
         match typname {
             "money" => Normalize::Money,
             "bpchar" => Normalize::Bpchar,
@@ -64,21 +64,21 @@ impl Normalize {
 
 /// Type facts needed to map a column, looked up by type OID for CDC Relation messages.
 #[derive(Debug, Clone)]
-pub struct TypeInfo {
+pub(super) struct TypeInfo {
     /// Base type name.
-    pub typname: String,
+    pub(crate) typname: String,
     /// Base type kind (`b`, `e`, `c`, `r`, `m`, ...).
-    pub typtype: String,
+    pub(crate) typtype: String,
     /// Base type category.
-    pub category: String,
+    pub(crate) category: String,
     /// A domain's own type modifier (it wins over the column's).
-    pub domain_typmod: Option<i32>,
+    pub(crate) domain_typmod: Option<i32>,
     /// `format_type` text, for messages.
-    pub display: String,
+    pub(crate) display: String,
 }
 
 /// Looks up type facts for `oids`.
-pub async fn lookup_types(client: &Client, oids: &[u32]) -> Result<BTreeMap<u32, TypeInfo>> {
+pub(super) async fn lookup_types(client: &Client, oids: &[u32]) -> Result<BTreeMap<u32, TypeInfo>> {
     let rows = client
         .query(
             "SELECT t.oid, coalesce(bt.typname, t.typname)::text, coalesce(bt.typtype, t.typtype)::text,
@@ -108,7 +108,7 @@ pub async fn lookup_types(client: &Client, oids: &[u32]) -> Result<BTreeMap<u32,
 }
 
 /// DMS type of a column of the given type and modifier (the same mapping the full load uses).
-pub fn dms_type_of(t: &TypeInfo, typmod: i32) -> DmsType {
+pub(super) fn dms_type_of(t: &TypeInfo, typmod: i32) -> DmsType {
     let typmod = t.domain_typmod.unwrap_or(typmod);
     map_type(&t.typname, &t.typtype, &t.category, typmod, "x").0
 }
@@ -189,7 +189,7 @@ fn map_type(
 
 /// Lists the relations the mappings select, with their columns. Partitions are skipped: their
 /// partitioned parent reads their rows (selecting both would load rows twice).
-pub async fn selected_tables(
+pub(super) async fn selected_tables(
     client: &Client,
     mappings: &TableMappings,
     support_lobs: bool,

@@ -12,10 +12,10 @@ use crate::change::{Op, RowBatch};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Per-column LOB truncation: `Some((max_bytes, is_bytes))` for LOB columns when LobMaxSize is set.
-pub type LobLimits = Vec<Option<(usize, bool)>>;
+pub(super) type LobLimits = Vec<Option<(usize, bool)>>;
 
 /// Streaming COPY-text parser that fills [`RowBatch`]es. Rows may span chunks.
-pub struct CopyParser {
+pub(super) struct CopyParser {
     ncols: usize,
     lob: LobLimits,
     /// Bytes of an escape sequence cut by a chunk boundary, replayed before the next chunk.
@@ -25,12 +25,12 @@ pub struct CopyParser {
     /// The current field was `\N`.
     null: bool,
     /// LOB values truncated so far.
-    pub truncated: u64,
+    pub(crate) truncated: u64,
 }
 
 impl CopyParser {
     /// A parser for rows of `ncols` fields.
-    pub fn new(ncols: usize, lob: LobLimits) -> CopyParser {
+    pub(super) fn new(ncols: usize, lob: LobLimits) -> CopyParser {
         CopyParser {
             ncols,
             lob,
@@ -42,18 +42,23 @@ impl CopyParser {
     }
 
     /// True between rows: the batch holds only complete rows and may be handed on.
-    pub fn at_row_boundary(&self) -> bool {
+    pub(super) fn at_row_boundary(&self) -> bool {
         self.field == 0 && self.carry.is_empty() && !self.null
     }
 
     /// True when input ended mid-row (a truncated stream).
-    pub fn has_partial_line(&self) -> bool {
+    pub(super) fn has_partial_line(&self) -> bool {
         !self.at_row_boundary()
     }
 
     /// Parses `chunk` into `batch`, stamping completed rows with `time_us`; returns the number
     /// of rows completed. The field in progress continues in the batch buffer across calls.
-    pub fn feed(&mut self, chunk: &[u8], batch: &mut RowBatch, time_us: i64) -> Result<usize> {
+    pub(super) fn feed(
+        &mut self,
+        chunk: &[u8],
+        batch: &mut RowBatch,
+        time_us: i64,
+    ) -> Result<usize> {
         if self.carry.is_empty() {
             return self.parse(chunk, batch, time_us);
         }

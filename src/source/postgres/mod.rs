@@ -1,72 +1,225 @@
-//! PostgreSQL source: one exported snapshot, tables streamed in parallel with `COPY ... TO STDOUT`
-//! (text format) on connections that import it.
+//! PostgreSQL source: the full load's exported snapshot ([`snapshot`]), change capture from a
+//! pgoutput replication slot ([`capture`], [`stream`]), and `validate`'s checks.
 
-pub mod catalog;
-pub mod cdc;
-pub mod copy;
-pub mod pgoutput;
-pub mod replication;
-pub mod slot;
-
-use std::sync::Arc;
+mod capture;
+mod catalog;
+mod copy;
+mod decode;
+mod pgoutput;
+mod replication;
+mod slot;
+mod snapshot;
+mod stream;
 
 use async_trait::async_trait;
-use futures::future::BoxFuture;
-use futures::StreamExt;
-use tokio::sync::{mpsc, Mutex};
 use tokio_postgres::{Client, NoTls};
 
-use super::{ReadOptions, ReadProgress, Snapshot, SourceTable};
-use crate::change::RowBatch;
-use crate::config::SourceConfig;
-use crate::error::{Error, ErrorKind, Result};
-use crate::mapping::TableMappings;
-use catalog::PgTable;
-use copy::CopyParser;
+use crate::checkpoint::CdcState;
+use crate::config::source::{PgConfig, UnchangedToast};
+use crate::config::{MigrationType, TaskConfig};
+use crate::error::{redact_url, Error, ErrorKind, Result};
+use crate::layout;
+use crate::mapping::{RelationKind, TableMappings};
+use crate::source::{Capture, Report, Snapshot, Source};
+use snapshot::PgSnapshot;
 
 /// Session settings that make every value's text canonical (see [`crate::change::DmsType`]).
 const SESSION_SETUP: &str =
     "SET DateStyle = 'ISO, YMD'; SET TimeZone = 'UTC'; SET IntervalStyle = 'postgres';
      SET extra_float_digits = 1; SET bytea_output = 'hex'; SET client_encoding = 'UTF8';
      SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0";
-/// A batch is handed to the writer once it holds this many bytes of cell data...
-const BATCH_BYTES: usize = 4 * 1024 * 1024;
-/// ...or this many rows.
-const BATCH_ROWS: usize = 16 * 1024;
+
+/// What every PostgreSQL reader of one task shares.
+#[derive(Clone)]
+struct Selection {
+    task_id: String,
+    config: PgConfig,
+    mappings: TableMappings,
+    support_lobs: bool,
+    lob_max_bytes: Option<usize>,
+}
+
+/// A PostgreSQL source.
+pub(crate) struct PgSource {
+    sel: Selection,
+    migration: MigrationType,
+}
+
+impl PgSource {
+    /// The source of `task`, whose `[source]` is `config`.
+    pub(crate) fn new(config: PgConfig, task: &TaskConfig) -> PgSource {
+        PgSource {
+            sel: Selection {
+                task_id: task.id.clone(),
+                config,
+                mappings: task.mappings.clone(),
+                support_lobs: task.settings.support_lobs,
+                lob_max_bytes: task.settings.lob_max_bytes,
+            },
+            migration: task.migration_type,
+        }
+    }
+
+    /// The change-capture checks: server settings, privilege, replica identities, what
+    /// unchanged TOASTed values become, and the slot's retained WAL.
+    async fn validate_cdc(&self, client: &Client, report: &mut Report) -> Result<()> {
+        let c = &self.sel.config;
+        let found = slot::check_prerequisites(client).await?;
+        if found.is_empty() {
+            report.ok.push(
+                "wal_level=logical, replication slots and senders available, REPLICATION privilege"
+                    .into(),
+            );
+        }
+        report.problems.extend(found);
+        let tables = self.published_tables(client).await?;
+        for t in slot::tables_without_identity(client, &tables).await? {
+            report.problems.push(Error::config(
+                format!("{t} has no primary key or replica identity; UPDATE/DELETE on it would fail once published"),
+                format!("ALTER TABLE {t} REPLICA IDENTITY FULL (or add a primary key), or exclude it"),
+            ));
+        }
+        for t in slot::tables_with_toast_risk(client, &tables).await? {
+            match &c.unchanged_toast {
+                UnchangedToast::Fail => report.problems.push(Error::config(
+                    format!("{t} has large (TOASTable) columns and REPLICA IDENTITY is not FULL: an UPDATE that leaves such a value unchanged stops the task (UnchangedToastValues = \"fail\")"),
+                    format!("ALTER TABLE {t} REPLICA IDENTITY FULL, or set UnchangedToastValues to \"marker\" or \"lookup\""),
+                )),
+                UnchangedToast::Marker(m) => report.ok.push(format!(
+                    "{t}: an UPDATE that leaves a large value unchanged writes {m:?} for it (ALTER TABLE {t} REPLICA IDENTITY FULL writes the value)"
+                )),
+                UnchangedToast::Lookup(_) => report.ok.push(format!(
+                    "{t}: unchanged large values in updates are read from the table by key"
+                )),
+            }
+        }
+        if let Some(info) = slot::slot_info(client, &c.slot_name).await? {
+            let retained = info.retained_bytes.unwrap_or(0);
+            if retained > slot::SLOT_LAG_WARN_BYTES {
+                report.problems.push(Error::new(
+                    ErrorKind::Source,
+                    format!(
+                        "replication slot {} retains {} MB of WAL",
+                        c.slot_name,
+                        retained / (1024 * 1024)
+                    ),
+                    "run the task so it catches up, or drop the slot if the task is retired",
+                ));
+            } else {
+                report.ok.push(format!(
+                    "slot {} exists, retains {retained} bytes of WAL",
+                    c.slot_name
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `schema.table` of every selected table (views are not published).
+    async fn published_tables(&self, client: &Client) -> Result<Vec<String>> {
+        Ok(
+            catalog::selected_tables(client, &self.sel.mappings, self.sel.support_lobs)
+                .await?
+                .iter()
+                .filter(|t| t.source.kind == RelationKind::Table)
+                .map(|t| t.source.schema.qualified())
+                .collect(),
+        )
+    }
+}
+
+#[async_trait]
+impl Source for PgSource {
+    async fn validate(&self, report: &mut Report) {
+        let sel = &self.sel;
+        if self.migration != MigrationType::FullLoad {
+            match connect(&sel.config).await {
+                Ok(client) => {
+                    let r = self.validate_cdc(&client, report).await;
+                    report.check(r);
+                }
+                Err(e) => return report.problems.push(e),
+            }
+        }
+        match PgSnapshot::export(&sel.config, &sel.mappings, sel.support_lobs).await {
+            Ok(snapshot) => {
+                report
+                    .ok
+                    .push(format!("source {} reachable", redact_url(&sel.config.url)));
+                let tables = snapshot.pg_tables();
+                if tables.is_empty() {
+                    report.problems.push(no_tables());
+                }
+                for t in tables {
+                    let name = t.source.schema.qualified();
+                    if t.can_select {
+                        report.ok.push(format!(
+                            "table {name}: {} columns, ~{} rows",
+                            t.columns.len(),
+                            t.source.estimated_rows.unwrap_or(0)
+                        ));
+                    } else {
+                        report.problems.push(Error::new(
+                            ErrorKind::SourcePrivilege,
+                            format!("the source user may not SELECT from {name}"),
+                            format!("GRANT SELECT ON {name} TO <task user>"),
+                        ));
+                    }
+                    report.check(layout::check_table(&t.source.schema));
+                }
+                let _ = snapshot.close().await;
+            }
+            Err(e) => report.problems.push(e),
+        }
+    }
+
+    async fn snapshot(&self) -> Result<Box<dyn Snapshot>> {
+        let sel = &self.sel;
+        Ok(Box::new(
+            PgSnapshot::export(&sel.config, &sel.mappings, sel.support_lobs).await?,
+        ))
+    }
+
+    async fn capture(&self) -> Result<Box<dyn Capture>> {
+        Ok(Box::new(
+            capture::PgCapture::prepare(self.sel.clone()).await?,
+        ))
+    }
+
+    async fn retained_log_bytes(&self, cdc: &CdcState) -> Option<u64> {
+        let client = connect(&self.sel.config).await.ok()?;
+        let info = slot::slot_info(&client, &cdc.slot).await.ok()??;
+        info.retained_bytes
+    }
+
+    async fn retire(&self, cdc: &CdcState) -> Result<()> {
+        if cdc.created_slot {
+            // A fresh run gets a fresh slot; the old one would pin WAL forever.
+            let admin = connect(&self.sel.config).await?;
+            slot::drop_slot(&admin, &cdc.slot).await?;
+            tracing::info!(slot = %cdc.slot, "dropped the previous run's replication slot");
+        }
+        Ok(())
+    }
+}
+
+/// The error for mappings that select nothing.
+fn no_tables() -> Error {
+    Error::config(
+        "table_mappings select no table in the source",
+        "check schema-name/table-name patterns (case-sensitive; % and _ are wildcards)",
+    )
+}
 
 /// Maps a tokio-postgres error to our kinds, with the fix for the common causes.
-pub fn pg_error(e: tokio_postgres::Error, doing: &str) -> Error {
+fn pg_error(e: tokio_postgres::Error, doing: &str) -> Error {
     let (kind, message, fix) = match e.as_db_error() {
         Some(db) => {
             let code = db.code().code();
             let msg = format!("PostgreSQL error while {doing}: {} (SQLSTATE {code})", db.message());
-            match code {
-                "28P01" | "28000" => (
-                    ErrorKind::SourceAuth,
-                    msg,
-                    "fix the user/password in [source] url (use ${ENV_VAR} for the password) or pg_hba.conf".to_string(),
-                ),
-                "42501" => (
-                    ErrorKind::SourcePrivilege,
-                    msg,
-                    "GRANT USAGE ON SCHEMA and SELECT ON the table to the task's user".to_string(),
-                ),
-                "42P01" | "3F000" => (
-                    ErrorKind::SourceSchema,
-                    msg,
-                    "a selected table was dropped or renamed during the load; rerun the task".to_string(),
-                ),
-                "3D000" => (
-                    ErrorKind::Config,
-                    msg,
-                    "fix the database name in [source] url".to_string(),
-                ),
-                "53300" => (
-                    ErrorKind::SourceConnect,
-                    msg,
-                    "lower FullLoadSettings.MaxFullLoadSubTasks or raise max_connections".to_string(),
-                ),
-                _ => (ErrorKind::Source, msg, "see the PostgreSQL server log for details".to_string()),
+            match sqlstate_kind(code) {
+                Some((kind, fix)) => (kind, msg, fix.to_string()),
+                None => (ErrorKind::Source, msg, "see the PostgreSQL server log for details".to_string()),
             }
         }
         None => (
@@ -78,27 +231,60 @@ pub fn pg_error(e: tokio_postgres::Error, doing: &str) -> Error {
     Error::new(kind, message, fix).with_source(e)
 }
 
+/// The kind and fix of the SQLSTATEs we know, for SQL and replication connections alike.
+fn sqlstate_kind(code: &str) -> Option<(ErrorKind, &'static str)> {
+    Some(match code {
+        "28P01" | "28000" => (
+            ErrorKind::SourceAuth,
+            "fix the user/password in [source] url (use ${ENV_VAR} for the password) or pg_hba.conf",
+        ),
+        "42501" => (
+            ErrorKind::SourcePrivilege,
+            "GRANT USAGE ON SCHEMA and SELECT ON the table to the task's user",
+        ),
+        "42P01" | "3F000" => (
+            ErrorKind::SourceSchema,
+            "a selected table was dropped or renamed during the load; rerun the task",
+        ),
+        "3D000" => (ErrorKind::Config, "fix the database name in [source] url"),
+        "53300" => (
+            ErrorKind::SourceConnect,
+            "lower FullLoadSettings.MaxFullLoadSubTasks or raise max_connections",
+        ),
+        // Terminated backend, server shutting down or starting up, failover in progress.
+        "57P01" | "57P02" | "57P03" | "57P05" => (
+            ErrorKind::SourceConnect,
+            "the server ended the connection (restart, failover or pg_terminate_backend); the task reconnects by itself",
+        ),
+        c if c.starts_with("08") => (
+            ErrorKind::SourceConnect,
+            "the connection to the server failed; the task reconnects by itself",
+        ),
+        _ => return None,
+    })
+}
+
 /// Opens a session with canonical output settings.
-pub async fn connect(source: &SourceConfig) -> Result<Client> {
-    let config: tokio_postgres::Config = source.url.parse().map_err(|e| {
+async fn connect(config: &PgConfig) -> Result<Client> {
+    let parsed: tokio_postgres::Config = config.url.parse().map_err(|e| {
         Error::config(
             format!(
                 "[source] url {} is not a PostgreSQL URL: {e}",
-                source.redacted()
+                redact_url(&config.url)
             ),
             "use postgres://user:password@host:5432/database",
         )
     })?;
-    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+    if parsed.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
         return Err(Error::config(
             "sslmode=require is not supported yet (tributary connects without TLS)",
             "connect through a TLS tunnel (stunnel, ssh -L) or use sslmode=prefer/disable",
         ));
     }
-    let (client, connection) = config
+    let (client, connection) = parsed
         .connect(NoTls)
         .await
-        .map_err(|e| pg_error(e, &format!("connecting to {}", source.redacted())))?;
+        .map_err(|e| pg_error(e, &format!("connecting to {}", redact_url(&config.url))))?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "PostgreSQL connection closed");
@@ -111,195 +297,34 @@ pub async fn connect(source: &SourceConfig) -> Result<Client> {
     Ok(client)
 }
 
-/// Streams one table with COPY inside a transaction that imported `snapshot_id`.
-async fn copy_table(
-    source: &SourceConfig,
-    snapshot_id: &str,
-    pg: &PgTable,
-    opts: ReadOptions,
-    tx: mpsc::Sender<RowBatch>,
-    progress: Arc<ReadProgress>,
-) -> Result<u64> {
-    let schema = &pg.source.schema;
-    let name = schema.qualified();
-    let client = connect(source).await?;
-    client
-        .batch_execute(&format!(
-            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{snapshot_id}'"
-        ))
-        .await
-        .map_err(|e| pg_error(e, &format!("importing the snapshot for {name}")))?;
-    let select: Vec<&str> = pg.columns.iter().map(|c| c.select.as_str()).collect();
-    let query = format!(
-        "COPY (SELECT {} FROM {}.{}) TO STDOUT",
-        select.join(", "),
-        catalog::quote_ident(&schema.schema),
-        catalog::quote_ident(&schema.table)
-    );
-    let stream = client
-        .copy_out(query.as_str())
-        .await
-        .map_err(|e| pg_error(e, &format!("starting COPY of {name}")))?;
-    futures::pin_mut!(stream);
-    let ncols = pg.columns.len();
-    let lob = pg
-        .columns
-        .iter()
-        .map(|c| opts.lob_limit(c.column.dms_type))
-        .collect();
-    let mut parser = CopyParser::new(ncols, lob);
-    let mut batch = RowBatch::new(ncols);
-    let mut time = opts.clock.now_us();
-    let mut total = 0u64;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| pg_error(e, &format!("reading {name}")))?;
-        let rows = parser.feed(&chunk, &mut batch, time)?;
-        progress.add(rows as u64, chunk.len() as u64);
-        let full = batch.data_bytes() >= BATCH_BYTES || batch.len() >= BATCH_ROWS;
-        if full && parser.at_row_boundary() {
-            total += batch.len() as u64;
-            let full = std::mem::replace(&mut batch, RowBatch::new(ncols));
-            if tx.send(full).await.is_err() {
-                // The writer stopped (error or cancel); it reports why.
-                return Ok(total);
-            }
-            time = opts.clock.now_us();
-        }
-    }
-    if parser.has_partial_line() {
-        return Err(Error::new(
-            ErrorKind::Source,
-            format!("COPY of {name} ended in the middle of a row"),
-            "check the server log; rerun the task",
-        ));
-    }
-    progress
-        .truncated_lobs
-        .fetch_add(parser.truncated, std::sync::atomic::Ordering::Relaxed);
-    total += batch.len() as u64;
-    if !batch.is_empty() {
-        let _ = tx.send(batch).await;
-    }
-    let _ = client.batch_execute("COMMIT").await;
-    Ok(total)
+/// An ordinary connection for catalog reads, slot checks and the heartbeat while streaming,
+/// opened again when its backend is gone (terminated, server restarted), so a lost helper
+/// connection is one more retryable error rather than a broken task.
+struct Helper {
+    config: PgConfig,
+    client: Option<Client>,
 }
 
-/// A snapshot exported from a REPEATABLE READ transaction (`pg_export_snapshot()`), held open
-/// until [`Snapshot::close`] so that workers can import it at any time during the load.
-///
-/// For full-load-and-cdc the exporting session is the replication slot's instead; only
-/// [`PgSnapshot::export`] differs.
-pub struct PgSnapshot {
-    source: SourceConfig,
-    holder: Mutex<Option<Client>>,
-    snapshot_id: String,
-    tables: Vec<PgTable>,
-}
-
-impl PgSnapshot {
-    /// Opens the exporting transaction and reads the catalog inside it, so the table list and
-    /// the rows come from the same instant.
-    pub async fn export(
-        source: &SourceConfig,
-        mappings: &TableMappings,
-        support_lobs: bool,
-    ) -> Result<PgSnapshot> {
-        let client = connect(source).await?;
-        client
-            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await
-            .map_err(|e| pg_error(e, "starting the snapshot transaction"))?;
-        let row = client
-            .query_one("SELECT pg_export_snapshot()", &[])
-            .await
-            .map_err(|e| pg_error(e, "exporting the snapshot"))?;
-        let snapshot_id: String = row.get(0);
-        let tables = catalog::selected_tables(&client, mappings, support_lobs).await?;
-        Ok(PgSnapshot {
-            source: source.clone(),
-            holder: Mutex::new(Some(client)),
-            snapshot_id,
-            tables,
-        })
-    }
-
-    /// Imports a snapshot exported elsewhere (a replication slot's, for full-load-and-cdc) into
-    /// a holder transaction that keeps it importable for the whole load, and reads the catalog
-    /// inside it.
-    pub async fn import(
-        source: &SourceConfig,
-        snapshot_id: &str,
-        mappings: &TableMappings,
-        support_lobs: bool,
-    ) -> Result<PgSnapshot> {
-        let client = connect(source).await?;
-        client
-            .batch_execute(&format!(
-                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{}'",
-                snapshot_id.replace('\'', "")
-            ))
-            .await
-            .map_err(|e| pg_error(e, "importing the replication slot's snapshot"))?;
-        let tables = catalog::selected_tables(&client, mappings, support_lobs).await?;
-        Ok(PgSnapshot {
-            source: source.clone(),
-            holder: Mutex::new(Some(client)),
-            snapshot_id: snapshot_id.to_string(),
-            tables,
-        })
-    }
-
-    /// Catalog details of the selected tables (for `validate`).
-    pub fn pg_tables(&self) -> &[PgTable] {
-        &self.tables
-    }
-
-    fn find(&self, table: &SourceTable) -> Result<&PgTable> {
-        self.tables
-            .iter()
-            .find(|t| Arc::ptr_eq(&t.source.schema, &table.schema))
-            .ok_or_else(|| Error::internal("table is not part of this snapshot"))
-    }
-}
-
-#[async_trait]
-impl Snapshot for PgSnapshot {
-    async fn tables(&self) -> Result<Vec<SourceTable>> {
-        let denied: Vec<String> = self
-            .tables
-            .iter()
-            .filter(|t| !t.can_select)
-            .map(|t| t.source.schema.qualified())
-            .collect();
-        if !denied.is_empty() {
-            return Err(Error::new(
-                ErrorKind::SourcePrivilege,
-                format!("the source user may not SELECT from {}", denied.join(", ")),
-                "GRANT SELECT ON those tables (and USAGE on their schemas) to the task's user, or exclude them in table_mappings",
-            ));
+impl Helper {
+    fn new(config: PgConfig) -> Helper {
+        Helper {
+            config,
+            client: None,
         }
-        Ok(self.tables.iter().map(|t| t.source.clone()).collect())
     }
 
-    fn read_table(
-        &self,
-        table: &SourceTable,
-        opts: ReadOptions,
-        tx: mpsc::Sender<RowBatch>,
-        progress: Arc<ReadProgress>,
-    ) -> BoxFuture<'static, Result<u64>> {
-        let found = self.find(table).cloned();
-        let source = self.source.clone();
-        let snapshot_id = self.snapshot_id.clone();
-        Box::pin(
-            async move { copy_table(&source, &snapshot_id, &found?, opts, tx, progress).await },
-        )
-    }
-
-    async fn close(&self) -> Result<()> {
-        if let Some(client) = self.holder.lock().await.take() {
-            let _ = client.batch_execute("COMMIT").await;
+    /// The connection, reopened if it closed.
+    async fn client(&mut self) -> Result<&Client> {
+        if self.client.as_ref().is_none_or(Client::is_closed) {
+            self.client = Some(connect(&self.config).await?);
         }
-        Ok(())
+        Ok(self.client.as_ref().expect("connected above"))
+    }
+
+    /// Forgets the connection after an error, so the next use opens a new one.
+    fn reset_if_lost(&mut self, e: &Error) {
+        if e.kind == ErrorKind::SourceConnect {
+            self.client = None;
+        }
     }
 }

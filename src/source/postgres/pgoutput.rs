@@ -7,9 +7,9 @@ use std::fmt;
 
 /// A malformed message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DecodeError {
+pub(super) struct DecodeError {
     /// What was wrong, naming the message kind.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl fmt::Display for DecodeError {
@@ -22,7 +22,7 @@ impl std::error::Error for DecodeError {}
 
 /// One column value of a TupleData.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Value<'a> {
+pub(super) enum Value<'a> {
     /// 'n': NULL.
     Null,
     /// 'u': an unchanged TOASTed value, not sent.
@@ -35,42 +35,42 @@ pub enum Value<'a> {
 
 /// TupleData: values in column order, borrowed from the message bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tuple<'a> {
+pub(super) struct Tuple<'a> {
     /// The values.
-    pub values: Vec<Value<'a>>,
+    pub(crate) values: Vec<Value<'a>>,
 }
 
 /// A column of a Relation message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RelationColumn {
+pub(super) struct RelationColumn {
     /// Part of the replica identity key.
-    pub key: bool,
+    pub(crate) key: bool,
     /// Column name.
-    pub name: String,
+    pub(crate) name: String,
     /// Type OID.
-    pub type_oid: u32,
+    pub(crate) type_oid: u32,
     /// Type modifier (atttypmod).
-    pub type_modifier: i32,
+    pub(crate) type_modifier: i32,
 }
 
 /// A Relation message: the shape of a table as the following changes use it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Relation {
+pub(super) struct Relation {
     /// Relation OID.
-    pub oid: u32,
+    pub(crate) oid: u32,
     /// Schema name ("" means pg_catalog).
-    pub namespace: String,
+    pub(crate) namespace: String,
     /// Table name.
-    pub name: String,
+    pub(crate) name: String,
     /// Replica identity setting: `d`, `n`, `f` or `i`.
-    pub replica_identity: u8,
+    pub(crate) replica_identity: u8,
     /// Columns in order.
-    pub columns: Vec<RelationColumn>,
+    pub(crate) columns: Vec<RelationColumn>,
 }
 
 /// One decoded pgoutput message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Message<'a> {
+pub(super) enum Message<'a> {
     /// Transaction start.
     Begin {
         /// Commit LSN.
@@ -157,7 +157,7 @@ pub enum Message<'a> {
 }
 
 /// Converts pgoutput's timestamps (µs since 2000-01-01 UTC) to µs since the Unix epoch.
-pub fn pg_epoch_to_unix_us(t: i64) -> i64 {
+pub(super) fn pg_epoch_to_unix_us(t: i64) -> i64 {
     t + 946_684_800_000_000
 }
 
@@ -268,7 +268,7 @@ impl<'a> Reader<'a> {
 }
 
 /// Decodes one pgoutput message (an XLogData payload). Never panics.
-pub fn decode(data: &[u8]) -> Result<Message<'_>, DecodeError> {
+pub(super) fn decode(data: &[u8]) -> Result<Message<'_>, DecodeError> {
     let Some((&tag, rest)) = data.split_first() else {
         return Err(DecodeError {
             message: "pgoutput: empty message".into(),

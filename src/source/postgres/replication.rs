@@ -1,16 +1,15 @@
 //! The logical replication transport: a replication-protocol session (`CREATE_REPLICATION_SLOT`,
-//! `START_REPLICATION`, standby status updates) behind our own [`LogicalStream`] trait.
+//! `START_REPLICATION`, standby status updates).
 //!
 //! Transport: `pgwire-replication` (pinned `~0.5`), because tokio-postgres has no CopyBoth and the
 //! forks that add it are git dependencies. It forwards raw pgoutput bytes; decoding is ours
 //! ([`super::pgoutput`]). Only this file knows the crate, so replacing it touches nothing else.
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use pgwire_replication::{PgWireError, ReplicationClient, ReplicationConfig, ReplicationEvent};
 
 use crate::change::Lsn;
-use crate::config::SourceConfig;
+use crate::config::source::PgConfig;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Session settings for the walsender, so pgoutput's text values are in the same canonical form
@@ -20,7 +19,7 @@ const WALSENDER_OPTIONS: &str = "-c DateStyle=ISO,YMD -c TimeZone=UTC -c Interva
 
 /// One event of a logical replication stream.
 #[derive(Debug)]
-pub enum StreamEvent {
+pub(super) enum StreamEvent {
     /// A transaction starts; `final_lsn` is its commit record's LSN.
     Begin {
         /// Commit LSN of the transaction.
@@ -34,8 +33,6 @@ pub enum StreamEvent {
     Commit {
         /// End of the commit record: streaming from here skips this transaction.
         end_lsn: Lsn,
-        /// Commit time, µs since the Unix epoch.
-        commit_us: i64,
     },
     /// The server is alive and has written WAL up to `wal_end`.
     KeepAlive {
@@ -44,50 +41,36 @@ pub enum StreamEvent {
     },
 }
 
-/// A stream of committed transactions from a replication slot.
-///
-/// Contract: transactions arrive whole and in commit order, each as Begin, Data..., Commit.
-/// Starting at position P repeats every transaction whose commit LSN is at or after P (the server
-/// skips those before it and before the slot's confirmed position). [`confirm`](Self::confirm)
-/// tells the server it may discard WAL before an LSN; callers must only confirm positions whose
-/// changes are durably written, since the server never sends them again.
-#[async_trait]
-pub trait LogicalStream: Send {
-    /// The next event; None when the stream ended after [`stop`](Self::stop).
-    async fn next(&mut self) -> Result<Option<StreamEvent>>;
-    /// Reports everything before `lsn` as durably processed (monotonic; sent asynchronously).
-    fn confirm(&self, lsn: Lsn);
-    /// Ends the stream cleanly.
-    async fn stop(&mut self) -> Result<()>;
-}
-
 /// What `CREATE_REPLICATION_SLOT` returned.
 #[derive(Debug, Clone)]
-pub struct CreatedSlot {
+pub(super) struct CreatedSlot {
     /// The position streaming starts from; the exported snapshot shows every transaction
     /// committed before it.
-    pub consistent_point: Lsn,
+    pub(crate) consistent_point: Lsn,
     /// Exported snapshot name, valid until the session runs its next command.
-    pub snapshot: Option<String>,
+    pub(crate) snapshot: Option<String>,
 }
 
 /// A replication session on one slot: create the slot on it (optionally exporting a snapshot),
 /// then start streaming on the same session.
-pub struct PgReplication {
+pub(super) struct PgReplication {
     client: ReplicationClient,
     started: bool,
 }
 
 /// Connection settings for a replication session on `slot` reading `publication`.
 fn config(
-    source: &SourceConfig,
+    source: &PgConfig,
     slot: &str,
     publication: &str,
     start: Option<Lsn>,
 ) -> Result<ReplicationConfig> {
     let parsed: tokio_postgres::Config = source.url.parse().map_err(|e| {
         Error::config(
-            format!("[source] url {} is not valid: {e}", source.redacted()),
+            format!(
+                "[source] url {} is not valid: {e}",
+                crate::error::redact_url(&source.url)
+            ),
             "use postgres://USER:PASSWORD@HOST:PORT/DATABASE",
         )
     })?;
@@ -116,12 +99,24 @@ fn config(
     Ok(cfg)
 }
 
-/// Maps a transport error to ours, naming the fix for the causes we know.
+/// Maps a transport error to ours, naming the fix for the causes we know. A lost connection
+/// (I/O, a terminated walsender, a server restart) is retryable.
 fn wire_error(e: PgWireError, doing: &str) -> Error {
     let text = e.to_string();
     let lower = text.to_lowercase();
-    let (kind, fix) = if lower.contains("logical decoding requires") || lower.contains("wal_level")
-    {
+    let sqlstate = text
+        .split("SQLSTATE ")
+        .nth(1)
+        .map(|r| r.chars().take(5).collect::<String>());
+    let known = sqlstate.as_deref().and_then(super::sqlstate_kind);
+    let (kind, fix) = if let Some((kind, fix)) = known {
+        (kind, fix)
+    } else if matches!(e, PgWireError::Io(_) | PgWireError::Task(_)) {
+        (
+            ErrorKind::SourceConnect,
+            "the replication connection was lost; the task reconnects by itself",
+        )
+    } else if lower.contains("logical decoding requires") || lower.contains("wal_level") {
         (
             ErrorKind::SourcePrivilege,
             "set wal_level=logical in postgresql.conf and restart PostgreSQL",
@@ -137,7 +132,7 @@ fn wire_error(e: PgWireError, doing: &str) -> Error {
     } else if lower.contains("does not exist") && lower.contains("slot") {
         (
             ErrorKind::Config,
-            "create the slot (SELECT pg_create_logical_replication_slot('NAME', 'pgoutput')) or remove SlotName to let the task create one",
+            "the replication slot is gone (dropped, or invalidated by max_slot_wal_keep_size): reload the task with tributary run --restart, or create the slot (SELECT pg_create_logical_replication_slot('NAME', 'pgoutput'))",
         )
     } else if lower.contains("already exists") {
         (
@@ -170,6 +165,11 @@ fn wire_error(e: PgWireError, doing: &str) -> Error {
             ErrorKind::SourcePrivilege,
             "add a 'host replication USER ADDRESS scram-sha-256' line to pg_hba.conf and reload",
         )
+    } else if lower.contains("password authentication failed") {
+        (
+            ErrorKind::SourceAuth,
+            "fix the user/password in [source] url (use ${ENV_VAR} for the password)",
+        )
     } else {
         (
             ErrorKind::Source,
@@ -186,8 +186,8 @@ fn wire_error(e: PgWireError, doing: &str) -> Error {
 impl PgReplication {
     /// Opens a replication session for `slot`, not yet streaming. `start` is where streaming
     /// begins (None: the slot's confirmed position).
-    pub async fn connect(
-        source: &SourceConfig,
+    pub(super) async fn connect(
+        source: &PgConfig,
         slot: &str,
         publication: &str,
         start: Option<Lsn>,
@@ -204,7 +204,7 @@ impl PgReplication {
 
     /// `CREATE_REPLICATION_SLOT` with pgoutput; `export` asks for a snapshot (valid until the
     /// next command on this session), `temporary` for a slot dropped when the session ends.
-    pub async fn create_slot(
+    pub(super) async fn create_slot(
         &mut self,
         slot: &str,
         export: bool,
@@ -242,7 +242,7 @@ impl PgReplication {
     }
 
     /// Sends `START_REPLICATION` and waits until the server accepted it.
-    pub async fn start(&mut self) -> Result<()> {
+    pub(super) async fn start(&mut self) -> Result<()> {
         self.client
             .start()
             .await
@@ -254,11 +254,9 @@ impl PgReplication {
         self.started = true;
         Ok(())
     }
-}
 
-#[async_trait]
-impl LogicalStream for PgReplication {
-    async fn next(&mut self) -> Result<Option<StreamEvent>> {
+    /// The next event; None when the server ended the stream. Cancel-safe (a channel receive).
+    pub(super) async fn next(&mut self) -> Result<Option<StreamEvent>> {
         loop {
             let ev = self
                 .client
@@ -275,13 +273,8 @@ impl LogicalStream for PgReplication {
                     final_lsn: Lsn(final_lsn.as_u64()),
                     commit_us: super::pgoutput::pg_epoch_to_unix_us(commit_time_micros),
                 },
-                ReplicationEvent::Commit {
-                    end_lsn,
-                    commit_time_micros,
-                    ..
-                } => StreamEvent::Commit {
+                ReplicationEvent::Commit { end_lsn, .. } => StreamEvent::Commit {
                     end_lsn: Lsn(end_lsn.as_u64()),
-                    commit_us: super::pgoutput::pg_epoch_to_unix_us(commit_time_micros),
                 },
                 ReplicationEvent::XLogData { data, .. } => StreamEvent::Data(data),
                 ReplicationEvent::KeepAlive { wal_end, .. } => StreamEvent::KeepAlive {
@@ -293,12 +286,14 @@ impl LogicalStream for PgReplication {
         }
     }
 
-    fn confirm(&self, lsn: Lsn) {
+    /// Reports everything before `lsn` as durably processed (monotonic; sent asynchronously).
+    pub(super) fn confirm(&self, lsn: Lsn) {
         self.client
             .update_applied_lsn(pgwire_replication::Lsn::from_u64(lsn.0));
     }
 
-    async fn stop(&mut self) -> Result<()> {
+    /// Ends the stream cleanly.
+    pub(super) async fn stop(&mut self) -> Result<()> {
         if !self.started {
             return Ok(());
         }

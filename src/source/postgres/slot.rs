@@ -9,10 +9,10 @@ use crate::change::Lsn;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Retained WAL above which `validate` warns about a slot (bytes).
-pub const SLOT_LAG_WARN_BYTES: u64 = 1024 * 1024 * 1024;
+pub(super) const SLOT_LAG_WARN_BYTES: u64 = 1024 * 1024 * 1024;
 
 /// Name of DMS's heartbeat table.
-pub const HEARTBEAT_TABLE: &str = "awsdms_heartbeat";
+pub(super) const HEARTBEAT_TABLE: &str = "awsdms_heartbeat";
 
 /// A problem with the server's change-capture prerequisites, with its fix.
 fn prereq(message: String, fix: &str) -> Error {
@@ -21,7 +21,7 @@ fn prereq(message: String, fix: &str) -> Error {
 
 /// Checks `wal_level`, `max_replication_slots`, `max_wal_senders` and the REPLICATION privilege;
 /// returns every problem found.
-pub async fn check_prerequisites(client: &Client) -> Result<Vec<Error>> {
+pub(super) async fn check_prerequisites(client: &Client) -> Result<Vec<Error>> {
     let row = client
         .query_one(
             "SELECT current_setting('wal_level'), current_setting('max_replication_slots')::int,
@@ -65,7 +65,10 @@ pub async fn check_prerequisites(client: &Client) -> Result<Vec<Error>> {
 
 /// Selected tables that have no replica identity: once published, UPDATE and DELETE on them
 /// would fail in the application, so they are refused up front.
-pub async fn tables_without_identity(client: &Client, tables: &[String]) -> Result<Vec<String>> {
+pub(super) async fn tables_without_identity(
+    client: &Client,
+    tables: &[String],
+) -> Result<Vec<String>> {
     let rows = client
         .query(
             "SELECT n.nspname || '.' || c.relname
@@ -82,7 +85,10 @@ pub async fn tables_without_identity(client: &Client, tables: &[String]) -> Resu
 
 /// Selected tables whose unchanged large values cannot be recovered in updates (replica identity
 /// not FULL while they have TOASTable columns).
-pub async fn tables_with_toast_risk(client: &Client, tables: &[String]) -> Result<Vec<String>> {
+pub(super) async fn tables_with_toast_risk(
+    client: &Client,
+    tables: &[String],
+) -> Result<Vec<String>> {
     let rows = client
         .query(
             "SELECT DISTINCT n.nspname || '.' || c.relname
@@ -104,7 +110,11 @@ fn split(qualified: &str) -> (&str, &str) {
 
 /// Makes sure publication `name` exists and publishes `tables`: creates it if missing; adds
 /// missing tables when `ours` (a publication the task created), else reports them.
-pub async fn ensure_publication(client: &Client, name: &str, tables: &[String]) -> Result<bool> {
+pub(super) async fn ensure_publication(
+    client: &Client,
+    name: &str,
+    tables: &[String],
+) -> Result<bool> {
     let exists = client
         .query_opt(
             "SELECT puballtables FROM pg_publication WHERE pubname = $1",
@@ -168,49 +178,32 @@ pub async fn ensure_publication(client: &Client, name: &str, tables: &[String]) 
 
 /// Facts about a replication slot.
 #[derive(Debug, Clone)]
-pub struct SlotInfo {
-    /// Output plugin.
-    pub plugin: String,
+pub(super) struct SlotInfo {
     /// The position the slot confirmed.
-    pub confirmed_flush: Option<Lsn>,
+    pub(crate) confirmed_flush: Option<Lsn>,
     /// WAL retained for the slot, bytes.
-    pub retained_bytes: Option<u64>,
-    /// Whether some session streams from it now.
-    pub active: bool,
+    pub(crate) retained_bytes: Option<u64>,
 }
 
 /// Reads slot `name`; None when it does not exist.
-pub async fn slot_info(client: &Client, name: &str) -> Result<Option<SlotInfo>> {
+pub(super) async fn slot_info(client: &Client, name: &str) -> Result<Option<SlotInfo>> {
     let row = client
         .query_opt(
-            "SELECT coalesce(plugin, ''), confirmed_flush_lsn::text,
-                    pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::int8, active
+            "SELECT confirmed_flush_lsn::text,
+                    pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::int8
              FROM pg_replication_slots WHERE slot_name = $1",
             &[&name],
         )
         .await
         .map_err(|e| pg_error(e, "reading replication slots"))?;
     Ok(row.map(|r| SlotInfo {
-        plugin: r.get(0),
-        confirmed_flush: r.get::<_, Option<String>>(1).and_then(|s| s.parse().ok()),
-        retained_bytes: r.get::<_, Option<i64>>(2).map(|b| b.max(0) as u64),
-        active: r.get(3),
+        confirmed_flush: r.get::<_, Option<String>>(0).and_then(|s| s.parse().ok()),
+        retained_bytes: r.get::<_, Option<i64>>(1).map(|b| b.max(0) as u64),
     }))
 }
 
-/// The server's current WAL position (for slot lag).
-pub async fn current_lsn(client: &Client) -> Result<Lsn> {
-    let s: String = client
-        .query_one("SELECT pg_current_wal_lsn()::text", &[])
-        .await
-        .map_err(|e| pg_error(e, "reading the WAL position"))?
-        .get(0);
-    s.parse()
-        .map_err(|e: String| Error::internal(format!("pg_current_wal_lsn: {e}")))
-}
-
 /// Drops slot `name` if it exists and is idle.
-pub async fn drop_slot(client: &Client, name: &str) -> Result<()> {
+pub(super) async fn drop_slot(client: &Client, name: &str) -> Result<()> {
     client
         .execute(
             "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
@@ -223,7 +216,7 @@ pub async fn drop_slot(client: &Client, name: &str) -> Result<()> {
 }
 
 /// Creates the heartbeat table in `schema` if needed (DMS's `awsdms_heartbeat` shape).
-pub async fn ensure_heartbeat(client: &Client, schema: &str) -> Result<()> {
+pub(super) async fn ensure_heartbeat(client: &Client, schema: &str) -> Result<()> {
     client
         .batch_execute(&format!(
             "CREATE TABLE IF NOT EXISTS {}.{HEARTBEAT_TABLE} (
@@ -236,7 +229,7 @@ pub async fn ensure_heartbeat(client: &Client, schema: &str) -> Result<()> {
 }
 
 /// Writes one heartbeat transaction, so an idle database still moves the slot forward.
-pub async fn heartbeat(client: &Client, schema: &str, task: &str) -> Result<()> {
+pub(super) async fn heartbeat(client: &Client, schema: &str, task: &str) -> Result<()> {
     client
         .execute(
             &format!(
@@ -250,37 +243,4 @@ pub async fn heartbeat(client: &Client, schema: &str, task: &str) -> Result<()> 
         .await
         .map_err(|e| pg_error(e, "writing the heartbeat"))?;
     Ok(())
-}
-
-/// A valid slot or publication name: what `START_REPLICATION SLOT name` accepts unquoted.
-pub fn check_name(what: &str, name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if ok {
-        return Ok(());
-    }
-    Err(Error::config(
-        format!("{what} {name:?} is not a valid name"),
-        "use at most 63 lower-case letters, digits and underscores",
-    ))
-}
-
-/// The slot (and publication) name a task uses when none is configured.
-pub fn default_name(task_id: &str) -> String {
-    let mut s: String = task_id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    s.insert_str(0, "tributary_");
-    s.truncate(63);
-    s
 }

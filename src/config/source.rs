@@ -1,0 +1,354 @@
+//! `[source]`: the engine, chosen here once, with each engine's own settings (DMS endpoint
+//! setting names in `[source.settings]`) and change-capture start position.
+
+use std::time::Duration;
+
+use super::settings::SettingsBag;
+use super::MigrationType;
+use crate::change::{BinlogPos, Lsn};
+use crate::error::{redact_url, Error, Result};
+
+/// Default `HeartbeatFrequency`, minutes.
+const DEFAULT_HEARTBEAT_FREQUENCY_MIN: u64 = 5;
+/// Default `HeartbeatSchema`.
+const DEFAULT_HEARTBEAT_SCHEMA: &str = "public";
+/// What an unchanged TOASTed value is written as when `UseCsvNoSupValue`/`CsvNoSupValue` do not
+/// name a marker: the placeholder PostgreSQL's own `test_decoding` prints for such a value.
+pub(crate) const DEFAULT_UNCHANGED_MARKER: &str = "unchanged-toast-datum";
+
+/// `[source]`, per engine.
+#[derive(Clone)]
+pub(crate) enum SourceConfig {
+    /// PostgreSQL 10+.
+    Postgres(PgConfig),
+    /// MySQL 5.7/8.x and MariaDB 10.x.
+    MySql(MyConfig),
+}
+
+/// A PostgreSQL source.
+#[derive(Clone)]
+pub(crate) struct PgConfig {
+    /// Connection URL with `${ENV}` expanded. Holds secrets: format it only redacted.
+    pub(crate) url: String,
+    /// `SlotName`, or `tributary_<task id>`.
+    pub(crate) slot_name: String,
+    /// True when `SlotName` was given: a `cdc` task may then read an existing slot.
+    pub(crate) slot_given: bool,
+    /// `PublicationName` (ours; default `tributary_<task id>`).
+    pub(crate) publication: String,
+    /// `HeartbeatEnable` with `HeartbeatFrequency` and `HeartbeatSchema`.
+    pub(crate) heartbeat: Option<Heartbeat>,
+    /// `UnchangedToastValues`: what an UPDATE's unchanged, unsent TOASTed value becomes.
+    pub(crate) unchanged_toast: UnchangedToast,
+    /// `CdcStartPosition` (`[task] cdc_start_position`): an LSN in the existing slot `SlotName`.
+    pub(crate) start: Option<Lsn>,
+}
+
+/// DMS's heartbeat: a row written periodically so an idle database's slot keeps moving.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Heartbeat {
+    /// `HeartbeatFrequency`.
+    pub(crate) every: Duration,
+    /// `HeartbeatSchema`.
+    pub(crate) schema: String,
+}
+
+/// What an UPDATE's unchanged TOASTed value is written as when PostgreSQL did not send it (the
+/// table's `REPLICA IDENTITY` is not FULL). Never a silent NULL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum UnchangedToast {
+    /// `marker` (default): the marker string, counted per table; consumers keep the column's
+    /// previous value when they see it.
+    Marker(String),
+    /// `lookup`: the value read from the table by key at the time the change is processed
+    /// (the marker when the row is gone).
+    Lookup(String),
+    /// `fail`: stop the task with the fix (release 0.1.0's behaviour).
+    Fail,
+}
+
+/// A MySQL or MariaDB source.
+#[derive(Clone)]
+pub(crate) struct MyConfig {
+    /// Connection URL with `${ENV}` expanded. Holds secrets: format it only redacted.
+    pub(crate) url: String,
+    /// `ServerId` (ours): the replica id the binlog reader registers with.
+    pub(crate) server_id: u32,
+    /// `CdcStartPosition` of a `cdc` task.
+    pub(crate) start: Option<BinlogStart>,
+}
+
+/// Where a MySQL/MariaDB `cdc` task starts (`cdc_start_position`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BinlogStart {
+    /// A binlog file and offset, DMS's native form (`mysql-bin.000024:373`).
+    Position(BinlogPos),
+    /// A MariaDB GTID position (`0-1-1234`, one `domain-server-sequence` per domain, comma
+    /// separated): the task starts right after that transaction.
+    MariaDbGtid(String),
+}
+
+/// Every name `[source.settings]` accepts for PostgreSQL.
+const PG_SETTINGS: &[&str] = &[
+    "SlotName",
+    "PluginName",
+    "PublicationName",
+    "HeartbeatEnable",
+    "HeartbeatFrequency",
+    "HeartbeatSchema",
+    "CaptureDdls",
+    "DdlArtifactsSchema",
+    "UnchangedToastValues",
+];
+
+/// Every name `[source.settings]` accepts for MySQL/MariaDB.
+const MY_SETTINGS: &[&str] = &["ServerId"];
+
+/// What `[source]` says, before it is checked.
+pub(super) struct RawSource<'a> {
+    pub(crate) engine: &'a str,
+    pub(crate) url: String,
+    pub(crate) settings: SettingsBag,
+    pub(crate) cdc_start: Option<&'a str>,
+}
+
+impl SourceConfig {
+    /// Parses `[source]` for task `task_id`; `marker` is the target's `CsvNoSupValue` when
+    /// `UseCsvNoSupValue` is on.
+    pub(super) fn parse(
+        raw: RawSource<'_>,
+        task_id: &str,
+        migration: MigrationType,
+        marker: Option<String>,
+    ) -> Result<SourceConfig> {
+        let RawSource {
+            engine,
+            url,
+            settings,
+            cdc_start,
+        } = raw;
+        if cdc_start.is_some() && migration != MigrationType::Cdc {
+            return Err(Error::config(
+                "[task] cdc_start_position needs migration_type = \"cdc\"",
+                "set migration_type = \"cdc\", or remove cdc_start_position",
+            ));
+        }
+        match engine {
+            "postgres" | "postgresql" => PgConfig::parse(url, settings, cdc_start, task_id, marker)
+                .map(SourceConfig::Postgres),
+            "mysql" | "mariadb" => {
+                MyConfig::parse(url, settings, cdc_start, task_id).map(SourceConfig::MySql)
+            }
+            other => Err(Error::config(
+                format!("[source] engine {other:?} is not supported"),
+                "use \"postgres\" or \"mysql\" (MySQL and MariaDB)",
+            )),
+        }
+    }
+
+    /// The connection URL (holds secrets).
+    pub(crate) fn url(&self) -> &str {
+        match self {
+            SourceConfig::Postgres(c) => &c.url,
+            SourceConfig::MySql(c) => &c.url,
+        }
+    }
+
+    /// The URL with its password hidden.
+    pub(crate) fn redacted(&self) -> String {
+        redact_url(self.url())
+    }
+}
+
+impl std::fmt::Debug for SourceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let engine = match self {
+            SourceConfig::Postgres(_) => "postgres",
+            SourceConfig::MySql(_) => "mysql",
+        };
+        f.debug_struct("SourceConfig")
+            .field("engine", &engine)
+            .field("url", &self.redacted())
+            .finish()
+    }
+}
+
+impl PgConfig {
+    fn parse(
+        url: String,
+        mut bag: SettingsBag,
+        cdc_start: Option<&str>,
+        task_id: &str,
+        marker: Option<String>,
+    ) -> Result<PgConfig> {
+        bag.choice("PluginName", "pgoutput", &["pgoutput"])?;
+        let given = bag.string("SlotName");
+        let publication = bag.string("PublicationName");
+        for (what, v) in [("SlotName", &given), ("PublicationName", &publication)] {
+            if let Some(v) = v {
+                check_name(what, v)?;
+            }
+        }
+        let heartbeat = bag.bool("HeartbeatEnable", false)?;
+        let minutes = bag.int(
+            "HeartbeatFrequency",
+            DEFAULT_HEARTBEAT_FREQUENCY_MIN,
+            1,
+            24 * 60,
+            "minutes",
+        )?;
+        let schema = bag
+            .string("HeartbeatSchema")
+            .unwrap_or_else(|| DEFAULT_HEARTBEAT_SCHEMA.to_string());
+        // DDLs reach us through pgoutput's Relation messages; no event trigger is installed.
+        bag.bool("CaptureDdls", true)?;
+        bag.string("DdlArtifactsSchema");
+        let marker = marker.unwrap_or_else(|| DEFAULT_UNCHANGED_MARKER.to_string());
+        let unchanged_toast = match bag.choice(
+            "UnchangedToastValues",
+            "marker",
+            &["marker", "lookup", "fail"],
+        )? {
+            "lookup" => UnchangedToast::Lookup(marker),
+            "fail" => UnchangedToast::Fail,
+            _ => UnchangedToast::Marker(marker),
+        };
+        bag.finish(PG_SETTINGS)?;
+        let start = cdc_start
+            .map(|s| {
+                s.parse::<Lsn>().map_err(|e| {
+                    Error::config(
+                        format!("[task] cdc_start_position: {e}"),
+                        "use a PostgreSQL LSN such as 4AF/B00000D0 (the slot's confirmed_flush_lsn)",
+                    )
+                })
+            })
+            .transpose()?;
+        if start.is_some() && given.is_none() {
+            return Err(Error::config(
+                "[task] cdc_start_position needs [source.settings] SlotName",
+                "name the existing slot in SlotName (as DMS requires), or remove cdc_start_position",
+            ));
+        }
+        let default = default_name(task_id);
+        Ok(PgConfig {
+            url,
+            slot_given: given.is_some(),
+            slot_name: given.unwrap_or_else(|| default.clone()),
+            publication: publication.unwrap_or(default),
+            heartbeat: heartbeat.then(|| Heartbeat {
+                every: Duration::from_secs(minutes * 60),
+                schema,
+            }),
+            unchanged_toast,
+            start,
+        })
+    }
+}
+
+impl MyConfig {
+    fn parse(
+        url: String,
+        mut bag: SettingsBag,
+        cdc_start: Option<&str>,
+        task_id: &str,
+    ) -> Result<MyConfig> {
+        let server_id = match bag.string("ServerId") {
+            None => default_server_id(task_id),
+            Some(v) => v.parse::<u32>().ok().filter(|&n| n >= 1).ok_or_else(|| {
+                Error::config(
+                    format!("[source.settings] ServerId {v:?} is not valid"),
+                    "use a number from 1 to 4294967295 that no other replica of the server uses",
+                )
+            })?,
+        };
+        bag.finish(MY_SETTINGS)?;
+        Ok(MyConfig {
+            url,
+            server_id,
+            start: cdc_start.map(BinlogStart::parse).transpose()?,
+        })
+    }
+}
+
+impl BinlogStart {
+    /// Parses either form.
+    pub(crate) fn parse(s: &str) -> Result<BinlogStart> {
+        if let Ok(p) = s.parse::<BinlogPos>() {
+            return Ok(BinlogStart::Position(p));
+        }
+        let gtid = !s.is_empty()
+            && s.split(',').all(|g| {
+                let parts: Vec<&str> = g.trim().split('-').collect();
+                parts.len() == 3
+                    && parts
+                        .iter()
+                        .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            });
+        if gtid {
+            return Ok(BinlogStart::MariaDbGtid(s.replace(' ', "")));
+        }
+        Err(Error::config(
+            format!("[task] cdc_start_position {s:?} is neither a binlog position nor a MariaDB GTID position"),
+            "use a binlog file and offset such as mysql-bin.000024:373 (SHOW MASTER STATUS), or a MariaDB GTID such as 0-1-1234 (@@gtid_binlog_pos)",
+        ))
+    }
+}
+
+/// A valid slot or publication name: what `START_REPLICATION SLOT name` accepts unquoted.
+fn check_name(what: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        return Ok(());
+    }
+    Err(Error::config(
+        format!("{what} {name:?} is not a valid name"),
+        "use at most 63 lower-case letters, digits and underscores",
+    ))
+}
+
+/// The slot (and publication) name a task uses when none is configured.
+fn default_name(task_id: &str) -> String {
+    let mut s: String = task_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    s.insert_str(0, "tributary_");
+    s.truncate(63);
+    s
+}
+
+/// A replica id derived from the task id, stable across restarts (so a restarted task replaces
+/// its own stale dump connection) and unlikely to collide with real replicas' small ids.
+fn default_server_id(task_id: &str) -> u32 {
+    // FNV-1a: tiny, stable across Rust versions (unlike DefaultHasher).
+    let mut h: u32 = 0x811c_9dc5;
+    for b in task_id.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    1_000_000 + h % 1_000_000_000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_names_and_ids() {
+        assert_eq!(default_name("Shop-To-Lake"), "tributary_shop_to_lake");
+        assert!(check_name("SlotName", "My-Slot").is_err());
+        assert!(default_server_id("a") != default_server_id("b"));
+        assert!(default_server_id("task") >= 1_000_000);
+    }
+}

@@ -1,0 +1,245 @@
+//! The full load's consistent snapshot on MySQL/MariaDB: every reader session starts its
+//! snapshot under one brief `FLUSH TABLES WITH READ LOCK`, which also reads the binlog position
+//! the snapshot corresponds to; tables are streamed row by row over the text protocol.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Value};
+use tokio::sync::mpsc;
+
+use super::catalog::{self, MyTable, ValueKind};
+use super::{binlog_position, connect, my_error};
+use crate::change::{BinlogPos, RowBatch};
+use crate::config::source::MyConfig;
+use crate::error::{Error, Result};
+use crate::mapping::TableMappings;
+use crate::source::{lob_cut_len, ReadOptions, ReadProgress, Snapshot, SourceTable};
+
+/// A batch is handed to the writer once it holds this many bytes of cell data...
+const BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// ...or this many rows.
+const BATCH_ROWS: usize = 16 * 1024;
+/// Seconds `FLUSH TABLES WITH READ LOCK` may wait for running statements before giving up
+/// (it blocks writers while it waits, so it must not wait long).
+const LOCK_WAIT_S: u32 = 30;
+
+/// A snapshot shared by `MaxFullLoadSubTasks` worker sessions.
+///
+/// With the RELOAD privilege, every worker starts `WITH CONSISTENT SNAPSHOT` while
+/// `FLUSH TABLES WITH READ LOCK` holds writes, and the binlog position is read under the same
+/// lock: all tables come from one instant and CDC continues exactly after it. Without RELOAD,
+/// workers start their snapshots one after another with the position read *before* them
+/// (`lock_free`): tables may come from slightly different instants, and changes between the
+/// position and a table's snapshot appear in both its LOAD and CDC files (DMS's behaviour).
+pub(super) struct MySnapshot {
+    tables: Vec<MyTable>,
+    workers: Arc<std::sync::Mutex<Vec<Conn>>>,
+    /// Binlog position of the snapshot (None when the binary log is off).
+    pub(crate) position: Option<BinlogPos>,
+}
+
+impl MySnapshot {
+    /// Opens `workers` sessions and starts their snapshots (see the type's documentation).
+    pub(super) async fn export(
+        source: &MyConfig,
+        mappings: &TableMappings,
+        support_lobs: bool,
+        workers: usize,
+    ) -> Result<MySnapshot> {
+        let mut control = connect(source).await?;
+        let mut pool = Vec::with_capacity(workers);
+        for _ in 0..workers.max(1) {
+            let mut c = connect(source).await?;
+            c.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                .await
+                .map_err(|e| my_error(e, "setting the isolation level"))?;
+            pool.push(c);
+        }
+        control
+            .query_drop(format!("SET SESSION lock_wait_timeout = {LOCK_WAIT_S}"))
+            .await
+            .map_err(|e| my_error(e, "setting lock_wait_timeout"))?;
+        let started = std::time::Instant::now();
+        let lock_free = match control.query_drop("FLUSH TABLES WITH READ LOCK").await {
+            Ok(()) => false,
+            Err(mysql_async::Error::Server(s)) if matches!(s.code, 1227 | 1044 | 1045) => {
+                tracing::warn!(
+                    "no RELOAD privilege: taking a lock-free snapshot; tables may come from slightly different instants and changes during the load may appear in both LOAD and CDC files (GRANT RELOAD for an exact handoff)"
+                );
+                true
+            }
+            Err(e) => return Err(my_error(e, "taking FLUSH TABLES WITH READ LOCK")),
+        };
+        let result = async {
+            let position = if lock_free {
+                binlog_position(&mut control).await?
+            } else {
+                None
+            };
+            let tables = catalog::selected_tables(&mut control, mappings, support_lobs).await?;
+            for c in &mut pool {
+                c.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+                    .await
+                    .map_err(|e| my_error(e, "starting the snapshot transaction"))?;
+            }
+            let position = match position {
+                Some(p) => Some(p),
+                None => binlog_position(&mut control).await?,
+            };
+            Ok::<_, Error>((tables, position))
+        }
+        .await;
+        if !lock_free {
+            let _ = control.query_drop("UNLOCK TABLES").await;
+            tracing::info!(
+                held_ms = started.elapsed().as_millis() as u64,
+                "global read lock released"
+            );
+        }
+        let _ = control.disconnect().await;
+        let (tables, position) = result?;
+        Ok(MySnapshot {
+            tables,
+            workers: Arc::new(std::sync::Mutex::new(pool)),
+            position,
+        })
+    }
+}
+
+/// Appends a text-protocol value as a canonical cell; returns the bytes it had at the source.
+fn push_cell(kind: ValueKind, v: Option<Value>, out: &mut RowBatch) -> usize {
+    match v {
+        None | Some(Value::NULL) => {
+            out.push_null();
+            0
+        }
+        Some(Value::Bytes(b)) => {
+            catalog::push_value(kind, &b, out);
+            b.len()
+        }
+        // The text protocol only sends bytes; keep any other form readable anyway.
+        Some(other) => {
+            let text = other.as_sql(true);
+            catalog::push_value(kind, text.trim_matches('\'').as_bytes(), out);
+            text.len()
+        }
+    }
+}
+
+/// Streams one table's rows on a worker session.
+async fn read_rows(
+    conn: &mut Conn,
+    table: &MyTable,
+    opts: ReadOptions,
+    tx: &mpsc::Sender<RowBatch>,
+    progress: &ReadProgress,
+) -> Result<u64> {
+    let schema = &table.source.schema;
+    let name = schema.qualified();
+    let select: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| catalog::quote_ident(&c.column.name))
+        .collect();
+    let query = format!(
+        "SELECT {} FROM {}.{}",
+        select.join(", "),
+        catalog::quote_ident(&schema.schema),
+        catalog::quote_ident(&schema.table)
+    );
+    let mut result = conn
+        .query_iter(query)
+        .await
+        .map_err(|e| my_error(e, &format!("reading {name}")))?;
+    let ncols = table.columns.len();
+    let lob: Vec<Option<(usize, bool)>> = table
+        .columns
+        .iter()
+        .map(|c| opts.lob_limit(c.column.dms_type))
+        .collect();
+    let mut batch = RowBatch::new(ncols);
+    let mut time = opts.clock.now_us();
+    let (mut total, mut bytes, mut truncated) = (0u64, 0u64, 0u64);
+    while let Some(row) = result
+        .next()
+        .await
+        .map_err(|e| my_error(e, &format!("reading {name}")))?
+    {
+        for (i, v) in row.unwrap_raw().into_iter().enumerate() {
+            bytes += push_cell(table.columns[i].kind, v, &mut batch) as u64;
+            if let Some((max, is_bytes)) = lob[i] {
+                if let Some(len) = lob_cut_len(batch.last_cell(), max, is_bytes) {
+                    batch.truncate_last_cell(len);
+                    truncated += 1;
+                }
+            }
+        }
+        batch.end_row(crate::change::Op::Insert, time)?;
+        if batch.data_bytes() >= BATCH_BYTES || batch.len() >= BATCH_ROWS {
+            total += batch.len() as u64;
+            progress.add(batch.len() as u64, bytes);
+            bytes = 0;
+            let full = std::mem::replace(&mut batch, RowBatch::new(ncols));
+            if tx.send(full).await.is_err() {
+                // The writer stopped (error or cancel); it reports why.
+                return Ok(total);
+            }
+            time = opts.clock.now_us();
+        }
+    }
+    progress.add(batch.len() as u64, bytes);
+    progress
+        .truncated_lobs
+        .fetch_add(truncated, std::sync::atomic::Ordering::Relaxed);
+    total += batch.len() as u64;
+    if !batch.is_empty() {
+        let _ = tx.send(batch).await;
+    }
+    Ok(total)
+}
+
+#[async_trait]
+impl Snapshot for MySnapshot {
+    async fn tables(&self) -> Result<Vec<SourceTable>> {
+        Ok(self.tables.iter().map(|t| t.source.clone()).collect())
+    }
+
+    fn read_table(
+        &self,
+        table: &SourceTable,
+        opts: ReadOptions,
+        tx: mpsc::Sender<RowBatch>,
+        progress: Arc<ReadProgress>,
+    ) -> BoxFuture<'static, Result<u64>> {
+        let found = self
+            .tables
+            .iter()
+            .find(|t| Arc::ptr_eq(&t.source.schema, &table.schema))
+            .cloned();
+        let workers = self.workers.clone();
+        Box::pin(async move {
+            let table =
+                found.ok_or_else(|| Error::internal("table is not part of this snapshot"))?;
+            let conn = workers.lock().expect("worker pool").pop();
+            let mut conn = conn.ok_or_else(|| {
+                Error::internal("more tables read at once than snapshot sessions")
+            })?;
+            let r = read_rows(&mut conn, &table, opts, &tx, &progress).await;
+            if r.is_ok() {
+                workers.lock().expect("worker pool").push(conn);
+            }
+            r
+        })
+    }
+
+    async fn close(&self) -> Result<()> {
+        let conns: Vec<Conn> = std::mem::take(&mut *self.workers.lock().expect("worker pool"));
+        for c in conns {
+            let _ = c.disconnect().await;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,389 @@
+//! The MySQL/MariaDB change stream: binlog events decoded into the sink.
+//!
+//! A change's position is (the binlog file and offset of its transaction's *first* event, its
+//! ordinal): the binlog is written in commit order, so transaction starts order transactions
+//! like commits do, and reading again from a start yields the same ordinals.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use mysql_async::binlog::events::{Event, EventData, RowsEventData, TableMapEvent};
+use mysql_async::binlog::value::BinlogValue;
+use mysql_async::{BinlogStream, Conn};
+use mysql_common::io::ParseBuf;
+
+use super::catalog::{self, MyTable};
+use super::rows::{self, TableVersion};
+use super::{binlog, connect, my_error, Selection};
+use crate::change::{BinlogPos, ChangePos, Op, Position, RowBatch};
+use crate::error::{Error, ErrorKind, Result};
+use crate::mapping::RelationKind;
+use crate::source::stream::{ChangeSink, ChangeStream};
+use crate::source::{lob_cut_len, lob_limit};
+
+/// A selected table as the current TABLE_MAP describes it.
+struct Mapped {
+    codecs: Arc<[rows::ColumnCodec]>,
+    version: Arc<TableVersion>,
+}
+
+/// The binlog of one server, read over dump connections that come and go.
+pub(super) struct MyStream {
+    sel: Selection,
+    dump: Option<BinlogStream>,
+    /// The event `ready` received, for `apply`.
+    event: Option<Event>,
+    /// Catalog reads (table shapes after DDL), opened when first needed and after a loss.
+    admin: Option<Conn>,
+    /// Current binlog file (from ROTATE events).
+    file: String,
+    /// TABLE_MAP ids → the selected table they map (None: not selected).
+    maps: HashMap<u64, Option<Mapped>>,
+    /// Catalog by (database, table), read once per shape.
+    catalog: HashMap<(String, String), Arc<MyTable>>,
+    /// Start of the open transaction.
+    txn: Option<BinlogPos>,
+    seq: u64,
+}
+
+impl MyStream {
+    pub(super) fn new(sel: Selection) -> MyStream {
+        MyStream {
+            sel,
+            dump: None,
+            event: None,
+            admin: None,
+            file: String::new(),
+            maps: HashMap::new(),
+            catalog: HashMap::new(),
+            txn: None,
+            seq: 0,
+        }
+    }
+
+    /// Opens a transaction at `at` unless one is open; false when the sink stops before it.
+    fn begin(&mut self, at: Option<BinlogPos>, time_s: u32, sink: &mut dyn ChangeSink) -> bool {
+        if self.txn.is_some() {
+            return true;
+        }
+        let at = at.unwrap_or_else(|| BinlogPos {
+            file: self.file.clone(),
+            offset: 4,
+        });
+        self.seq = 0;
+        let go = sink.begin(&Position::MySql(at.clone()), i64::from(time_s) * 1_000_000);
+        self.txn = Some(at);
+        go
+    }
+
+    /// Closes the open transaction; `next` is where the following one starts.
+    fn commit(&mut self, next: Option<BinlogPos>, sink: &mut dyn ChangeSink) {
+        if let Some(start) = self.txn.take() {
+            // Events always carry their end; the transaction's start is a safe stand-in.
+            sink.commit(&Position::MySql(next.unwrap_or(start)));
+        }
+    }
+
+    /// The position of the open transaction's current change.
+    fn change_pos(&self) -> Result<ChangePos> {
+        let at = self
+            .txn
+            .as_ref()
+            .ok_or_else(|| Error::internal("row change outside a transaction"))?;
+        Ok(ChangePos {
+            commit: Position::MySql(at.clone()),
+            seq: self.seq,
+        })
+    }
+
+    /// A statement outside row events: DDL re-reads table shapes; a TRUNCATE of a selected table
+    /// goes to the sink.
+    async fn statement(
+        &mut self,
+        schema: &str,
+        text: &str,
+        sink: &mut dyn ChangeSink,
+    ) -> Result<()> {
+        if !binlog::is_ddl(text) {
+            return Ok(());
+        }
+        // Shapes may have changed: the next TABLE_MAP of each table reads the catalog again.
+        self.catalog.clear();
+        let Some((db, table)) = binlog::truncated_table(text, schema) else {
+            return Ok(());
+        };
+        if !self.sel.mappings.selects(&db, &table, RelationKind::Table) {
+            return Ok(());
+        }
+        self.seq += 1;
+        let pos = self.change_pos()?;
+        sink.truncate(&db, &table, pos).await
+    }
+
+    /// The catalog's description of `db.table`, read once per shape.
+    async fn describe(&mut self, db: &str, table: &str) -> Result<Arc<MyTable>> {
+        let name = (db.to_string(), table.to_string());
+        if let Some(t) = self.catalog.get(&name) {
+            return Ok(t.clone());
+        }
+        let admin = match &mut self.admin {
+            Some(c) => c,
+            slot => slot.insert(connect(&self.sel.config).await?),
+        };
+        let described = catalog::describe(admin, db, table, self.sel.support_lobs).await;
+        let t = Arc::new(described.inspect_err(|e| {
+            if e.kind == ErrorKind::SourceConnect {
+                self.admin = None;
+            }
+        })?);
+        self.catalog.insert(name, t.clone());
+        Ok(t)
+    }
+
+    /// Maps a TABLE_MAP to its selected table's current version and tells the sink its shape.
+    async fn table_map(
+        &mut self,
+        tme: TableMapEvent<'static>,
+        sink: &mut dyn ChangeSink,
+    ) -> Result<()> {
+        let id = tme.table_id();
+        let (db, table) = (
+            tme.database_name().into_owned(),
+            tme.table_name().into_owned(),
+        );
+        if !self.sel.mappings.selects(&db, &table, RelationKind::Table) {
+            self.maps.insert(id, None);
+            return Ok(());
+        }
+        let described = self.describe(&db, &table).await?;
+        let version = Arc::new(TableVersion::new(&described, &tme, self.sel.support_lobs)?);
+        sink.shape(&version.schema).await?;
+        let codecs = rows::codecs(&tme)?.into();
+        self.maps.insert(id, Some(Mapped { codecs, version }));
+        Ok(())
+    }
+
+    /// Hands the rows of one rows event to the sink, in order, straight from the event's bytes.
+    async fn rows(&mut self, r: &RowsEventData<'_>, sink: &mut dyn ChangeSink) -> Result<()> {
+        let Some(Some(mapped)) = self.maps.get(&r.table_id()) else {
+            return Ok(());
+        };
+        let (kind, before, after) = match r {
+            RowsEventData::WriteRowsEvent(_) | RowsEventData::WriteRowsEventV1(_) => {
+                (Op::Insert, false, true)
+            }
+            RowsEventData::UpdateRowsEvent(_) | RowsEventData::UpdateRowsEventV1(_) => {
+                (Op::Update, true, true)
+            }
+            RowsEventData::DeleteRowsEvent(_) | RowsEventData::DeleteRowsEventV1(_) => {
+                (Op::Delete, true, false)
+            }
+            RowsEventData::PartialUpdateRowsEvent(_) => {
+                return Err(Error::new(
+                    ErrorKind::Source,
+                    "the binlog holds partial JSON updates, which carry no full after-image",
+                    "SET GLOBAL binlog_row_value_options = '' on the server",
+                ))
+            }
+        };
+        let before_cols: Vec<bool> = r
+            .columns_before_image()
+            .map(|b| b.iter().map(|x| *x).collect())
+            .unwrap_or_default();
+        let after_cols: Vec<bool> = r
+            .columns_after_image()
+            .map(|b| b.iter().map(|x| *x).collect())
+            .unwrap_or_default();
+        let version = mapped.version.clone();
+        let codecs = mapped.codecs.clone();
+        let lob_max = self.sel.lob_max_bytes;
+        let mut buf = ParseBuf(r.rows_data());
+        let (mut b, mut a) = (Vec::new(), Vec::new());
+        while !buf.0.is_empty() {
+            if before {
+                rows::read_image(&mut buf, &before_cols, &codecs, &mut b)
+                    .map_err(|e| decode_error(&e))?;
+            }
+            if after {
+                rows::read_image(&mut buf, &after_cols, &codecs, &mut a)
+                    .map_err(|e| decode_error(&e))?;
+            }
+            if kind == Op::Update {
+                let key_moved = version
+                    .key_cols
+                    .iter()
+                    .any(|&k| version.from_binlog[k].is_some_and(|i| b.get(i) != a.get(i)));
+                if key_moved {
+                    // The old key's row is gone: a replay must delete it.
+                    self.emit(sink, &version, Op::Delete, &mut b, lob_max)
+                        .await?;
+                }
+            }
+            let image = if kind == Op::Delete { &mut b } else { &mut a };
+            self.emit(sink, &version, kind, image, lob_max).await?;
+        }
+        Ok(())
+    }
+
+    /// Hands one row image to the sink.
+    async fn emit(
+        &mut self,
+        sink: &mut dyn ChangeSink,
+        version: &TableVersion,
+        op: Op,
+        row: &mut [Option<BinlogValue<'_>>],
+        lob_max: Option<usize>,
+    ) -> Result<()> {
+        self.seq += 1;
+        let pos = self.change_pos()?;
+        let fill = &mut |out: &mut RowBatch| -> Result<u64> {
+            for (c, col) in version.columns.iter().enumerate() {
+                let v = version.from_binlog[c]
+                    .and_then(|i| row.get_mut(i))
+                    .and_then(Option::take);
+                rows::push_binlog_value(col, v, out)?;
+                if let Some((max, is_bytes)) = lob_limit(lob_max, col.column.dms_type) {
+                    if let Some(len) = lob_cut_len(out.last_cell(), max, is_bytes) {
+                        out.truncate_last_cell(len);
+                    }
+                }
+            }
+            Ok(0)
+        };
+        sink.change(&version.key, op, pos, fill).await
+    }
+}
+
+#[async_trait]
+impl ChangeStream for MyStream {
+    async fn start(&mut self, from: &Position) -> Result<()> {
+        self.stop().await;
+        let Position::MySql(pos) = from else {
+            return Err(Error::internal(format!("{from} is not a binlog position")));
+        };
+        let c = &self.sel.config;
+        self.dump = Some(binlog::open(c, c.server_id, pos).await?);
+        tracing::info!(position = %from, server_id = c.server_id, "streaming changes from the binlog");
+        self.file = pos.file.clone();
+        self.maps.clear();
+        // The server may have changed while we were away.
+        self.catalog.clear();
+        self.txn = None;
+        Ok(())
+    }
+
+    async fn ready(&mut self) -> Result<()> {
+        if self.event.is_some() {
+            return Ok(());
+        }
+        let dump = self
+            .dump
+            .as_mut()
+            .ok_or_else(|| Error::internal("stream read before start"))?;
+        match dump.next().await {
+            Some(Ok(e)) => {
+                self.event = Some(e);
+                Ok(())
+            }
+            Some(Err(e)) => Err(my_error(e, "reading the binlog")),
+            None => Err(Error::new(
+                ErrorKind::SourceConnect,
+                "the binlog stream ended",
+                "check the MySQL server log; the task reconnects by itself",
+            )),
+        }
+    }
+
+    async fn apply(&mut self, sink: &mut dyn ChangeSink) -> Result<()> {
+        let Some(event) = self.event.take() else {
+            return Ok(());
+        };
+        let h = event.header();
+        let (end, size) = (u64::from(h.log_pos()), u64::from(h.event_size()));
+        let at = (end >= size && end > 0).then(|| BinlogPos {
+            file: self.file.clone(),
+            offset: end - size,
+        });
+        let next = (end > 0).then(|| BinlogPos {
+            file: self.file.clone(),
+            offset: end,
+        });
+        let time = h.timestamp();
+        tracing::trace!(event_type = h.event_type_raw(), end, size, file = %self.file, open = self.txn.is_some(), "binlog event");
+        if binlog::is_gtid(h.event_type_raw()) {
+            self.begin(at, time, sink);
+            return Ok(());
+        }
+        let data = event.read_data().map_err(|e| decode_error(&e))?;
+        match data {
+            Some(EventData::RotateEvent(r)) => {
+                self.file = binlog::rotated_name(r.name_raw(), &self.file, end == 0);
+                // Between transactions the next one starts in the new file.
+                if self.txn.is_none() {
+                    sink.idle(&Position::MySql(BinlogPos {
+                        file: self.file.clone(),
+                        offset: r.position(),
+                    }));
+                }
+            }
+            Some(EventData::GtidEvent(_)) | Some(EventData::AnonymousGtidEvent(_)) => {
+                self.begin(at, time, sink);
+            }
+            Some(EventData::QueryEvent(q)) => {
+                let text = q.query();
+                let trimmed = text.trim();
+                if trimmed.eq_ignore_ascii_case("BEGIN") || trimmed.starts_with("# Dummy") {
+                    // "# Dummy": MariaDB's stand-in for a GTID event other readers cannot parse.
+                    self.begin(at, time, sink);
+                } else if trimmed.eq_ignore_ascii_case("COMMIT") {
+                    self.commit(next, sink);
+                } else if self.begin(at, time, sink) {
+                    let schema = q.schema().into_owned();
+                    let text = text.into_owned();
+                    self.statement(&schema, &text, sink).await?;
+                    self.commit(next, sink);
+                }
+            }
+            Some(EventData::XidEvent(_)) => self.commit(next, sink),
+            Some(EventData::TableMapEvent(t)) => {
+                if self.begin(at, time, sink) {
+                    self.table_map(t.into_owned(), sink).await?;
+                }
+            }
+            Some(EventData::RowsEvent(r)) => {
+                if self.begin(at, time, sink) {
+                    self.rows(&r, sink).await?;
+                }
+            }
+            Some(EventData::TransactionPayloadEvent(_)) => {
+                return Err(Error::new(
+                    ErrorKind::Source,
+                    "the binlog holds compressed transactions, which tributary cannot read yet",
+                    "SET GLOBAL binlog_transaction_compression = OFF on the server",
+                ));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn confirm(&mut self, _pos: &Position) {
+        // No server-side position: the checkpoint alone holds it.
+    }
+
+    async fn stop(&mut self) {
+        self.event = None;
+        // Dropping the dump closes its connection; the server forgets the replica.
+        self.dump = None;
+    }
+}
+
+fn decode_error(e: &std::io::Error) -> Error {
+    Error::new(
+        ErrorKind::Source,
+        format!("cannot decode a binlog event: {e}"),
+        "report this as a bug with the server version; a rerun resumes from the last durable position",
+    )
+}

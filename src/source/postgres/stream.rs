@@ -1,0 +1,293 @@
+//! The PostgreSQL change stream: pgoutput from the task's slot, decoded into the sink.
+//!
+//! A change's position is (its transaction's commit LSN, its ordinal among the transaction's
+//! changes): pgoutput's Begin already carries the commit LSN, and decoding the same WAL again
+//! yields the same ordinals. Starting at P, the server sends every transaction committed at or
+//! after P (and after the slot's confirmed position).
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use super::decode::{Looked, Relations, RowOptions};
+use super::pgoutput::{self, Message};
+use super::replication::{PgReplication, StreamEvent};
+use super::{slot, Helper, Selection};
+use crate::change::{ChangePos, Lsn, Op, Position};
+use crate::config::source::UnchangedToast;
+use crate::error::{Error, ErrorKind, Result};
+use crate::source::stream::{ChangeSink, ChangeStream};
+
+/// How often the running task checks the slot's retained WAL.
+const LAG_CHECK: Duration = Duration::from_secs(60);
+
+/// pgoutput from one slot, over sessions that come and go.
+pub(super) struct PgStream {
+    sel: Selection,
+    session: Option<PgReplication>,
+    /// The event `ready` received, for `apply`.
+    event: Option<StreamEvent>,
+    rels: Relations,
+    /// Catalog reads, lookups, heartbeat and slot checks.
+    helper: Helper,
+    /// The open transaction's commit LSN.
+    txn: Option<Lsn>,
+    seq: u64,
+    last_heartbeat: Instant,
+    last_lag_check: Instant,
+}
+
+impl PgStream {
+    pub(super) fn new(sel: Selection) -> PgStream {
+        PgStream {
+            rels: Relations::new(RowOptions {
+                mappings: sel.mappings.clone(),
+                support_lobs: sel.support_lobs,
+                lob_max_bytes: sel.lob_max_bytes,
+                unchanged: sel.config.unchanged_toast.clone(),
+            }),
+            helper: Helper::new(sel.config.clone()),
+            sel,
+            session: None,
+            event: None,
+            txn: None,
+            seq: 0,
+            last_heartbeat: Instant::now(),
+            last_lag_check: Instant::now(),
+        }
+    }
+
+    /// The next change position in the open transaction.
+    fn next_pos(&mut self) -> Result<ChangePos> {
+        let lsn = self
+            .txn
+            .ok_or_else(|| Error::internal("row change outside a transaction"))?;
+        self.seq += 1;
+        Ok(ChangePos {
+            commit: Position::Postgres(lsn),
+            seq: self.seq,
+        })
+    }
+
+    /// Hands one pgoutput message to the sink.
+    async fn message(&mut self, msg: Message<'_>, sink: &mut dyn ChangeSink) -> Result<()> {
+        match msg {
+            Message::Relation(r) => {
+                let rel = self.rels.update(&r, &mut self.helper).await?;
+                if rel.selected {
+                    let schema = rel.schema.clone();
+                    sink.shape(&schema).await?;
+                }
+            }
+            Message::Insert { relation, new } => {
+                let pos = self.next_pos()?;
+                let rels = &self.rels;
+                let Some(rel) = selected(rels, relation)? else {
+                    return Ok(());
+                };
+                let none = Looked::new();
+                let fill = &mut |out: &mut _| rels.push_row(rel, &new, None, &none, out);
+                sink.change(&rel.key, Op::Insert, pos, fill).await?;
+            }
+            Message::Update {
+                relation,
+                key,
+                old,
+                new,
+            } => {
+                // The key changed: the old key's row is gone, so a replay must delete it.
+                let moved = key.as_ref().map(|_| self.next_pos()).transpose()?;
+                let pos = self.next_pos()?;
+                let Self { rels, helper, .. } = self;
+                let Some(rel) = selected(rels, relation)? else {
+                    return Ok(());
+                };
+                if let (Some(k), Some(at)) = (&key, moved) {
+                    let fill = &mut |out: &mut _| rels.push_before_image(rel, k, out);
+                    sink.change(&rel.key, Op::Delete, at, fill).await?;
+                }
+                let missing = rels.missing(rel, &new, old.as_ref());
+                let looked = match rels.unchanged() {
+                    UnchangedToast::Lookup(_) if !missing.is_empty() => {
+                        rels.lookup(helper, rel, &new, &missing).await?
+                    }
+                    _ => Looked::new(),
+                };
+                let fill = &mut |out: &mut _| rels.push_row(rel, &new, old.as_ref(), &looked, out);
+                sink.change(&rel.key, Op::Update, pos, fill).await?;
+            }
+            Message::Delete { relation, key, old } => {
+                let pos = self.next_pos()?;
+                let rels = &self.rels;
+                let (Some(rel), Some(before)) = (selected(rels, relation)?, old.or(key)) else {
+                    return Ok(());
+                };
+                let fill = &mut |out: &mut _| rels.push_before_image(rel, &before, out);
+                sink.change(&rel.key, Op::Delete, pos, fill).await?;
+            }
+            Message::Truncate { relations, .. } => {
+                for oid in relations {
+                    let pos = self.next_pos()?;
+                    if let Some(rel) = self.rels.get(oid).filter(|r| r.selected) {
+                        sink.truncate(&rel.schema.schema, &rel.schema.table, pos)
+                            .await?;
+                    }
+                }
+            }
+            Message::Begin { .. }
+            | Message::Commit { .. }
+            | Message::Origin { .. }
+            | Message::Type { .. }
+            | Message::Message { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Writes a heartbeat when due, so an idle database still moves the slot.
+    async fn heartbeat(&mut self) {
+        let Some(hb) = &self.sel.config.heartbeat else {
+            return;
+        };
+        if self.last_heartbeat.elapsed() < hb.every {
+            return;
+        }
+        self.last_heartbeat = Instant::now();
+        let r = match self.helper.client().await {
+            Ok(client) => slot::heartbeat(client, &hb.schema, &self.sel.task_id).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = r {
+            self.helper.reset_if_lost(&e);
+            tracing::warn!(error = %e, "heartbeat failed; retrying at the next interval");
+        }
+    }
+
+    /// Publishes the slot's retained WAL once a minute and warns when it is large.
+    async fn check_lag(&mut self) {
+        if self.last_lag_check.elapsed() < LAG_CHECK {
+            return;
+        }
+        self.last_lag_check = Instant::now();
+        let name = &self.sel.config.slot_name;
+        let r = match self.helper.client().await {
+            Ok(client) => slot::slot_info(client, name).await,
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(Some(info)) => {
+                let retained = info.retained_bytes.unwrap_or(0);
+                metrics::gauge!("tributary_slot_retained_wal_bytes").set(retained as f64);
+                if retained > slot::SLOT_LAG_WARN_BYTES {
+                    tracing::warn!(slot = %name, retained_mb = retained / (1024 * 1024), "the replication slot retains a lot of WAL: the task is behind, or the database is idle without HeartbeatEnable");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => self.helper.reset_if_lost(&e),
+        }
+    }
+}
+
+/// The relation `oid` when the mappings select it; an unknown relation is a protocol error.
+fn selected(rels: &Relations, oid: u32) -> Result<Option<&super::decode::Rel>> {
+    let rel = rels
+        .get(oid)
+        .ok_or_else(|| Error::internal(format!("change for unknown relation {oid}")))?;
+    Ok(rel.selected.then_some(rel))
+}
+
+#[async_trait]
+impl ChangeStream for PgStream {
+    async fn start(&mut self, from: &Position) -> Result<()> {
+        self.stop().await;
+        let Position::Postgres(lsn) = from else {
+            return Err(Error::internal(format!(
+                "{from} is not a PostgreSQL position"
+            )));
+        };
+        let c = &self.sel.config;
+        let mut session =
+            PgReplication::connect(c, &c.slot_name, &c.publication, Some(*lsn)).await?;
+        session.start().await?;
+        self.session = Some(session);
+        self.txn = None;
+        Ok(())
+    }
+
+    async fn ready(&mut self) -> Result<()> {
+        if self.event.is_some() {
+            return Ok(());
+        }
+        let session = self
+            .session
+            .as_mut()
+            .ok_or_else(|| Error::internal("stream read before start"))?;
+        match session.next().await? {
+            Some(ev) => {
+                self.event = Some(ev);
+                Ok(())
+            }
+            None => Err(Error::new(
+                ErrorKind::SourceConnect,
+                "the server ended the replication stream",
+                "check the PostgreSQL server log; the task reconnects by itself",
+            )),
+        }
+    }
+
+    async fn apply(&mut self, sink: &mut dyn ChangeSink) -> Result<()> {
+        let Some(ev) = self.event.take() else {
+            return Ok(());
+        };
+        match ev {
+            StreamEvent::Begin {
+                final_lsn,
+                commit_us,
+            } => {
+                self.txn = Some(final_lsn);
+                self.seq = 0;
+                // When the sink declines, the loop stops before the next event.
+                sink.begin(&Position::Postgres(final_lsn), commit_us);
+            }
+            StreamEvent::Commit { end_lsn, .. } => {
+                self.txn = None;
+                sink.commit(&Position::Postgres(end_lsn));
+            }
+            StreamEvent::KeepAlive { wal_end } => {
+                // Between transactions, everything up to the server's WAL end has been sent
+                // (transactions still open there commit later, at higher LSNs).
+                if self.txn.is_none() {
+                    sink.idle(&Position::Postgres(wal_end));
+                }
+            }
+            StreamEvent::Data(bytes) => {
+                let msg = pgoutput::decode(&bytes).map_err(|e| {
+                    Error::new(
+                        ErrorKind::Source,
+                        format!("cannot decode a pgoutput message: {e}"),
+                        "report this as a bug with the PostgreSQL version; a rerun resumes from the last durable position",
+                    )
+                })?;
+                self.message(msg, sink).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn confirm(&mut self, pos: &Position) {
+        if let (Some(session), Position::Postgres(lsn)) = (&self.session, pos) {
+            session.confirm(*lsn);
+        }
+    }
+
+    async fn tick(&mut self) {
+        self.heartbeat().await;
+        self.check_lag().await;
+    }
+
+    async fn stop(&mut self) {
+        self.event = None;
+        if let Some(mut s) = self.session.take() {
+            let _ = s.stop().await;
+        }
+    }
+}

@@ -1,0 +1,440 @@
+//! The apply loop: the one place where change capture, on every engine, turns a source's
+//! change stream into durable CDC files.
+//!
+//! It owns the open transaction, the restart filter (per-series `written_through`, per-table
+//! `loaded_at`), the flush policy, shape changes, TRUNCATE, the stop positions, the position the
+//! source may discard up to, and the reconnect policy: a retryable error (a lost source
+//! connection, a server restart or failover, a target outage that outlived the store's own
+//! retries) drops what is not durable and starts a new session at the last durable position,
+//! with exponential backoff ([`crate::retry::RECONNECT`]). Cancellation always ends with a
+//! clean stop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{commit, metrics, Context};
+use crate::change::{ChangePos, Op, Position, StreamKey, TableSchema};
+use crate::checkpoint::{Checkpoint, StopReason};
+use crate::config::{CdcStop, S3Settings};
+use crate::error::{Error, Result};
+use crate::retry::{self, Backoff};
+use crate::source::stream::{ChangeSink, ChangeStream, Fill};
+use crate::store;
+use crate::writer::cdc::{CdcWriter, Clock, FileStats, SealReason};
+
+/// How often the loop wakes without events: timed flushes, stop-time checks, checkpoint saves.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Bytes all open CDC files together may hold in memory before the largest is written early.
+/// Each file holds at most one chunk of rows, its encoder's open row group and its upload's
+/// parts, so this caps memory whatever `CdcMinFileSize` and the number of busy tables.
+const MEMORY_BUDGET_BYTES: usize = 96 * 1024 * 1024;
+
+/// When an open file is sealed: `CdcMinFileSize`, `CdcMaxBatchInterval` and the memory budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FlushPolicy {
+    /// `CdcMinFileSize`, raw row bytes.
+    pub(crate) min_file_bytes: u64,
+    /// `CdcMaxBatchInterval`, counted from a file's first change.
+    pub(crate) max_interval: Duration,
+    /// All open files together.
+    pub(crate) memory_budget: usize,
+}
+
+impl FlushPolicy {
+    /// The task's policy.
+    pub(super) fn new(s: &S3Settings) -> FlushPolicy {
+        FlushPolicy {
+            min_file_bytes: s.cdc.min_file_bytes,
+            max_interval: s.cdc.max_batch_interval,
+            memory_budget: MEMORY_BUDGET_BYTES,
+        }
+    }
+
+    /// Why a file with `stats` is due at `now_ms`, if it is.
+    fn due(&self, stats: &FileStats, now_ms: i64) -> Option<SealReason> {
+        if stats.raw_bytes >= self.min_file_bytes {
+            Some(SealReason::Size)
+        } else if now_ms - stats.opened_ms >= self.max_interval.as_millis() as i64 {
+            Some(SealReason::Interval)
+        } else {
+            None
+        }
+    }
+
+    /// How long until a file opened at `opened_ms` is due by time.
+    fn due_in(&self, opened_ms: i64, now_ms: i64) -> Duration {
+        let due = opened_ms + self.max_interval.as_millis() as i64;
+        Duration::from_millis((due - now_ms).max(0) as u64)
+    }
+}
+
+/// Why streaming ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stopped {
+    /// SIGINT/SIGTERM.
+    Signal,
+    /// `CdcStopPosition` server_time reached.
+    ServerTime,
+    /// `CdcStopPosition` commit_time reached.
+    CommitTime,
+}
+
+impl Stopped {
+    /// DMS stop reason.
+    pub(super) fn reason(self) -> StopReason {
+        match self {
+            Stopped::Signal => StopReason::Normal,
+            Stopped::ServerTime => StopReason::StoppedAtServerTime,
+            Stopped::CommitTime => StopReason::StoppedAtCommitTime,
+        }
+    }
+}
+
+/// The apply loop's state; it is the [`ChangeSink`] the stream hands changes to.
+pub(crate) struct Apply<'a> {
+    ctx: &'a Context<'a>,
+    cp: &'a mut Checkpoint,
+    writer: CdcWriter<'a>,
+    policy: FlushPolicy,
+    /// The open transaction: where it is read again from, and its commit time.
+    txn: Option<(Position, i64)>,
+    /// Where the transaction after the last complete one starts.
+    last_end: Option<Position>,
+    /// The checkpoint has unsaved position changes.
+    dirty: bool,
+    /// Set when the commit-time stop position is reached.
+    stop: Option<Stopped>,
+    /// Events applied in the current session (progress resets the reconnect budget).
+    events: u64,
+}
+
+impl<'a> Apply<'a> {
+    /// A loop writing through `ctx` and recording in `cp`; `clock` names files and times them.
+    pub(super) fn new(
+        ctx: &'a Context<'a>,
+        cp: &'a mut Checkpoint,
+        clock: Arc<dyn Clock>,
+    ) -> Apply<'a> {
+        let stamps: Vec<(StreamKey, String)> = cp
+            .cdc
+            .iter()
+            .flat_map(|c| c.tables.iter())
+            .filter_map(|(k, s)| s.last_stamp.clone().map(|st| (k.clone(), st)))
+            .collect();
+        let settings = &ctx.task.target.settings;
+        Apply {
+            writer: CdcWriter::new(ctx.store, ctx.layout, settings, clock, stamps),
+            policy: FlushPolicy::new(settings),
+            ctx,
+            cp,
+            txn: None,
+            last_end: None,
+            dirty: false,
+            stop: None,
+            events: 0,
+        }
+    }
+
+    /// Streams until a signal or the stop position, riding out retryable errors.
+    pub(super) async fn run(&mut self, stream: &mut dyn ChangeStream) -> Result<Stopped> {
+        let mut backoff = Backoff::new(retry::RECONNECT);
+        loop {
+            let result = self.session(stream).await;
+            if result.is_err() {
+                // What is not durable is read again by the next session.
+                self.writer.discard_all().await;
+                stream.stop().await;
+                self.ctx.checkpoints.save(self.cp)?;
+            }
+            let e = match result {
+                Ok(stopped) => return Ok(stopped),
+                Err(e) if e.retryable() && self.ctx.cancel.is_cancelled() => {
+                    return Ok(Stopped::Signal)
+                }
+                Err(e) if e.retryable() => e,
+                Err(e) => return Err(e),
+            };
+            if self.events > 0 {
+                backoff.reset();
+            }
+            let Some(wait) = backoff.failed() else {
+                return Err(e.context(format!(
+                    "no progress for {} min of retries",
+                    backoff.budget().as_secs() / 60
+                )));
+            };
+            tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "streaming interrupted; resuming from the last durable position");
+            metrics::reconnected();
+            tokio::select! {
+                _ = self.ctx.cancel.cancelled() => return Ok(Stopped::Signal),
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// One session: settle pending files, start at the durable position, stream.
+    async fn session(&mut self, stream: &mut dyn ChangeStream) -> Result<Stopped> {
+        self.events = 0;
+        self.txn = None;
+        self.last_end = None;
+        commit::resolve_pending(self.ctx.store, self.cp, self.ctx.checkpoints).await?;
+        let from = self
+            .cp
+            .cdc
+            .as_ref()
+            .and_then(|c| c.resume_from.clone())
+            .ok_or_else(|| Error::internal("no position to resume streaming from"))?;
+        stream.start(&from).await?;
+        tracing::info!(position = %from, "streaming changes");
+        let cancel = self.ctx.cancel.clone();
+        let stopped = loop {
+            let wait = self.next_wake();
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break Stopped::Signal,
+                ready = stream.ready() => {
+                    ready?;
+                    stream.apply(self).await?;
+                    self.events += 1;
+                    if let Some(s) = self.stop.take() {
+                        break s;
+                    }
+                }
+                _ = tokio::time::sleep(wait) => {
+                    if let Some(CdcStop::ServerTime(t)) = self.ctx.task.cdc_stop {
+                        if chrono::Utc::now().timestamp_micros() >= t {
+                            break Stopped::ServerTime;
+                        }
+                    }
+                    self.tick(stream).await?;
+                }
+            }
+            self.advance();
+        };
+        // A clean stop writes what is buffered. If that fails the changes are read again by
+        // the next run (the position did not move past them), so a signal still stops cleanly.
+        if let Err(e) = self.flush_all().await {
+            if stopped != Stopped::Signal {
+                return Err(e);
+            }
+            tracing::warn!(error = %e, "buffered changes could not be written; the next run reads them again");
+            self.writer.discard_all().await;
+        }
+        self.advance();
+        self.save(stream)?;
+        stream.stop().await;
+        Ok(stopped)
+    }
+
+    /// Time until the next timed work: a tick, or an open file's batch interval.
+    fn next_wake(&self) -> Duration {
+        let now = self.writer.now_ms();
+        self.writer
+            .open_series()
+            .iter()
+            .filter_map(|s| self.writer.stats(s))
+            .map(|f| self.policy.due_in(f.opened_ms, now))
+            .fold(TICK, Duration::min)
+    }
+
+    /// Timed work: seal files whose batch interval passed; source-side chores; save and
+    /// confirm the durable position; metrics.
+    async fn tick(&mut self, stream: &mut dyn ChangeStream) -> Result<()> {
+        let now = self.writer.now_ms();
+        for series in self.writer.open_series() {
+            let due = self
+                .writer
+                .stats(&series)
+                .and_then(|f| self.policy.due(&f, now));
+            if let Some(reason) = due {
+                self.seal(&series, reason).await?;
+            }
+        }
+        stream.tick().await;
+        self.advance();
+        if self.dirty {
+            self.save(stream)?;
+        }
+        metrics::publish(self.cp, self.writer.oldest_commit_us());
+        Ok(())
+    }
+
+    /// Saves the checkpoint, then tells the source what it may discard.
+    fn save(&mut self, stream: &mut dyn ChangeStream) -> Result<()> {
+        self.ctx.checkpoints.save(self.cp)?;
+        self.dirty = false;
+        if let Some(p) = self.cp.cdc.as_ref().and_then(|c| c.resume_from.as_ref()) {
+            stream.confirm(p);
+        }
+        Ok(())
+    }
+
+    /// Moves `resume_from` to the furthest position before which every change is durable: the
+    /// oldest change still in an open file, the open transaction, or else the end of the last
+    /// complete transaction.
+    fn advance(&mut self) {
+        let buffered = self.writer.oldest().map(|p| p.commit.clone());
+        let open = self.txn.as_ref().map(|(p, _)| p.clone());
+        let safe = match (buffered, open) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (Some(a), None) | (None, Some(a)) => Some(a),
+            (None, None) => self.last_end.clone(),
+        };
+        let Some(safe) = safe else { return };
+        let state = self.cp.cdc_mut();
+        if state.resume_from.as_ref().is_some_and(|r| *r >= safe) {
+            return;
+        }
+        state.resume_from = Some(safe);
+        self.dirty = true;
+    }
+
+    /// Seals `series`' open file and makes it durable.
+    async fn seal(&mut self, series: &StreamKey, reason: SealReason) -> Result<()> {
+        if let Some(file) = self.writer.seal(series, reason).await? {
+            commit::publish(file, self.cp, self.ctx.checkpoints).await?;
+        }
+        Ok(())
+    }
+
+    /// Seals every open file (a clean stop).
+    async fn flush_all(&mut self) -> Result<()> {
+        for series in self.writer.open_series() {
+            self.seal(&series, SealReason::Stop).await?;
+        }
+        Ok(())
+    }
+
+    /// True when `table` already has the change at `pos`: written before a restart, or in
+    /// the LOAD files of a snapshot taken after its transaction.
+    fn already_written(&self, table: &str, pos: &ChangePos) -> bool {
+        let Some(c) = self.cp.cdc.as_ref() else {
+            return false;
+        };
+        let series = self.writer.series(table);
+        let written = c
+            .tables
+            .get(&series)
+            .and_then(|s| s.written_through.as_ref());
+        let loaded = c
+            .tables
+            .get(&StreamKey::Table(table.to_string()))
+            .and_then(|s| s.loaded_at.as_ref());
+        written.is_some_and(|w| pos <= w) || loaded.is_some_and(|l| pos.commit < *l)
+    }
+
+    /// Counts a DDL on `table`'s statistics.
+    fn count_ddl(&mut self, table: &str) {
+        if let Some(stats) = self.cp.tables.get_mut(table) {
+            stats.ddls += 1;
+            self.dirty = true;
+        }
+    }
+}
+
+#[async_trait]
+impl ChangeSink for Apply<'_> {
+    fn begin(&mut self, at: &Position, commit_us: i64) -> bool {
+        if let Some(CdcStop::CommitTime(t)) = self.ctx.task.cdc_stop {
+            if commit_us > t {
+                self.stop = Some(Stopped::CommitTime);
+                return false;
+            }
+        }
+        self.txn = Some((at.clone(), commit_us));
+        self.cp.cdc_mut().last_commit_us = Some(commit_us);
+        true
+    }
+
+    async fn shape(&mut self, schema: &Arc<TableSchema>) -> Result<()> {
+        let key = schema.qualified();
+        let changed = self.writer.schema(&key).is_some_and(|s| **s != **schema);
+        if self.writer.must_seal_for(schema) {
+            self.seal(&StreamKey::Table(key.clone()), SealReason::Shape)
+                .await?;
+        }
+        self.writer.set_shape(schema);
+        if changed {
+            tracing::info!(table = %key, "table shape changed: the next file has the new columns");
+            self.count_ddl(&key);
+        }
+        Ok(())
+    }
+
+    async fn change(
+        &mut self,
+        table: &str,
+        op: Op,
+        pos: ChangePos,
+        fill: &mut Fill<'_>,
+    ) -> Result<()> {
+        if !self.writer.wants(op) || self.already_written(table, &pos) {
+            return Ok(());
+        }
+        let (_, commit_us) = self
+            .txn
+            .clone()
+            .ok_or_else(|| Error::internal("row change outside a transaction"))?;
+        self.writer.push(table, op, commit_us, pos, fill).await?;
+        let series = self.writer.series(table);
+        let full = self
+            .writer
+            .stats(&series)
+            .is_some_and(|f| f.raw_bytes >= self.policy.min_file_bytes);
+        if full {
+            self.seal(&series, SealReason::Size).await?;
+        }
+        if self.writer.memory() > self.policy.memory_budget {
+            if let Some(largest) = self.writer.largest() {
+                self.seal(&largest, SealReason::Memory).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn truncate(&mut self, schema: &str, table: &str, pos: ChangePos) -> Result<()> {
+        let key = format!("{schema}.{table}");
+        let own = StreamKey::Table(key.clone());
+        let done = self
+            .cp
+            .cdc
+            .as_ref()
+            .and_then(|c| c.tables.get(&own))
+            .and_then(|s| s.written_through.as_ref())
+            .is_some_and(|w| pos <= *w);
+        if done || self.already_written(&key, &pos) {
+            return Ok(());
+        }
+        self.count_ddl(&key);
+        if !self.ctx.task.settings.handle_truncate {
+            tracing::info!(table = %key, "source TRUNCATE ignored (HandleSourceTableTruncated=false)");
+            return Ok(());
+        }
+        tracing::warn!(table = %key, "source TRUNCATE: deleting the table's objects (HandleSourceTableTruncated=true)");
+        // Transaction files hold every table's changes and are kept; the table's own are not.
+        self.writer.discard(&own).await;
+        let prefix = self.ctx.layout.table_prefix(schema, table);
+        store::delete_prefix(self.ctx.store, &prefix).await?;
+        self.cp.cdc_mut().series(&own).written_through = Some(pos);
+        self.ctx.checkpoints.save(self.cp)
+    }
+
+    fn commit(&mut self, next: &Position) {
+        self.txn = None;
+        if self.last_end.as_ref().is_none_or(|l| next > l) {
+            self.last_end = Some(next.clone());
+        }
+    }
+
+    fn idle(&mut self, at: &Position) {
+        if self.txn.is_none() && self.last_end.as_ref().is_none_or(|l| at > l) {
+            self.last_end = Some(at.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
