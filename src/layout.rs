@@ -151,6 +151,15 @@ impl Layout {
         format!("{key}{date}-{time}{}", self.extension())
     }
 
+    /// The folder of the transaction files: "[folder/]cdc_path/".
+    pub(crate) fn cdc_txn_folder(&self, cdc_path: &str) -> String {
+        format!(
+            "{}{}",
+            dir(&self.bucket_folder),
+            dir(cdc_path.trim_matches('/'))
+        )
+    }
+
     /// Transaction file key for PreserveTransactions:
     /// "[folder/]cdc_path/CDC_TXN-yyyyMMddHHmmssSSS.csv" (plus ".gz" with GZIP).
     ///
@@ -161,8 +170,7 @@ impl Layout {
             Compression::None => ".csv",
             Compression::Gzip => ".csv.gz",
         };
-        let (folder, path) = (dir(&self.bucket_folder), dir(cdc_path.trim_matches('/')));
-        format!("{folder}{path}CDC_TXN-{stamp}{ext}")
+        format!("{}CDC_TXN-{stamp}{ext}", self.cdc_txn_folder(cdc_path))
     }
 }
 

@@ -395,22 +395,30 @@ async fn kill_9_at_random_moments_still_writes_every_change_once() {
     fence_stop_and_compare(&client, &task, 9, child).await;
 }
 
-#[tokio::test]
-async fn unchanged_toast_without_full_identity_stops_with_the_fix() {
-    let client = fresh_db("cdc_toast").await;
+/// A table with a large (TOASTed) value and the default replica identity, streamed by a `cdc`
+/// task with `settings`; an UPDATE then leaves the large value unchanged.
+async fn toast_task(
+    db: &str,
+    settings: &str,
+    source_settings: &str,
+) -> (tokio_postgres::Client, Task, Child) {
+    let client = fresh_db(db).await;
     client
         .batch_execute(&format!(
-            "CREATE SCHEMA c; CREATE TABLE c.docs (id int PRIMARY KEY, rev int NOT NULL, body text);
-             INSERT INTO c.docs SELECT 1, 0, {BIG};"
+            "CREATE SCHEMA c; CREATE TABLE c.docs (id int PRIMARY KEY, rev int NOT NULL, body text, blob bytea);
+             INSERT INTO c.docs SELECT 1, 0, {BIG}, convert_to({BIG}, 'UTF8');"
         ))
         .await
         .unwrap();
-    let task = cdc_task(
-        "cdc_toast",
-        "cdc",
-        "AddColumnName = true\nCdcMaxBatchInterval = 1",
-        "",
-    );
+    let task = cdc_task(db, "cdc", settings, "");
+    if !source_settings.is_empty() {
+        let text = std::fs::read_to_string(&task.path).unwrap();
+        let text = text.replace(
+            "[target]",
+            &format!("[source.settings]\n{source_settings}\n[target]"),
+        );
+        std::fs::write(&task.path, text).unwrap();
+    }
     let mut child = spawn(&task, 0);
     // The slot exists once the task logs that it streams; then the update is captured.
     wait_streaming(&task, 0, &mut child);
@@ -418,6 +426,116 @@ async fn unchanged_toast_without_full_identity_stops_with_the_fix() {
         .batch_execute("UPDATE c.docs SET rev = 1")
         .await
         .unwrap();
+    (client, task, child)
+}
+
+/// By default an unchanged TOASTed value becomes the marker (in CSV and Parquet alike), the task
+/// keeps running, and every marker is counted.
+#[tokio::test]
+async fn unchanged_toast_writes_the_marker_and_streams_on() {
+    for format in ["csv", "parquet"] {
+        let db = format!("cdc_toast_{format}");
+        let settings =
+            format!("AddColumnName = true\nCdcMaxBatchInterval = 1\nDataFormat = \"{format}\"");
+        let (client, task, mut child) = toast_task(&db, &settings, "").await;
+        client
+            .batch_execute("UPDATE c.docs SET rev = 2, body = 'short', blob = '\\x00'")
+            .await
+            .unwrap();
+        let lake = task.lake();
+        wait_for(&task, 0, &mut child, 60, "two updates", |fs| {
+            fs.iter().filter(|f| f.starts_with("c/docs/")).count() >= 1
+                && cdc_rows(&lake, format).len() >= 2
+        });
+        terminate(&task, 0, child);
+        let rows = cdc_rows(&lake, format);
+        let marker = "unchanged-toast-datum";
+        // Op, id, rev, body, blob (bytea as hex in CSV; the marker is written as it is).
+        assert_eq!(
+            rows[0][..3],
+            [Some("U".into()), Some("1".into()), Some("1".into())],
+            "{format}"
+        );
+        assert_eq!(rows[0][3].as_deref(), Some(marker), "{format}");
+        // Parquet keeps the marker's bytes in the binary column (shown here as hex).
+        let blob_marker: String = match format {
+            "csv" => marker.into(),
+            _ => marker.bytes().map(|b| format!("{b:02x}")).collect(),
+        };
+        assert_eq!(
+            rows[0][4].as_deref(),
+            Some(blob_marker.as_str()),
+            "{format}"
+        );
+        assert_eq!(rows[1][3].as_deref(), Some("short"), "{format}");
+        assert_eq!(rows[1][4].as_deref(), Some("00"), "{format}");
+        let status = tributary(&["status", "--config", task.path.to_str().unwrap(), "--json"]);
+        let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+        let docs = json["TableStatistics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["TableName"] == "docs")
+            .unwrap();
+        assert_eq!(docs["UnchangedMarkers"], 2, "{json}");
+        assert_eq!(docs["Updates"], 2, "{json}");
+    }
+}
+
+/// The CDC rows of c.docs: CSV cells, or Parquet cells (binary shown as hex or as the marker).
+fn cdc_rows(lake: &Path, format: &str) -> Vec<Row> {
+    let mut paths: Vec<_> = files(lake)
+        .into_iter()
+        .filter(|f| f.starts_with("c/docs/") && !f.contains("/."))
+        .collect();
+    paths.sort();
+    if format == "csv" {
+        return paths
+            .iter()
+            .flat_map(|f| {
+                let text = std::fs::read_to_string(lake.join(f)).unwrap();
+                parse_csv(&text, ',', "").into_iter().skip(1)
+            })
+            .collect();
+    }
+    let full: Vec<_> = paths.iter().map(|f| lake.join(f)).collect();
+    if full.is_empty() {
+        return Vec::new();
+    }
+    let (_, rows) = crate::full_load::read_parquet(&full);
+    rows
+}
+
+/// `UnchangedToastValues = "lookup"` reads the value by key; `"fail"` stops with the fix and
+/// writes nothing.
+#[tokio::test]
+async fn unchanged_toast_lookup_reads_the_value_and_fail_stops() {
+    let settings = "AddColumnName = true\nCdcMaxBatchInterval = 1";
+    let (client, task, mut child) = toast_task(
+        "cdc_toast_lookup",
+        settings,
+        "UnchangedToastValues = \"lookup\"",
+    )
+    .await;
+    let lake = task.lake();
+    wait_for(&task, 0, &mut child, 60, "the update", |_| {
+        !cdc_rows(&lake, "csv").is_empty()
+    });
+    terminate(&task, 0, child);
+    let body: String = client
+        .query_one("SELECT body FROM c.docs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let rows = cdc_rows(&lake, "csv");
+    assert_eq!(rows[0][3].as_deref(), Some(body.as_str()));
+
+    let (_client, task, mut child) = toast_task(
+        "cdc_toast_fail",
+        settings,
+        "UnchangedToastValues = \"fail\"",
+    )
+    .await;
     let status = child.wait().unwrap();
     assert!(!status.success());
     let text = log(&task, 0);
@@ -426,7 +544,7 @@ async fn unchanged_toast_without_full_identity_stops_with_the_fix() {
         "{text}"
     );
     assert!(
-        files(&task.lake()).is_empty(),
+        cdc_rows(&task.lake(), "csv").is_empty(),
         "no file may hold a NULL for the unchanged value"
     );
 }

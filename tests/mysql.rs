@@ -561,7 +561,10 @@ async fn mysql_binlog_reconnects_and_ddl_reshapes_files() {
     fence(&mut conn, &task, 0, &mut child, db, 1).await;
     terminate(&task, 0, child);
     let run_log = log(&task, 0);
-    assert!(run_log.contains("reconnecting"), "{run_log}");
+    assert!(
+        run_log.contains("resuming from the last durable position"),
+        "{run_log}"
+    );
     // The last file has the final shape, with the new first column and the renamed one.
     let lake = task.lake();
     let last = files(&lake)

@@ -155,19 +155,23 @@ impl Store for LocalStore {
     }
 
     async fn remove_abandoned(&self, prefix: &str) -> Result<usize> {
-        let dir = self.path(prefix.trim_end_matches('/'));
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == IoKind::NotFound => return Ok(0),
-            Err(e) => return Err(io_error("list", &dir, e)),
-        };
+        let mut stack = vec![self.path(prefix.trim_end_matches('/'))];
         let mut removed = 0;
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(TMP_PREFIX) && name.contains(".tmp-") {
-                std::fs::remove_file(entry.path())
-                    .map_err(|e| io_error("remove", &entry.path(), e))?;
-                removed += 1;
+        while let Some(dir) = stack.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == IoKind::NotFound => continue,
+                Err(e) => return Err(io_error("list", &dir, e)),
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(entry.path());
+                } else if name.starts_with(TMP_PREFIX) && name.contains(".tmp-") {
+                    std::fs::remove_file(entry.path())
+                        .map_err(|e| io_error("remove", &entry.path(), e))?;
+                    removed += 1;
+                }
             }
         }
         Ok(removed)
@@ -318,7 +322,9 @@ mod tests {
         assert_eq!(all.len(), 1, "temporary files left behind");
 
         std::fs::write(dir.path().join("a/b/.LOAD00000009.csv.tmp-dead"), "x").unwrap();
-        assert_eq!(store.remove_abandoned("a/b/").await.unwrap(), 1);
+        std::fs::create_dir_all(dir.path().join("a/b/2022/05")).unwrap();
+        std::fs::write(dir.path().join("a/b/2022/05/.x.csv.tmp-dead"), "x").unwrap();
+        assert_eq!(store.remove_abandoned("a/b/").await.unwrap(), 2);
         store.check_writable("a").await.unwrap();
         assert_eq!(
             crate::store::delete_prefix(&store, "a/b/").await.unwrap(),

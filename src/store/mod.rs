@@ -30,7 +30,8 @@ pub(crate) trait Store: Send + Sync {
     /// Deletes the given objects; missing ones are not an error.
     async fn delete(&self, keys: &[String]) -> Result<()>;
     /// Removes leftovers of writers that never finished or aborted (a process killed with
-    /// SIGKILL) under `prefix`; returns how many were removed. Never touches finished objects.
+    /// SIGKILL) anywhere under `prefix`; returns how many were removed. Never touches finished
+    /// objects; callers make sure no writer of theirs is open under `prefix`.
     async fn remove_abandoned(&self, prefix: &str) -> Result<usize>;
     /// Checks that the bucket or folder exists and can be listed and written (writes and removes
     /// a probe object outside any table folder).

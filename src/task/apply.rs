@@ -16,7 +16,7 @@ use async_trait::async_trait;
 
 use super::{commit, metrics, Context};
 use crate::change::{ChangePos, Op, Position, StreamKey, TableSchema};
-use crate::checkpoint::{Checkpoint, StopReason};
+use crate::checkpoint::{Checkpoint, StopReason, TableState, TableStats};
 use crate::config::{CdcStop, S3Settings};
 use crate::error::{Error, Result};
 use crate::retry::{self, Backoff};
@@ -180,7 +180,22 @@ impl<'a> Apply<'a> {
         self.events = 0;
         self.txn = None;
         self.last_end = None;
-        commit::resolve_pending(self.ctx.store, self.cp, self.ctx.checkpoints).await?;
+        let txn_path = self
+            .ctx
+            .task
+            .target
+            .settings
+            .cdc
+            .preserve_transactions_path
+            .as_deref();
+        commit::recover(
+            self.ctx.store,
+            self.ctx.layout,
+            txn_path,
+            self.cp,
+            self.ctx.checkpoints,
+        )
+        .await?;
         let from = self
             .cp
             .cdc
@@ -351,6 +366,20 @@ impl ChangeSink for Apply<'_> {
 
     async fn shape(&mut self, schema: &Arc<TableSchema>) -> Result<()> {
         let key = schema.qualified();
+        if !self.cp.tables.contains_key(&key) {
+            // Known before its first file opens, so a crash's leftovers in its folder are
+            // found (and its statistics show) from now on.
+            self.cp.tables.insert(
+                key.clone(),
+                TableStats {
+                    schema_name: schema.schema.clone(),
+                    table_name: schema.table.clone(),
+                    table_state: TableState::Completed,
+                    ..TableStats::default()
+                },
+            );
+            self.ctx.checkpoints.save(self.cp)?;
+        }
         let changed = self.writer.schema(&key).is_some_and(|s| **s != **schema);
         if self.writer.must_seal_for(schema) {
             self.seal(&StreamKey::Table(key.clone()), SealReason::Shape)

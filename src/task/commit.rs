@@ -11,6 +11,7 @@
 use crate::change::StreamKey;
 use crate::checkpoint::{Checkpoint, CheckpointStore, PendingFile};
 use crate::error::Result;
+use crate::layout::Layout;
 use crate::store::Store;
 use crate::writer::cdc::SealedFile;
 
@@ -53,13 +54,35 @@ fn commit_pending(cp: &mut Checkpoint, series: &StreamKey) {
     }
 }
 
-/// Settles files left pending by a crash: an uploaded file counts as written; a missing one is
-/// forgotten, and its changes are written again. Run before every streaming session.
-pub(crate) async fn resolve_pending(
+/// Cleans up after a crash or a lost session, before every streaming session (no file of this
+/// task is open then): removes the hidden leftovers of uploads that never completed in the
+/// task's folders, and settles files left pending: an uploaded file counts as written; a
+/// missing one is forgotten, and its changes are written again.
+pub(crate) async fn recover(
     store: &dyn Store,
+    layout: &Layout,
+    cdc_path: Option<&str>,
     cp: &mut Checkpoint,
     checkpoints: &CheckpointStore,
 ) -> Result<()> {
+    let mut folders: Vec<String> = cp
+        .tables
+        .values()
+        .map(|t| layout.table_prefix(&t.schema_name, &t.table_name))
+        .collect();
+    if let Some(path) = cdc_path {
+        folders.push(layout.cdc_txn_folder(path));
+    }
+    let mut swept = 0;
+    for folder in folders {
+        swept += store.remove_abandoned(&folder).await?;
+    }
+    if swept > 0 {
+        tracing::info!(
+            files = swept,
+            "removed unfinished uploads of an interrupted run"
+        );
+    }
     let pending: Vec<(StreamKey, String)> = cp
         .cdc
         .iter()
@@ -70,10 +93,6 @@ pub(crate) async fn resolve_pending(
         return Ok(());
     }
     for (series, key) in pending {
-        // A process killed mid-upload can leave a hidden temporary beside the key (local store).
-        if let Some((folder, _)) = key.rsplit_once('/') {
-            store.remove_abandoned(&format!("{folder}/")).await?;
-        }
         if store.exists(&key).await? {
             tracing::info!(%key, "a CDC file completed just before the stop is kept");
             commit_pending(cp, &series);
