@@ -138,7 +138,7 @@ pub struct LoadWriter<'a> {
     open: Option<OpenFile>,
     /// Average encoded bytes per row seen so far (carried across files of the table).
     bytes_per_row: Option<u64>,
-    /// Keys of finished files, in order.
+    /// Keys of finished files, in order (last, a file whose finish failed: it may be visible).
     pub finished: Vec<String>,
     /// Bytes of finished files.
     pub bytes: u64,
@@ -229,8 +229,11 @@ impl<'a> LoadWriter<'a> {
         if !rest.is_empty() {
             object.write(Bytes::from(rest)).await?;
         }
-        self.bytes += object.finish().await?;
+        let finished = object.finish().await;
+        // Counted even when finish fails: an S3 completion whose outcome stayed unknown may have
+        // made the object visible, and the caller deletes the finished keys on error.
         self.finished.push(file.key);
+        self.bytes += finished?;
         Ok(())
     }
 
