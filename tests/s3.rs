@@ -1,13 +1,17 @@
-//! Full loads into a real S3 API server (moto), including multipart uploads and a failing S3.
+//! Full loads into a real S3 API server (moto), including multipart uploads, and through a
+//! fault-injecting front ([`S3Front`]): lost replies, outages, random faults, failures.
 
+use std::process::Output;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::{ObjectStore, ObjectStoreExt};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
+use crate::common::s3_front::{Fault, Rule, S3Front};
 use crate::common::*;
 
 /// Sends one unsigned HTTP request to the S3 server (moto accepts them) and returns the body.
@@ -120,91 +124,288 @@ async fn s3_multipart_csv_and_parquet_read_back_equal() {
     assert_rows_eq(&rows, &expected, "S3 Parquet");
 }
 
-/// A TCP proxy in front of the S3 server that cuts the connection of every request uploading
-/// multipart part 2 or later, so uploads fail after part 1 succeeded. Other requests (create,
-/// abort, list) pass. It parses just enough HTTP/1.1 to find request boundaries.
-async fn failing_proxy(upstream: String) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (client, _) = listener.accept().await.unwrap();
-            let upstream = upstream.clone();
-            tokio::spawn(async move {
-                let server = TcpStream::connect(upstream.trim_start_matches("http://"))
-                    .await
-                    .unwrap();
-                let (cr, mut cw) = client.into_split();
-                let (mut sr, mut sw) = server.into_split();
-                let back = tokio::spawn(async move { tokio::io::copy(&mut sr, &mut cw).await });
-                let mut cr = BufReader::new(cr);
-                loop {
-                    let mut head = Vec::new();
-                    loop {
-                        let mut line = Vec::new();
-                        if cr.read_until(b'\n', &mut line).await.unwrap_or(0) == 0 {
-                            back.abort();
-                            return;
-                        }
-                        let end = line == b"\r\n";
-                        head.extend_from_slice(&line);
-                        if end {
-                            break;
-                        }
-                    }
-                    let text = String::from_utf8_lossy(&head).to_string();
-                    let request_line = text.lines().next().unwrap_or_default().to_string();
-                    let part: u32 = request_line
-                        .split("partNumber=")
-                        .nth(1)
-                        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
-                        .and_then(|n| n.parse().ok())
-                        .unwrap_or(0);
-                    if part >= 2 {
-                        back.abort();
-                        return; // drops both connections mid-request
-                    }
-                    let len: usize = text
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    let mut body = vec![0; len];
-                    if cr.read_exact(&mut body).await.is_err() {
-                        back.abort();
-                        return;
-                    }
-                    if sw.write_all(&head).await.is_err() || sw.write_all(&body).await.is_err() {
-                        back.abort();
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    format!("http://{addr}")
-}
-
-// Multi-threaded: the proxy's tasks must run while the test thread waits for the binary.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failing_s3_leaves_no_partial_object() {
-    big_table("s3_fail").await;
-    let (name, store) = bucket("lake-fail").await;
-    let endpoint = env("TRIBUTARY_TEST_S3_ENDPOINT");
-    let proxy = failing_proxy(endpoint.clone()).await;
-    let target = format!("url = \"s3://{name}\"\nendpoint = \"{proxy}\"\nregion = \"us-east-1\"\nmax_retries = 1\nretry_timeout_seconds = 10");
-    let task = new_task("s3_fail", "b", Some(&target), "", "");
-    let out = tributary(&[
+/// Runs `tributary run` (plus `extra` arguments) on `task` off the runtime's threads (the front must keep serving
+/// meanwhile); returns the output and how long the run took.
+async fn run_task(task: &Task, extra: &[&str]) -> (Output, Duration) {
+    let mut args: Vec<String> = [
         "run",
         "--config",
         task.path.to_str().unwrap(),
         "--no-progress",
-    ]);
+    ]
+    .iter()
+    .chain(extra)
+    .map(|a| a.to_string())
+    .collect();
+    let start = Instant::now();
+    let out = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter_mut().map(|a| a.as_str()).collect();
+        tributary(&args)
+    })
+    .await
+    .unwrap();
+    (out, start.elapsed())
+}
+
+/// Asserts a run succeeded, showing its output otherwise.
+fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "tributary run failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Target lines for bucket `name` through `endpoint`, plus `extra` lines.
+fn target(name: &str, endpoint: &str, extra: &str) -> String {
+    format!("url = \"s3://{name}\"\nendpoint = \"{endpoint}\"\nregion = \"us-east-1\"\n{extra}")
+}
+
+/// Multipart uploads still open in bucket `name` (asked of the S3 server directly).
+async fn open_uploads(name: &str) -> usize {
+    let endpoint = env("TRIBUTARY_TEST_S3_ENDPOINT");
+    http(&endpoint, "GET", &format!("/{name}?uploads"))
+        .await
+        .matches("<Upload>")
+        .count()
+}
+
+/// Reads every object of the bucket back (directly, not through the front) and asserts that
+/// table `b.<table>` is there exactly: files LOAD00000001.. without gaps or extras, holding every
+/// source row once. Returns the number of files.
+async fn assert_exactly_once(
+    store: &Arc<dyn ObjectStore>,
+    client: &tokio_postgres::Client,
+    tables: &[&str],
+) -> usize {
+    let all = keys(store).await;
+    let mut files = 0;
+    for table in tables {
+        let prefix = format!("b/{table}/");
+        let mine: Vec<&String> = all.iter().filter(|k| k.starts_with(&prefix)).collect();
+        let expected_keys: Vec<String> = (1..=mine.len())
+            .map(|i| format!("{prefix}LOAD{i:08X}.csv"))
+            .collect();
+        assert_eq!(
+            mine,
+            expected_keys.iter().collect::<Vec<_>>(),
+            "files of b.{table}"
+        );
+        let mut rows = Vec::new();
+        for key in &mine {
+            let bytes = store
+                .get(&key.as_str().into())
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            rows.extend(parse_csv(std::str::from_utf8(&bytes).unwrap(), ',', ""));
+        }
+        rows.sort_by_key(|r| r[0].as_deref().unwrap().parse::<i64>().unwrap());
+        let sql = format!("SELECT id::text AS id_text, v FROM b.{table} ORDER BY id");
+        assert_rows_eq(
+            &rows,
+            &query_rows(client, &sql).await,
+            &format!("b.{table}"),
+        );
+        files += mine.len();
+    }
+    assert_eq!(files, all.len(), "no other objects: {all:?}");
+    files
+}
+
+/// MaxFileSize giving big_table three files: two multipart (5 MiB + ~0.9 MiB), one single PUT.
+const THREE_FILES: &str = "MaxFileSize = 6000";
+
+#[tokio::test]
+async fn lost_completion_reply_is_confirmed_not_failed() {
+    let client = big_table("s3_lost_complete").await;
+    let (name, store) = bucket("lake-lostc").await;
+    let front = S3Front::start(&env("TRIBUTARY_TEST_S3_ENDPOINT")).await;
+    // The first CompleteMultipartUpload is applied by S3, but its reply never arrives; the retry
+    // is answered NoSuchUpload, as S3 does once the upload was completed.
+    front.add(
+        Rule::new("POST", Fault::LoseReply)
+            .with("uploadId=")
+            .times(1),
+    );
+    front.add(
+        Rule::new("POST", Fault::Status(404))
+            .with("uploadId=")
+            .times(1),
+    );
+    let task = new_task(
+        "s3_lost_complete",
+        "b",
+        Some(&target(&name, &front.url, "")),
+        THREE_FILES,
+        "",
+    );
+    let (out, _) = run_task(&task, &[]).await;
+    assert_ok(&out);
+    assert_eq!(
+        front.count("lose") + front.count("status"),
+        2,
+        "the faults happened"
+    );
+    let files = assert_exactly_once(&store, &client, &["t"]).await;
+    assert_eq!(files, 3);
+    assert_eq!(open_uploads(&name).await, 0);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the object is complete"),
+        "the log tells the completion was confirmed"
+    );
+}
+
+#[tokio::test]
+async fn lost_create_reply_leaves_only_an_invisible_orphan() {
+    let client = big_table("s3_lost_create").await;
+    let (name, store) = bucket("lake-lostcr").await;
+    let front = S3Front::start(&env("TRIBUTARY_TEST_S3_ENDPOINT")).await;
+    // The first CreateMultipartUpload is applied by S3, but its reply never arrives.
+    front.add(
+        Rule::new("POST", Fault::LoseReply)
+            .with("?uploads")
+            .times(1),
+    );
+    let task = new_task(
+        "s3_lost_create",
+        "b",
+        Some(&target(&name, &front.url, "")),
+        THREE_FILES,
+        "",
+    );
+    let (out, _) = run_task(&task, &[]).await;
+    assert_ok(&out);
+    assert_eq!(front.count("lose"), 1, "the fault happened");
+    assert_exactly_once(&store, &client, &["t"]).await;
+    // The upload whose id never reached us stays open (invisible): the bucket's
+    // AbortIncompleteMultipartUpload lifecycle rule removes it.
+    assert_eq!(open_uploads(&name).await, 1);
+}
+
+#[tokio::test]
+async fn sixty_second_outage_mid_load_is_ridden_out() {
+    let client = big_table("s3_outage").await;
+    let (name, store) = bucket("lake-outage").await;
+    let front = S3Front::start(&env("TRIBUTARY_TEST_S3_ENDPOINT")).await;
+    // The second part upload starts a 60 s outage: every connection is dropped until it ends.
+    let outage = Duration::from_secs(60);
+    front.add(
+        Rule::new("PUT", Fault::Outage(outage))
+            .with("partNumber=")
+            .skip(1)
+            .times(1),
+    );
+    let task = new_task(
+        "s3_outage",
+        "b",
+        Some(&target(&name, &front.url, "")),
+        THREE_FILES,
+        "",
+    );
+    let (out, took) = run_task(&task, &[]).await;
+    assert_ok(&out);
+    assert_eq!(front.count("outage"), 1, "the outage happened");
+    assert!(
+        front.count("refused") > 0,
+        "requests were refused during the outage"
+    );
+    assert!(took >= outage, "the run waited out the outage ({took:?})");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("retry budget used"),
+        "the log shows the waits"
+    );
+    assert_exactly_once(&store, &client, &["t"]).await;
+    eprintln!("outage run took {took:?}");
+}
+
+#[tokio::test]
+async fn random_faults_still_load_every_row_once() {
+    let client = big_table("s3_random").await;
+    client
+        .batch_execute("CREATE TABLE b.u AS SELECT * FROM b.t WHERE id % 3 = 0")
+        .await
+        .unwrap();
+    let (name, store) = bucket("lake-random").await;
+    let front = S3Front::start(&env("TRIBUTARY_TEST_S3_ENDPOINT")).await;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("S3 fault seed {seed}");
+    front.seed(seed);
+    // Faults sure to happen once each, then ~10 % of all requests at random.
+    front.add(Rule::new("GET", Fault::CutReply).with("list-type").times(1));
+    front.add(
+        Rule::new("POST", Fault::CutReply)
+            .with("uploadId=")
+            .times(1),
+    );
+    front.add(
+        Rule::new("PUT", Fault::Status(503))
+            .with("partNumber=")
+            .times(1),
+    );
+    front.add(Rule::new("", Fault::Status(500)).percent(3));
+    front.add(Rule::new("", Fault::CutReply).percent(3));
+    front.add(Rule::new("", Fault::Delay(Duration::from_millis(700))).percent(3));
+    front.add(Rule::new("", Fault::LoseReply).percent(1));
+    let task = new_task(
+        "s3_random",
+        "b",
+        Some(&target(&name, &front.url, "")),
+        THREE_FILES,
+        "",
+    );
+    // Four runs (the later ones reload everything with --restart, deleting the earlier files
+    // first), each checked, for a few dozen requests under random faults.
+    for run in 0..4 {
+        let restart: &[&str] = if run == 0 { &[] } else { &["--restart"] };
+        let (out, took) = run_task(&task, restart).await;
+        assert_ok(&out);
+        assert_exactly_once(&store, &client, &["t", "u"]).await;
+        eprintln!("run {run} took {took:?}");
+    }
+    assert!(
+        front.count("cut") >= 2 && front.count("status") >= 1,
+        "the faults happened"
+    );
+    eprintln!(
+        "{} requests: {} errors, {} cut, {} delayed, {} lost",
+        front.count("requests"),
+        front.count("status"),
+        front.count("cut"),
+        front.count("delay"),
+        front.count("lose")
+    );
+}
+
+#[tokio::test]
+async fn failing_s3_leaves_no_partial_object() {
+    big_table("s3_fail").await;
+    let (name, store) = bucket("lake-fail").await;
+    let front = S3Front::start(&env("TRIBUTARY_TEST_S3_ENDPOINT")).await;
+    // Every part after the first is cut off before it reaches S3.
+    front.add(
+        Rule::new("PUT", Fault::Drop)
+            .with("partNumber=")
+            .unless("partNumber=1&"),
+    );
+    let small_budget = "max_retries = 1\nretry_timeout_seconds = 10";
+    let task = new_task(
+        "s3_fail",
+        "b",
+        Some(&target(&name, &front.url, small_budget)),
+        "",
+        "",
+    );
+    let (out, _) = run_task(&task, &[]).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "the run must fail when S3 fails");
+    assert!(front.count("drop") > 0);
     assert!(
         stderr.contains("error:") && stderr.contains("b.t"),
         "error names the table: {stderr}"
@@ -214,10 +415,10 @@ async fn failing_s3_leaves_no_partial_object() {
         "nothing may be visible under a data key: {:?}",
         keys(&store).await
     );
-    let uploads = http(&endpoint, "GET", &format!("/{name}?uploads")).await;
-    assert!(
-        !uploads.contains("<Upload>"),
-        "the failed multipart upload must be aborted: {uploads}"
+    assert_eq!(
+        open_uploads(&name).await,
+        0,
+        "the failed multipart upload is aborted"
     );
     let checkpoint = std::fs::read_to_string(
         task.dir
@@ -230,4 +431,99 @@ async fn failing_s3_leaves_no_partial_object() {
             && checkpoint.contains("\"status\": \"failed\""),
         "{checkpoint}"
     );
+}
+
+/// Every completion reply lost and every HEAD refused: the completion's outcome cannot be known.
+fn unknowable_completion(front: &S3Front) {
+    front.add(Rule::new("POST", Fault::LoseReply).with("uploadId="));
+    front.add(Rule::new("HEAD", Fault::Status(503)));
+}
+
+/// The error line of a failed run.
+fn error_line(out: &Output) -> String {
+    assert!(!out.status.success(), "the run must fail");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line: {stderr}"));
+    eprintln!("{line}");
+    line.to_string()
+}
+
+#[tokio::test]
+async fn unknown_completion_leaves_nothing_visible() {
+    big_table("s3_unknown").await;
+    let (name, store) = bucket("lake-unknown").await;
+    let front = S3Front::start(&env("TRIBUTARY_TEST_S3_ENDPOINT")).await;
+    unknowable_completion(&front);
+    // The writer's own best-effort delete of the key fails (one request + object_store's 3
+    // retries), so it is the full load's cleanup of the table's files that must remove it.
+    front.add(
+        Rule::new("POST", Fault::Status(503))
+            .with("?delete")
+            .with("LOAD")
+            .times(4),
+    );
+    let budget = "retry_timeout_seconds = 5";
+    let task = new_task(
+        "s3_unknown",
+        "b",
+        Some(&target(&name, &front.url, budget)),
+        "",
+        "",
+    );
+    let (out, _) = run_task(&task, &[]).await;
+    let line = error_line(&out);
+    assert!(line.contains("outcome unknown"), "{line}");
+    assert!(
+        front.count("lose") >= 2,
+        "completions were applied, replies lost"
+    );
+    assert_eq!(
+        front.count("status:POST"),
+        4,
+        "the writer's delete was refused"
+    );
+    assert!(front.count("status:HEAD") > 0, "HEADs were refused");
+    assert!(keys(&store).await.is_empty(), "{:?}", keys(&store).await);
+    assert_eq!(open_uploads(&name).await, 0);
+}
+
+#[tokio::test]
+async fn unknown_completion_that_stays_visible_is_reported_and_removed_next_run() {
+    let client = big_table("s3_unknown_kept").await;
+    let (name, store) = bucket("lake-kept").await;
+    let front = S3Front::start(&env("TRIBUTARY_TEST_S3_ENDPOINT")).await;
+    unknowable_completion(&front);
+    front.add(
+        Rule::new("POST", Fault::Status(503))
+            .with("?delete")
+            .with("LOAD"),
+    );
+    let budget = "retry_timeout_seconds = 5";
+    let task = new_task(
+        "s3_unknown_kept",
+        "b",
+        Some(&target(&name, &front.url, budget)),
+        "",
+        "",
+    );
+    let (out, _) = run_task(&task, &[]).await;
+    let line = error_line(&out);
+    assert!(
+        line.contains("may still be visible") && line.contains("next run"),
+        "the error says the truth: {line}"
+    );
+    assert_eq!(
+        keys(&store).await,
+        vec!["b/t/LOAD00000001.csv"],
+        "it is indeed visible"
+    );
+    // S3 is healthy again: the next run removes the leftover and loads the table once.
+    front.clear();
+    let (out, _) = run_task(&task, &[]).await;
+    assert_ok(&out);
+    assert_exactly_once(&store, &client, &["t"]).await;
+    assert_eq!(open_uploads(&name).await, 0);
 }

@@ -18,10 +18,12 @@ pub(crate) use source::SourceConfig;
 pub(crate) use target::S3Settings;
 pub(crate) use task::{CdcStop, PrepMode, TaskSettings};
 
-/// Default S3 request retries: high enough that the time budget below is what ends retrying.
-pub(crate) const DEFAULT_S3_MAX_RETRIES: u64 = 10;
-/// Default total time budget for retrying one S3 request, seconds.
-pub(crate) const DEFAULT_S3_RETRY_TIMEOUT_S: u64 = 180;
+/// Default retries of one S3 operation: more than fit in the default time budget (waits of 0.5 s
+/// doubling to 10–20 s allow at most ~36 in 300 s), so the budget is what stops retrying.
+pub(crate) const DEFAULT_S3_MAX_RETRIES: u64 = 100;
+/// Default time budget, seconds, for retrying one S3 operation (list, PUT, part, completion...)
+/// with exponential backoff: an S3 or network outage of up to ~4½ minutes is ridden out.
+pub(crate) const DEFAULT_S3_RETRY_TIMEOUT_S: u64 = 300;
 /// Folder (beside the task file) holding checkpoints when `[task] state` is not set.
 const DEFAULT_STATE_FOLDER: &str = "tributary-state";
 

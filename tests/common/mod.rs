@@ -1,6 +1,8 @@
 //! Shared harness: the private servers started by `scripts/test.sh`, a fresh database per test,
 //! task files, running the real binary, and independent readers for the files it writes.
 
+pub mod s3_front;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

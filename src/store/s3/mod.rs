@@ -1,7 +1,32 @@
-//! S3 (or any S3 API) through `object_store`: streaming multipart uploads with bounded memory,
-//! retries with backoff, abort on failure. Credentials come from the full AWS chain through
-//! `aws-config` (env, profile, SSO, credential_process, web identity, IMDS), bridged into
-//! object_store, which on its own lacks profiles, SSO and credential_process.
+//! S3 (or any S3 API) through `object_store`: streaming uploads with bounded memory
+//! ([`upload`]), retries with backoff within a time budget ([`retry`]), abort on failure.
+//! Credentials come from the full AWS chain through `aws-config` (env, profile, SSO,
+//! credential_process, web identity, IMDS), bridged into object_store, which on its own lacks
+//! profiles, SSO and credential_process.
+//!
+//! Retries happen in two layers:
+//! - object_store retries one HTTP request on what it can classify (5xx, 429, refused or reset
+//!   connections) for at most [`REQUEST_RETRIES`] retries within [`REQUEST_RETRY_TIMEOUT`],
+//!   waiting 100 ms to 1 s: quick blips cost little, and a signed request is never replayed for
+//!   long. Each request has object_store's default 30 s timeout (5 s to connect).
+//! - Our layer ([`retry`]) retries each whole operation (list, HEAD, delete, PUT, one part,
+//!   creating and completing a multipart upload) on every failure that is not a definite refusal,
+//!   including the cut response bodies object_store never retries, with exponential backoff
+//!   (0.5 s doubling to 20 s, equal jitter) until `[target] retry_timeout_seconds` (default
+//!   [`DEFAULT_S3_RETRY_TIMEOUT_S`] = 300 s) has passed since the operation started, or
+//!   `[target] max_retries` (default [`DEFAULT_S3_MAX_RETRIES`], more than fit in the budget).
+//!
+//! So an operation gives up no earlier than the budget after its start while S3 keeps failing,
+//! and no later than the budget plus one last attempt (REQUEST_RETRY_TIMEOUT plus a request
+//! timeout, ~40 s; a completion adds one HEAD of the same bound). A table load fails only when
+//! one operation exhausts its budget: an S3 outage shorter than the budget minus the last wait
+//! (≤ 20 s) is ridden out. With the defaults: 300 s, ~20–36 retries per operation.
+//!
+//! [`DEFAULT_S3_RETRY_TIMEOUT_S`]: crate::config::DEFAULT_S3_RETRY_TIMEOUT_S
+//! [`DEFAULT_S3_MAX_RETRIES`]: crate::config::DEFAULT_S3_MAX_RETRIES
+
+mod retry;
+mod upload;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -11,27 +36,34 @@ use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvid
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::aws::{AmazonS3Builder, AwsCredential};
-use object_store::buffered::BufWriter;
 use object_store::path::Path;
-use object_store::{ClientOptions, CredentialProvider, ObjectStore, ObjectStoreExt, RetryConfig};
-use tokio::io::AsyncWriteExt;
+use object_store::{
+    BackoffConfig, ClientOptions, CredentialProvider, ObjectStore, ObjectStoreExt, RetryConfig,
+};
 
 use super::{ObjectWriter, Store};
 use crate::config::target::Encryption;
 use crate::config::TargetConfig;
 use crate::error::{Error, ErrorKind, Result};
+use retry::{retry, RetryPolicy};
+use upload::{S3Writer, Shared};
 
-/// Multipart part size: S3's minimum, so memory per open file stays small.
-const PART_SIZE: usize = 5 * 1024 * 1024;
-/// Parts uploaded concurrently per file (memory per file ≈ PART_SIZE × (this + 1)).
-const PART_CONCURRENCY: usize = 2;
+/// object_store's retries of one HTTP request (fewer when `[target] max_retries` is lower).
+const REQUEST_RETRIES: usize = 3;
+/// object_store's time limit for retrying one HTTP request (less when the budget is lower).
+const REQUEST_RETRY_TIMEOUT: Duration = Duration::from_secs(10);
+/// object_store's backoff between those request retries: 100 ms doubling, at most 1 s.
+const REQUEST_BACKOFF: BackoffConfig = BackoffConfig {
+    init_backoff: Duration::from_millis(100),
+    max_backoff: Duration::from_secs(1),
+    base: 2.0,
+};
 /// Refresh cached credentials this long before they expire.
 const CREDENTIAL_REFRESH_MARGIN: Duration = Duration::from_secs(300);
 
 /// An S3 bucket.
 pub(crate) struct S3Store {
-    store: Arc<dyn ObjectStore>,
-    bucket: String,
+    shared: Arc<Shared>,
 }
 
 /// Maps an object_store error to our kinds, naming bucket/credential problems with their fixes.
@@ -60,7 +92,7 @@ fn s3_error(bucket: &str, what: &str, e: object_store::Error) -> Error {
         ),
         _ => (
             ErrorKind::TargetWrite,
-            "check the endpoint and network; the request was retried with backoff before giving up".to_string(),
+            "check the endpoint and network; the request was retried with backoff for [target] retry_timeout_seconds before giving up".to_string(),
         ),
     };
     Error::new(
@@ -105,13 +137,14 @@ impl S3Store {
             .region()
             .map(|r| r.to_string())
             .unwrap_or_else(|| "us-east-1".to_string());
+        let policy = RetryPolicy::new(target.retry_timeout, target.max_retries);
         let mut builder = AmazonS3Builder::new()
             .with_bucket_name(bucket)
             .with_region(region)
             .with_retry(RetryConfig {
-                max_retries: target.max_retries,
-                retry_timeout: target.retry_timeout,
-                ..RetryConfig::default()
+                backoff: REQUEST_BACKOFF,
+                max_retries: target.max_retries.min(REQUEST_RETRIES),
+                retry_timeout: policy.backoff.budget.min(REQUEST_RETRY_TIMEOUT),
             });
         if let Some(provider) = sdk.credentials_provider() {
             builder = builder.with_credentials(Arc::new(AwsChainCredentials {
@@ -161,8 +194,11 @@ impl S3Store {
             )
         })?;
         Ok(S3Store {
-            store: Arc::new(store),
-            bucket: bucket.to_string(),
+            shared: Arc::new(Shared {
+                store: Arc::new(store),
+                bucket: bucket.to_string(),
+                policy,
+            }),
         })
     }
 }
@@ -180,25 +216,18 @@ fn header_value(s: &str) -> Result<http::HeaderValue> {
 #[async_trait]
 impl Store for S3Store {
     async fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
-        let writer = BufWriter::with_capacity(self.store.clone(), Path::from(key), PART_SIZE)
-            .with_max_concurrency(PART_CONCURRENCY);
-        Ok(Box::new(S3Writer {
-            writer,
-            done: false,
-            bucket: self.bucket.clone(),
-            key: key.to_string(),
-            written: 0,
-        }))
+        Ok(Box::new(S3Writer::new(self.shared.clone(), key)))
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let s = &self.shared;
         let prefix_path = Path::from(prefix.trim_end_matches('/'));
-        let metas: Vec<_> = self
-            .store
-            .list(Some(&prefix_path))
-            .try_collect()
-            .await
-            .map_err(|e| s3_error(&self.bucket, "list", e))?;
+        // A listing cut off midway is retried whole (pages are not resumable here).
+        let metas: Vec<_> = retry(&s.policy, &format!("list of {prefix}"), || {
+            s.store.list(Some(&prefix_path)).try_collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| s3_error(&s.bucket, "list", e))?;
         let mut keys: Vec<String> = metas
             .into_iter()
             .map(|m| m.location.to_string())
@@ -209,26 +238,35 @@ impl Store for S3Store {
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
-        match self.store.head(&Path::from(key)).await {
+        let s = &self.shared;
+        let path = Path::from(key);
+        match retry(&s.policy, &format!("check of {key}"), || {
+            s.store.head(&path)
+        })
+        .await
+        {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(s3_error(&self.bucket, "check", e)),
+            Err(e) => Err(s3_error(&s.bucket, "check", e)),
         }
     }
 
     async fn delete(&self, keys: &[String]) -> Result<()> {
-        let paths: Vec<object_store::Result<Path>> =
-            keys.iter().map(|k| Ok(Path::from(k.as_str()))).collect();
-        let paths = futures::stream::iter(paths);
-        self.store
-            .delete_stream(Box::pin(paths))
-            .try_collect::<Vec<_>>()
-            .await
-            .map(|_| ())
-            .or_else(|e| match e {
-                object_store::Error::NotFound { .. } => Ok(()),
-                e => Err(s3_error(&self.bucket, "delete", e)),
-            })
+        let s = &self.shared;
+        let what = format!("delete of {} objects", keys.len());
+        retry(&s.policy, &what, || {
+            let paths: Vec<object_store::Result<Path>> =
+                keys.iter().map(|k| Ok(Path::from(k.as_str()))).collect();
+            s.store
+                .delete_stream(Box::pin(futures::stream::iter(paths)))
+                .try_collect::<Vec<_>>()
+        })
+        .await
+        .map(|_| ())
+        .or_else(|e| match e {
+            object_store::Error::NotFound { .. } => Ok(()),
+            e => Err(s3_error(&s.bucket, "delete", e)),
+        })
     }
 
     async fn remove_abandoned(&self, _prefix: &str) -> Result<usize> {
@@ -252,62 +290,7 @@ impl Store for S3Store {
     }
 
     fn describe(&self) -> String {
-        format!("s3://{}", self.bucket)
-    }
-}
-
-/// One object: small objects go up in one PUT at `finish`, larger ones as a multipart upload
-/// completed at `finish`. Either way nothing is visible under the key before then.
-struct S3Writer {
-    writer: BufWriter,
-    /// Set once the upload was completed or aborted: BufWriter panics on a second abort.
-    done: bool,
-    bucket: String,
-    key: String,
-    written: u64,
-}
-
-#[async_trait]
-impl ObjectWriter for S3Writer {
-    async fn write(&mut self, data: Bytes) -> Result<()> {
-        self.written += data.len() as u64;
-        if let Err(e) = self.writer.put(data).await {
-            self.done = true;
-            let _ = self.writer.abort().await;
-            return Err(s3_error(
-                &self.bucket,
-                &format!("upload of {}", self.key),
-                e,
-            ));
-        }
-        Ok(())
-    }
-
-    async fn finish(mut self: Box<Self>) -> Result<u64> {
-        if self.done {
-            return Err(Error::internal("finish after a failed upload"));
-        }
-        self.done = true;
-        // On failure the multipart upload has already been aborted by object_store.
-        if let Err(e) = self.writer.shutdown().await {
-            return Err(Error::new(
-                ErrorKind::TargetWrite,
-                format!("S3 upload of {} to bucket {} failed: {e}", self.key, self.bucket),
-                "check the endpoint, network and permissions; the upload was aborted and nothing is visible under the key",
-            )
-            .with_source(e));
-        }
-        Ok(self.written)
-    }
-
-    async fn abort(mut self: Box<Self>) -> Result<()> {
-        if std::mem::replace(&mut self.done, true) {
-            return Ok(());
-        }
-        self.writer
-            .abort()
-            .await
-            .map_err(|e| s3_error(&self.bucket, &format!("abort of {}", self.key), e))
+        format!("s3://{}", self.shared.bucket)
     }
 }
 
