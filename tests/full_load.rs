@@ -360,6 +360,58 @@ async fn rollover_names_files_in_upper_hex() {
     assert_rows_eq(&by_id(rows, 0), &expected, "rolled Parquet");
 }
 
+/// Files hold their limit whatever the first rows look like: 2,000 one-character rows, then
+/// rows of about 3 KB. Every file but the table's last is at most MaxFileSize plus one row
+/// (CSV), or within 10 % of MaxFileSize (Parquet); all rows are there once.
+#[tokio::test]
+async fn max_file_size_holds_when_rows_grow() {
+    let client = fresh_db("fl_grow").await;
+    client
+        .batch_execute(
+            "CREATE SCHEMA g; CREATE TABLE g.t AS
+             SELECT n AS id, CASE WHEN n <= 2000 THEN 'x'
+                    ELSE repeat(md5(n::text), 96) END AS v
+             FROM generate_series(1, 6000) n",
+        )
+        .await
+        .unwrap();
+    let expected = query_rows(&client, "SELECT id::text AS i, v FROM g.t ORDER BY id").await;
+    let longest_row = 3072 + 16;
+    for (format, limit_kb) in [("csv", 512u64), ("parquet", 100)] {
+        let settings = format!("DataFormat = \"{format}\"\nMaxFileSize = {limit_kb}");
+        let task = new_task("fl_grow", "g", None, &settings, "");
+        run_ok(&task, &[]);
+        let names = files(&task.lake());
+        assert!(names.len() > 3, "{format}: {names:?}");
+        let limit = limit_kb * 1024;
+        for name in &names[..names.len() - 1] {
+            let size = std::fs::metadata(task.lake().join(name)).unwrap().len();
+            if format == "csv" {
+                assert!(
+                    size <= limit + longest_row,
+                    "{name}: {size} bytes for MaxFileSize {limit}"
+                );
+                assert!(size >= limit, "{name}: {size} bytes, rolled early");
+            } else {
+                let off = (size as f64 - limit as f64).abs() / limit as f64;
+                assert!(off <= 0.10, "{name}: {size} bytes, {:.0} % off {limit}", off * 100.0);
+            }
+        }
+        let rows = if format == "csv" {
+            names
+                .iter()
+                .flat_map(|n| {
+                    parse_csv(&std::fs::read_to_string(task.lake().join(n)).unwrap(), ',', "")
+                })
+                .collect()
+        } else {
+            let paths: Vec<_> = names.iter().map(|n| task.lake().join(n)).collect();
+            read_parquet(&paths).1
+        };
+        assert_rows_eq(&by_id(rows, 0), &expected, format);
+    }
+}
+
 #[tokio::test]
 async fn prep_modes_and_bucket_folder_override() {
     let client = fresh_db("fl_prep").await;

@@ -266,7 +266,7 @@ fn sqlstate_kind(code: &str) -> Option<(ErrorKind, &'static str)> {
 
 /// Opens a session with canonical output settings.
 async fn connect(config: &PgConfig) -> Result<Client> {
-    let parsed: tokio_postgres::Config = config.url.parse().map_err(|e| {
+    let mut parsed: tokio_postgres::Config = config.url.parse().map_err(|e| {
         Error::config(
             format!(
                 "[source] url {} is not a PostgreSQL URL: {e}",
@@ -275,6 +275,10 @@ async fn connect(config: &PgConfig) -> Result<Client> {
             "use postgres://user:password@host:5432/database",
         )
     })?;
+    if parsed.get_application_name().is_none() {
+        // Names our sessions in pg_stat_activity, beside the walsender's "tributary <slot>".
+        parsed.application_name("tributary");
+    }
     if parsed.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
         return Err(Error::config(
             "sslmode=require is not supported yet (tributary connects without TLS)",
