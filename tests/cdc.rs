@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 
 /// Writes a CDC task file for database `db`, schema `schema`.
-fn cdc_task(db: &str, migration: &str, settings: &str, extra_task: &str) -> Task {
+pub(crate) fn cdc_task(db: &str, migration: &str, settings: &str, extra_task: &str) -> Task {
     let mut task = new_task(db, "c", None, settings, "");
     // TRIBUTARY_TEST_KEEP=1 keeps the task folder (logs, lake, checkpoint) for a post-mortem.
     if std::env::var_os("TRIBUTARY_TEST_KEEP").is_some() {
@@ -100,7 +100,7 @@ pub(crate) fn wait_streaming(task: &Task, n: usize, child: &mut Child) {
 
 /// Commits fence row 1, waits for it in the files, stops the task with SIGTERM, and compares
 /// the replayed `c.items` and `c.plain` with the source.
-async fn fence_stop_and_compare(
+pub(crate) async fn fence_stop_and_compare(
     client: &tokio_postgres::Client,
     task: &Task,
     n: usize,
@@ -215,7 +215,7 @@ pub(crate) fn replay(lake: &Path, table: &str) -> BTreeMap<i64, BTreeMap<String,
 }
 
 /// Compares replayed state with the source on `cols`.
-async fn assert_matches_source(
+pub(crate) async fn assert_matches_source(
     client: &tokio_postgres::Client,
     lake: &Path,
     table: &str,
@@ -237,7 +237,7 @@ async fn assert_matches_source(
     assert_rows_eq(&actual, &expected, table);
 }
 
-const SCHEMA: &str = "CREATE SCHEMA c;
+pub(crate) const SCHEMA: &str = "CREATE SCHEMA c;
      CREATE TABLE c.items (id bigint PRIMARY KEY, rev int NOT NULL, name text, amount numeric(12,2), big text);
      ALTER TABLE c.items REPLICA IDENTITY FULL;
      CREATE TABLE c.plain (id bigint PRIMARY KEY, rev int NOT NULL, v varchar(40));
@@ -252,7 +252,7 @@ const BIG: &str =
 /// The concurrent workload: single-row and multi-row transactions of inserts, updates (each
 /// bumping `rev`) and deletes, TOASTed values updated and left unchanged, a column added
 /// mid-stream. `round` makes ids unique per call.
-async fn workload(client: &tokio_postgres::Client, round: i64) {
+pub(crate) async fn workload(client: &tokio_postgres::Client, round: i64) {
     let base = 100_000 * (round + 1);
     for i in 0..40 {
         let id = base + i;

@@ -394,14 +394,22 @@ async fn max_file_size_holds_when_rows_grow() {
                 assert!(size >= limit, "{name}: {size} bytes, rolled early");
             } else {
                 let off = (size as f64 - limit as f64).abs() / limit as f64;
-                assert!(off <= 0.10, "{name}: {size} bytes, {:.0} % off {limit}", off * 100.0);
+                assert!(
+                    off <= 0.10,
+                    "{name}: {size} bytes, {:.0} % off {limit}",
+                    off * 100.0
+                );
             }
         }
         let rows = if format == "csv" {
             names
                 .iter()
                 .flat_map(|n| {
-                    parse_csv(&std::fs::read_to_string(task.lake().join(n)).unwrap(), ',', "")
+                    parse_csv(
+                        &std::fs::read_to_string(task.lake().join(n)).unwrap(),
+                        ',',
+                        "",
+                    )
                 })
                 .collect()
         } else {

@@ -9,5 +9,6 @@ mod common;
 mod errors;
 mod full_load;
 mod mysql;
+mod resilience;
 mod resume;
 mod s3;

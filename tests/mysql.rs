@@ -36,7 +36,7 @@ async fn my_db(name: &str) -> Conn {
 }
 
 /// Rows of `sql` as optional strings (the text protocol sends every value as text).
-async fn my_rows(conn: &mut Conn, sql: &str) -> Vec<Row> {
+pub(crate) async fn my_rows(conn: &mut Conn, sql: &str) -> Vec<Row> {
     let rows: Vec<mysql_async::Row> = conn
         .query(sql)
         .await
@@ -57,6 +57,17 @@ async fn my_rows(conn: &mut Conn, sql: &str) -> Vec<Row> {
 
 /// A MySQL task on database `db` (all its tables) into the task's local lake.
 fn my_task(db: &str, migration: &str, settings: &str, extra_task: &str) -> Task {
+    my_task_at(&my_url(db), db, migration, settings, extra_task)
+}
+
+/// [`my_task`] on the server at `url` (a URL of database `db`).
+pub(crate) fn my_task_at(
+    url: &str,
+    db: &str,
+    migration: &str,
+    settings: &str,
+    extra_task: &str,
+) -> Task {
     let mut dir = tempfile::tempdir().expect("tempdir");
     // TRIBUTARY_TEST_KEEP=1 keeps the task folder (logs, lake, checkpoint) for a post-mortem.
     if std::env::var_os("TRIBUTARY_TEST_KEEP").is_some() {
@@ -79,7 +90,6 @@ url = "file://{lake}"
 AddColumnName = true
 {settings}
 "#,
-        url = my_url(db),
         lake = lake.display()
     );
     let path = dir.path().join("task.toml");
@@ -93,7 +103,14 @@ fn table_rows(task: &Task, table: &str) -> Vec<(bool, BTreeMap<String, Option<St
 }
 
 /// Inserts fence row `fence` into `db.fence` and waits until a CDC file holds it.
-async fn fence(conn: &mut Conn, task: &Task, n: usize, child: &mut Child, db: &str, fence: i64) {
+pub(crate) async fn fence(
+    conn: &mut Conn,
+    task: &Task,
+    n: usize,
+    child: &mut Child,
+    db: &str,
+    fence: i64,
+) {
     conn.query_drop(format!("INSERT INTO fence VALUES ({fence}, 0)"))
         .await
         .unwrap();
@@ -231,7 +248,7 @@ async fn mysql_types_render_the_same_in_load_and_binlog_files() {
     assert_eq!(z["b1"].as_deref(), Some("false"));
 }
 
-const SCHEMA: &str =
+pub(crate) const SCHEMA: &str =
     "CREATE TABLE items (id BIGINT PRIMARY KEY, rev INT NOT NULL, name VARCHAR(64),
         amount DECIMAL(12,2), big LONGTEXT);
      CREATE TABLE plain (id BIGINT PRIMARY KEY, rev INT NOT NULL, v VARCHAR(40));
@@ -241,7 +258,7 @@ const SCHEMA: &str =
 
 /// Inserts, updates (each bumping `rev`), deletes, multi-statement transactions and one bigger
 /// update; `round` makes ids unique per call.
-async fn workload(conn: &mut Conn, round: i64) {
+pub(crate) async fn workload(conn: &mut Conn, round: i64) {
     let base = 100_000 * (round + 1);
     for i in 0..40 {
         let id = base + i;
@@ -268,7 +285,13 @@ async fn workload(conn: &mut Conn, round: i64) {
 }
 
 /// Replays `db.table` and compares it with the source on `cols`.
-async fn assert_matches_source(conn: &mut Conn, task: &Task, db: &str, table: &str, cols: &[&str]) {
+pub(crate) async fn assert_matches_source(
+    conn: &mut Conn,
+    task: &Task,
+    db: &str,
+    table: &str,
+    cols: &[&str],
+) {
     let replayed = replay(&task.lake(), &format!("{db}/{table}"));
     let sql = format!(
         "SELECT {} FROM {table} ORDER BY id",

@@ -30,7 +30,7 @@ async fn http(endpoint: &str, method: &str, path: &str) -> String {
 
 /// Creates a bucket named `prefix-<random>` (the S3 server outlives test runs) and returns its
 /// name and a client for it.
-async fn bucket(prefix: &str) -> (String, Arc<dyn ObjectStore>) {
+pub(crate) async fn bucket(prefix: &str) -> (String, Arc<dyn ObjectStore>) {
     let name = format!(
         "{prefix}-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..12]
@@ -51,7 +51,7 @@ async fn bucket(prefix: &str) -> (String, Arc<dyn ObjectStore>) {
     (name, store)
 }
 
-async fn keys(store: &Arc<dyn ObjectStore>) -> Vec<String> {
+pub(crate) async fn keys(store: &Arc<dyn ObjectStore>) -> Vec<String> {
     let mut k: Vec<String> = store
         .list(None)
         .map_ok(|m| m.location.to_string())
@@ -158,7 +158,7 @@ fn assert_ok(out: &Output) {
 }
 
 /// Target lines for bucket `name` through `endpoint`, plus `extra` lines.
-fn target(name: &str, endpoint: &str, extra: &str) -> String {
+pub(crate) fn target(name: &str, endpoint: &str, extra: &str) -> String {
     format!("url = \"s3://{name}\"\nendpoint = \"{endpoint}\"\nregion = \"us-east-1\"\n{extra}")
 }
 

@@ -109,6 +109,10 @@ pub(crate) struct Apply<'a> {
     stop: Option<Stopped>,
     /// Events applied in the current session (progress resets the reconnect budget).
     events: u64,
+    /// The furthest transaction seen, and where it was when this session started: a session
+    /// re-reads the log up to there, and its shape changes were counted the first time.
+    seen: Option<Position>,
+    replaying_until: Option<Position>,
 }
 
 impl<'a> Apply<'a> {
@@ -135,6 +139,8 @@ impl<'a> Apply<'a> {
             dirty: false,
             stop: None,
             events: 0,
+            seen: None,
+            replaying_until: None,
         }
     }
 
@@ -180,6 +186,7 @@ impl<'a> Apply<'a> {
         self.events = 0;
         self.txn = None;
         self.last_end = None;
+        self.replaying_until = self.seen.clone();
         let txn_path = self
             .ctx
             .task
@@ -360,6 +367,9 @@ impl ChangeSink for Apply<'_> {
             }
         }
         self.txn = Some((at.clone(), commit_us));
+        if self.seen.as_ref().is_none_or(|s| at > s) {
+            self.seen = Some(at.clone());
+        }
         self.cp.cdc_mut().last_commit_us = Some(commit_us);
         true
     }
@@ -386,7 +396,11 @@ impl ChangeSink for Apply<'_> {
                 .await?;
         }
         self.writer.set_shape(schema);
-        if changed {
+        let replayed = match (&self.txn, &self.replaying_until) {
+            (Some((at, _)), Some(until)) => at <= until,
+            _ => false,
+        };
+        if changed && !replayed {
             tracing::info!(table = %key, "table shape changed: the next file has the new columns");
             self.count_ddl(&key);
         }

@@ -2,6 +2,7 @@
 //! task files, running the real binary, and independent readers for the files it writes.
 
 pub mod s3_front;
+pub mod servers;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

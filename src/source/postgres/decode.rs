@@ -100,11 +100,13 @@ impl Relations {
             .filter(|o| !self.types.contains_key(o))
             .collect();
         if selected && !missing.is_empty() {
-            let found = match catalog::lookup_types(helper.client().await?, &missing).await {
-                Ok(found) => found,
-                Err(e) => {
-                    helper.reset_if_lost(&e);
-                    return Err(e);
+            // A helper connection lost since its last use is opened again once.
+            let mut again = true;
+            let found = loop {
+                match catalog::lookup_types(helper.client().await?, &missing).await {
+                    Ok(found) => break found,
+                    Err(e) if helper.reset_if_lost(&e) && std::mem::take(&mut again) => {}
+                    Err(e) => return Err(e),
                 }
             };
             self.types.extend(found);
@@ -220,12 +222,16 @@ impl Relations {
             .iter()
             .map(|(_, _, v)| v as &(dyn tokio_postgres::types::ToSql + Sync))
             .collect();
-        let row = match helper.client().await?.query_opt(&sql, &params).await {
-            Ok(row) => row,
-            Err(e) => {
-                let e = pg_error(e, &format!("reading unchanged values of {}", rel.key));
-                helper.reset_if_lost(&e);
-                return Err(e);
+        let mut again = true;
+        let row = loop {
+            match helper.client().await?.query_opt(&sql, &params).await {
+                Ok(row) => break row,
+                Err(e) => {
+                    let e = pg_error(e, &format!("reading unchanged values of {}", rel.key));
+                    if !(helper.reset_if_lost(&e) && std::mem::take(&mut again)) {
+                        return Err(e);
+                    }
+                }
             }
         };
         Ok(row.map_or_else(Vec::new, |row| {

@@ -325,10 +325,13 @@ impl Helper {
         Ok(self.client.as_ref().expect("connected above"))
     }
 
-    /// Forgets the connection after an error, so the next use opens a new one.
-    fn reset_if_lost(&mut self, e: &Error) {
-        if e.kind == ErrorKind::SourceConnect {
+    /// Forgets the connection after an error that lost it, so the next use opens a new one;
+    /// true when it did.
+    fn reset_if_lost(&mut self, e: &Error) -> bool {
+        let lost = e.kind == ErrorKind::SourceConnect;
+        if lost {
             self.client = None;
         }
+        lost
     }
 }

@@ -157,7 +157,7 @@ impl PgStream {
             Err(e) => Err(e),
         };
         if let Err(e) = r {
-            self.helper.reset_if_lost(&e);
+            let _ = self.helper.reset_if_lost(&e);
             tracing::warn!(error = %e, "heartbeat failed; retrying at the next interval");
         }
     }
@@ -182,7 +182,9 @@ impl PgStream {
                 }
             }
             Ok(None) => {}
-            Err(e) => self.helper.reset_if_lost(&e),
+            Err(e) => {
+                let _ = self.helper.reset_if_lost(&e);
+            }
         }
     }
 }
