@@ -19,3 +19,50 @@ pub mod task;
 
 pub use config::TaskConfig;
 mod writer;
+
+#[cfg(test)]
+mod layering {
+    /// The modules from the top of ARCHITECTURE.md's picture to its bottom.
+    const LAYERS: &[&str] = &[
+        "task",
+        "progress",
+        "source",
+        "writer",
+        "store",
+        "config",
+        "checkpoint",
+        "layout",
+        "mapping",
+        "retry",
+        "change",
+        "error",
+    ];
+
+    /// No module names one above it (`crate::x` in code or docs).
+    #[test]
+    fn no_module_uses_one_above_it() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut problems = Vec::new();
+        for (rank, module) in LAYERS.iter().enumerate() {
+            let mut stack = vec![src.join(module), src.join(format!("{module}.rs"))];
+            while let Some(path) = stack.pop() {
+                if path.is_dir() {
+                    stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+                    continue;
+                }
+                let Ok(text) = std::fs::read_to_string(&path) else {
+                    continue;
+                };
+                for (above, name) in LAYERS[..rank].iter().enumerate() {
+                    if text.contains(&format!("crate::{name}")) {
+                        problems.push(format!(
+                            "{} (layer {rank}) uses crate::{name} (layer {above})",
+                            path.display()
+                        ));
+                    }
+                }
+            }
+        }
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+}

@@ -27,15 +27,22 @@ fn use_source(task: &Task, db: &str, url: &str) {
     std::fs::write(&task.path, text.replace(&pg_url(db), url)).unwrap();
 }
 
-/// Waits until the task streams from the server again (a walsender of ours is streaming).
-async fn await_walsender(client: &tokio_postgres::Client, task: &Task, child: &mut Child) {
+/// Waits until the task streams from the server again: a walsender of ours is streaming that
+/// is none of the `killed` ones (a terminated backend may still be listed for a moment).
+async fn await_walsender(
+    client: &tokio_postgres::Client,
+    task: &Task,
+    child: &mut Child,
+    killed: &[i32],
+) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let n: i64 = client
             .query_one(
                 "SELECT count(*) FROM pg_stat_replication
-                 WHERE application_name LIKE 'tributary%' AND state = 'streaming'",
-                &[],
+                 WHERE application_name LIKE 'tributary%' AND state = 'streaming'
+                   AND NOT pid = ANY($1)",
+                &[&killed],
             )
             .await
             .unwrap()
@@ -54,31 +61,20 @@ async fn await_walsender(client: &tokio_postgres::Client, task: &Task, child: &m
 }
 
 /// Terminates every session of the task on the server (walsender and helper connections) and
-/// returns how many there were.
-async fn kill_tributary_sessions(client: &tokio_postgres::Client) -> i64 {
+/// returns their process ids.
+async fn kill_tributary_sessions(client: &tokio_postgres::Client) -> Vec<i32> {
     client
-        .query_one(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-             WHERE application_name LIKE 'tributary%' AND pid <> pg_backend_pid()",
+        .query(
+            "SELECT pid FROM pg_stat_activity
+             WHERE application_name LIKE 'tributary%' AND pid <> pg_backend_pid()
+               AND pg_terminate_backend(pid)",
             &[],
         )
         .await
         .unwrap()
-        .get(0)
-}
-
-/// Waits until the task's log shows `n` streaming sessions (it reconnected after a kill).
-fn await_sessions(task: &Task, child: &mut Child, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while log(task, 0).matches("streaming changes").count() < n {
-        still_running(task, child);
-        assert!(
-            Instant::now() < deadline,
-            "session {n} never started\n{}",
-            log(task, 0)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
 }
 
 /// Asserts the task is still running.
@@ -108,8 +104,8 @@ async fn postgres_cdc_survives_killed_connections_and_a_server_restart() {
     use_source(&task, db, &pg.url(db));
     let mut child = spawn(&task, 0);
     wait_streaming(&task, 0, &mut child);
+    let mut killed = Vec::new();
     for round in 0..3 {
-        await_walsender(&client, &task, &mut child).await;
         workload(&client, round).await;
         if round == 1 {
             // A column of a type the task has not seen: the next Relation message needs a
@@ -122,11 +118,17 @@ async fn postgres_cdc_survives_killed_connections_and_a_server_restart() {
                 .await
                 .unwrap();
         }
-        let killed = kill_tributary_sessions(&client).await;
-        assert!(killed >= 1, "round {round}: no session of the task to kill");
+        await_walsender(&client, &task, &mut child, &killed).await;
+        let now = kill_tributary_sessions(&client).await;
+        assert!(
+            !now.is_empty(),
+            "round {round}: nothing to kill\n{}",
+            log(&task, 0)
+        );
+        killed.extend(now);
         still_running(&task, &mut child);
     }
-    await_walsender(&client, &task, &mut child).await;
+    await_walsender(&client, &task, &mut child, &killed).await;
     workload(&client, 3).await;
     pg.restart();
     client = connect(&pg.url(db)).await;
@@ -148,7 +150,7 @@ async fn postgres_cdc_survives_killed_connections_and_a_server_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_cdc_survives_killed_dumps_and_a_server_restart() {
-    use crate::mysql::{assert_matches_source, fence, my_rows, my_task_at, workload, SCHEMA};
+    use crate::mysql::{assert_matches_source, fence, my_task_at, workload, SCHEMA};
     let my = PrivateMaria::start();
     let db = "res_my";
     let open = |url: String| async move {
@@ -172,25 +174,17 @@ async fn mysql_cdc_survives_killed_dumps_and_a_server_restart() {
     );
     let mut child = spawn(&task, 0);
     wait_streaming(&task, 0, &mut child);
+    let mut killed = Vec::new();
     for round in 0..3 {
-        // MySQL logs two "streaming changes" lines per session (stream and loop).
-        await_sessions(&task, &mut child, 2 * (round as usize + 1));
         workload(&mut conn, round).await;
-        let dumps = my_rows(
-            &mut conn,
-            "SELECT CAST(ID AS CHAR) FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'",
-        )
-        .await;
-        assert!(!dumps.is_empty(), "round {round}: no binlog dump to kill");
-        for d in &dumps {
-            // The dump may already be gone when it is killed a second time.
-            let _ = conn
-                .query_drop(format!("KILL CONNECTION {}", d[0].as_deref().unwrap()))
-                .await;
+        for d in await_dumps(&mut conn, &task, &mut child, &killed).await {
+            // The dump may already be gone when it is killed.
+            let _ = conn.query_drop(format!("KILL CONNECTION {d}")).await;
+            killed.push(d);
         }
         still_running(&task, &mut child);
     }
-    await_sessions(&task, &mut child, 8);
+    await_dumps(&mut conn, &task, &mut child, &killed).await;
     workload(&mut conn, 3).await;
     drop(conn);
     my.restart();
@@ -206,6 +200,39 @@ async fn mysql_cdc_survives_killed_dumps_and_a_server_restart() {
     }
     let text = log(&task, 0);
     assert!(text.matches(RESUMED).count() >= 4, "{text}");
+}
+
+/// Waits until the task reads the binlog again and returns the ids of its dump sessions that are
+/// none of the `killed` ones (a killed session may still be listed for a moment).
+async fn await_dumps(
+    conn: &mut mysql_async::Conn,
+    task: &Task,
+    child: &mut Child,
+    killed: &[String],
+) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let dumps = crate::mysql::my_rows(
+            conn,
+            "SELECT CAST(ID AS CHAR) FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'",
+        )
+        .await;
+        let live: Vec<String> = dumps
+            .into_iter()
+            .filter_map(|d| d[0].clone())
+            .filter(|d| !killed.contains(d))
+            .collect();
+        if !live.is_empty() {
+            return live;
+        }
+        still_running(task, child);
+        assert!(
+            Instant::now() < deadline,
+            "the task never read the binlog again\n{}",
+            log(task, 0)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Copies every object of the bucket into `dir` (the replay helpers read a folder).

@@ -9,12 +9,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::change::{ChangePos, Op, Position, RowBatch, TableSchema};
+pub(crate) use crate::change::Fill;
+use crate::change::{ChangePos, Op, Position, TableSchema};
 use crate::error::Result;
-
-/// Fills one row's cells into the sink's buffer: exactly the columns of the table's last
-/// shape, in order. Returns how many cells it wrote as the unchanged-value marker.
-pub(crate) type Fill<'a> = dyn FnMut(&mut RowBatch) -> Result<u64> + Send + 'a;
 
 /// Receives one source's changes.
 ///

@@ -17,12 +17,11 @@ use flate2::write::GzEncoder;
 
 use super::csv::CsvEncoder;
 use super::{EncodeSpec, Encoder, Prepared};
-use crate::change::{ChangePos, Column, DmsType, Op, RowBatch, StreamKey, TableSchema};
+use crate::change::{ChangePos, Column, DmsType, Fill, Op, RowBatch, StreamKey, TableSchema};
 use crate::checkpoint::FileCounts;
 use crate::config::S3Settings;
 use crate::error::{Error, Result};
 use crate::layout::{self, Compression, FileFormat, Layout};
-use crate::source::stream::Fill;
 use crate::store::{ObjectWriter, Store};
 
 /// Raw bytes of rows gathered before they are encoded and uploaded (the same size as a full
