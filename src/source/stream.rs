@@ -5,13 +5,14 @@
 //! (`task::apply`), the one place that turns changes into durable files. Nothing outside
 //! `source/` sees a driver type.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
 pub(crate) use crate::change::Fill;
 use crate::change::{ChangePos, Op, Position, TableSchema};
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 
 /// Receives one source's changes.
 ///
@@ -72,4 +73,48 @@ pub(crate) trait ChangeStream: Send {
     async fn tick(&mut self) {}
     /// Ends the session cleanly.
     async fn stop(&mut self);
+}
+
+/// The event a stream's [`ChangeStream::ready`] received, held until
+/// [`ChangeStream::apply`] takes it: what makes `ready` cancel-safe, since the receive is the
+/// only await and its result is stored before `ready` returns.
+pub(crate) struct Inbox<E>(Option<E>);
+
+impl<E> Inbox<E> {
+    /// An empty inbox.
+    pub(crate) fn new() -> Inbox<E> {
+        Inbox(None)
+    }
+
+    /// Receives the next event from `session` (the source's `stream`, for messages) with
+    /// `recv` unless one is waiting; `Ok(None)` from it means the server ended the stream.
+    pub(crate) async fn fill<'s, S: 's, F: Future<Output = Result<Option<E>>> + 's>(
+        &mut self,
+        session: Option<&'s mut S>,
+        stream: &str,
+        recv: impl FnOnce(&'s mut S) -> F,
+    ) -> Result<()> {
+        if self.0.is_none() {
+            let session = session.ok_or_else(|| Error::internal("stream read before start"))?;
+            let ended = || {
+                Error::new(
+                    ErrorKind::SourceConnect,
+                    format!("the server ended the {stream}"),
+                    "check the server log; the task reconnects by itself",
+                )
+            };
+            self.0 = Some(recv(session).await?.ok_or_else(ended)?);
+        }
+        Ok(())
+    }
+
+    /// The waiting event.
+    pub(crate) fn take(&mut self) -> Option<E> {
+        self.0.take()
+    }
+
+    /// Drops a waiting event (the session it came from ended).
+    pub(crate) fn clear(&mut self) {
+        self.0 = None;
+    }
 }

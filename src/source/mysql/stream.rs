@@ -20,7 +20,7 @@ use super::{binlog, connect, my_error, Selection};
 use crate::change::{BinlogPos, ChangePos, Op, Position, RowBatch};
 use crate::error::{Error, ErrorKind, Result};
 use crate::mapping::RelationKind;
-use crate::source::stream::{ChangeSink, ChangeStream};
+use crate::source::stream::{ChangeSink, ChangeStream, Inbox};
 use crate::source::{lob_cut_len, lob_limit};
 
 /// A selected table as the current TABLE_MAP describes it.
@@ -34,7 +34,7 @@ pub(super) struct MyStream {
     sel: Selection,
     dump: Option<BinlogStream>,
     /// The event `ready` received, for `apply`.
-    event: Option<Event>,
+    inbox: Inbox<Event>,
     /// Catalog reads (table shapes after DDL), opened when first needed and after a loss.
     admin: Option<Conn>,
     /// Current binlog file (from ROTATE events).
@@ -53,7 +53,7 @@ impl MyStream {
         MyStream {
             sel,
             dump: None,
-            event: None,
+            inbox: Inbox::new(),
             admin: None,
             file: String::new(),
             maps: HashMap::new(),
@@ -275,29 +275,13 @@ impl ChangeStream for MyStream {
     }
 
     async fn ready(&mut self) -> Result<()> {
-        if self.event.is_some() {
-            return Ok(());
-        }
-        let dump = self
-            .dump
-            .as_mut()
-            .ok_or_else(|| Error::internal("stream read before start"))?;
-        match dump.next().await {
-            Some(Ok(e)) => {
-                self.event = Some(e);
-                Ok(())
-            }
-            Some(Err(e)) => Err(my_error(e, "reading the binlog")),
-            None => Err(Error::new(
-                ErrorKind::SourceConnect,
-                "the binlog stream ended",
-                "check the MySQL server log; the task reconnects by itself",
-            )),
-        }
+        let dump = self.dump.as_mut();
+        let recv = |d| async move { next_event(d).await };
+        self.inbox.fill(dump, "binlog stream", recv).await
     }
 
     async fn apply(&mut self, sink: &mut dyn ChangeSink) -> Result<()> {
-        let Some(event) = self.event.take() else {
+        let Some(event) = self.inbox.take() else {
             return Ok(());
         };
         let h = event.header();
@@ -374,10 +358,18 @@ impl ChangeStream for MyStream {
     }
 
     async fn stop(&mut self) {
-        self.event = None;
+        self.inbox.clear();
         // Dropping the dump closes its connection; the server forgets the replica.
         self.dump = None;
     }
+}
+
+/// The dump's next event; None when the server ended it.
+async fn next_event(dump: &mut BinlogStream) -> Result<Option<Event>> {
+    dump.next()
+        .await
+        .transpose()
+        .map_err(|e| my_error(e, "reading the binlog"))
 }
 
 fn decode_error(e: &std::io::Error) -> Error {

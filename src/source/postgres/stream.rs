@@ -16,7 +16,7 @@ use super::{slot, Helper, Selection};
 use crate::change::{ChangePos, Lsn, Op, Position};
 use crate::config::source::UnchangedToast;
 use crate::error::{Error, ErrorKind, Result};
-use crate::source::stream::{ChangeSink, ChangeStream};
+use crate::source::stream::{ChangeSink, ChangeStream, Inbox};
 
 /// How often the running task checks the slot's retained WAL.
 const LAG_CHECK: Duration = Duration::from_secs(60);
@@ -26,7 +26,7 @@ pub(super) struct PgStream {
     sel: Selection,
     session: Option<PgReplication>,
     /// The event `ready` received, for `apply`.
-    event: Option<StreamEvent>,
+    inbox: Inbox<StreamEvent>,
     rels: Relations,
     /// Catalog reads, lookups, heartbeat and slot checks.
     helper: Helper,
@@ -49,7 +49,7 @@ impl PgStream {
             helper: Helper::new(sel.config.clone()),
             sel,
             session: None,
-            event: None,
+            inbox: Inbox::new(),
             txn: None,
             seq: 0,
             last_heartbeat: Instant::now(),
@@ -216,28 +216,14 @@ impl ChangeStream for PgStream {
     }
 
     async fn ready(&mut self) -> Result<()> {
-        if self.event.is_some() {
-            return Ok(());
-        }
-        let session = self
-            .session
-            .as_mut()
-            .ok_or_else(|| Error::internal("stream read before start"))?;
-        match session.next().await? {
-            Some(ev) => {
-                self.event = Some(ev);
-                Ok(())
-            }
-            None => Err(Error::new(
-                ErrorKind::SourceConnect,
-                "the server ended the replication stream",
-                "check the PostgreSQL server log; the task reconnects by itself",
-            )),
-        }
+        let session = self.session.as_mut();
+        self.inbox
+            .fill(session, "replication stream", |s| s.next())
+            .await
     }
 
     async fn apply(&mut self, sink: &mut dyn ChangeSink) -> Result<()> {
-        let Some(ev) = self.event.take() else {
+        let Some(ev) = self.inbox.take() else {
             return Ok(());
         };
         match ev {
@@ -287,7 +273,7 @@ impl ChangeStream for PgStream {
     }
 
     async fn stop(&mut self) {
-        self.event = None;
+        self.inbox.clear();
         if let Some(mut s) = self.session.take() {
             let _ = s.stop().await;
         }
