@@ -1,16 +1,19 @@
 # Change-capture benchmark, sourced by scripts/bench.sh after bench.posts exists.
 #
 # (a) Throughput and memory: one UPDATE of half of bench.posts (1,000,000 of 2,000,000 rows by
-#     default), read from two slots created before it: pg_recvlogical (pgoutput, -f /dev/null,
-#     the physical limit of decoding that WAL) and a `cdc` task writing Parquet. Targets: >= 0.9x
-#     pg_recvlogical's throughput, <= 200 MB peak RSS.
+#     default), read from slots created before it: pg_recvlogical (pgoutput, -f /dev/null, the
+#     physical limit of decoding that WAL) and a `cdc` task writing Parquet, once per
+#     CdcMinFileSize in BENCH_CDC_SIZES (KB; default 32000 64000 1048576: DMS's default, the
+#     seed walkthroughs' 64 MB, and 1 GB). Targets: >= 0.9x pg_recvlogical's throughput,
+#     <= 150 MB peak RSS whatever the file size.
 # (b) Latency: 10,000 changes/s for 20 s (pgbench) into a `cdc` task with CdcMaxBatchInterval=1;
 #     for each row, file-visible time minus commit time. Target: p99 <= 1.5 s.
 #
 # Uses from bench.sh: psql, bin, bench_dir, runs, phase, info, now, elapsed, min.
 
 cdc_target_ratio=0.9
-cdc_target_rss_mb=200
+cdc_target_rss_mb=150
+read -r -a cdc_sizes <<<"${BENCH_CDC_SIZES:-32000 64000 1048576}"
 cdc_target_p99_s=1.5
 pg_url="$TRIBUTARY_TEST_PG_URL"
 py="$root/.tributary/venv/bin/python"
@@ -20,21 +23,33 @@ drop_slot() {
   "${psql[@]}" -At -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '$1'" >/dev/null
 }
 
-phase "CDC (a): $((rows / 2)) updated rows, pg_recvlogical vs tributary (parquet), $runs rounds"
+phase "CDC (a): $((rows / 2)) updated rows, pg_recvlogical vs tributary (parquet; CdcMinFileSize ${cdc_sizes[*]} KB), $runs rounds"
 "${psql[@]}" -c "DROP PUBLICATION IF EXISTS bench_pub" -c "CREATE PUBLICATION bench_pub FOR TABLE bench.posts"
 cdc_task="$bench_dir/task-cdc.toml"
-recv_best="" trib_best="" trib_rss=0 updated=0
+slots=(bench_recv)
+for size in "${cdc_sizes[@]}"; do slots+=("bench_trib_$size"); done
+declare -A trib_best=() trib_rss=()
+recv_best="" updated=0
 for ((i = 1; i <= runs; i++)); do
-  for s in bench_recv bench_trib; do drop_slot "$s"; done
-  "${psql[@]}" -At -c "SELECT pg_create_logical_replication_slot('bench_recv', 'pgoutput')" \
-    -c "SELECT pg_create_logical_replication_slot('bench_trib', 'pgoutput')" >/dev/null
+  for s in "${slots[@]}"; do
+    drop_slot "$s"
+    "${psql[@]}" -At -c "SELECT pg_create_logical_replication_slot('$s', 'pgoutput')" >/dev/null
+  done
   updated=$("${psql[@]}" -At -c "WITH u AS (UPDATE bench.posts SET score = score + 1 WHERE id % 2 = 0 RETURNING 1) SELECT count(*) FROM u")
   # The task stops at the first transaction committed after this instant: the marker below.
   stop_at=$(date -u +%Y-%m-%dT%H:%M:%S.%6N)
   "${psql[@]}" -c "UPDATE bench.posts SET score = score WHERE id = 1"
   end_lsn=$("${psql[@]}" -At -c "SELECT pg_current_wal_insert_lsn()")
-  out=$(mktemp -d "$bench_dir/out-cdc.XXXXXX")
-  cat >"$cdc_task" <<EOF
+  t0=$(now)
+  /usr/bin/time -v -o "$bench_dir/time-recv-$i.txt" "$TRIBUTARY_TEST_PG_BIN/pg_recvlogical" -d "$pg_url" \
+    --slot=bench_recv --start -o proto_version=1 -o publication_names=bench_pub \
+    --endpos="$end_lsn" --no-loop -f /dev/null
+  t=$(elapsed "$t0" "$(now)")
+  info "pg_recvlogical round $i: ${t}s"
+  recv_best=$(min "$recv_best" "$t")
+  for size in "${cdc_sizes[@]}"; do
+    out=$(mktemp -d "$bench_dir/out-cdc.XXXXXX")
+    cat >"$cdc_task" <<EOF
 [task]
 id = "bench-cdc"
 migration_type = "cdc"
@@ -45,42 +60,37 @@ state = "$out/state"
 engine = "postgres"
 url = "\${BENCH_PG_URL}"
 [source.settings]
-SlotName = "bench_trib"
+SlotName = "bench_trib_$size"
 PublicationName = "bench_pub"
 [target]
 url = "file://$out/lake"
 [target.settings]
 DataFormat = "parquet"
+CdcMinFileSize = $size
 EOF
-  t0=$(now)
-  /usr/bin/time -v -o "$bench_dir/time-recv-$i.txt" "$TRIBUTARY_TEST_PG_BIN/pg_recvlogical" -d "$pg_url" \
-    --slot=bench_recv --start -o proto_version=1 -o publication_names=bench_pub \
-    --endpos="$end_lsn" --no-loop -f /dev/null
-  t=$(elapsed "$t0" "$(now)")
-  info "pg_recvlogical round $i: ${t}s"
-  recv_best=$(min "$recv_best" "$t")
-  t0=$(now)
-  if ! /usr/bin/time -v -o "$bench_dir/time-cdc-$i.txt" "$bin" run --config "$cdc_task" --no-progress \
-    >"$bench_dir/run-cdc-$i.log" 2>&1; then
-    info "tributary cdc round $i FAILED; last lines:"
-    tail -n 15 "$bench_dir/run-cdc-$i.log" | sed 's/^/      /'
-    trib_best=FAILED
-    break
-  fi
-  t=$(elapsed "$t0" "$(now)")
-  kb=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$bench_dir/time-cdc-$i.txt")
-  mb=$(awk -v k="$kb" 'BEGIN { printf "%.1f", k / 1024 }')
-  written="?"
-  if [[ -x $py ]]; then
-    written=$("$py" -c "import glob,pyarrow.parquet as pq; print(sum(pq.ParquetFile(f).metadata.num_rows for f in glob.glob('$out/lake/bench/posts/*.parquet')))")
-    [[ $written == "$updated" ]] || { info "round $i wrote $written rows, expected $updated"; trib_best=FAILED; break; }
-  fi
-  info "tributary cdc round $i: ${t}s, peak RSS ${mb} MB, $written rows in $(ls "$out/lake/bench/posts" | wc -l) files"
-  trib_best=$(min "$trib_best" "$t")
-  trib_rss=$(awk -v a="$trib_rss" -v b="$mb" 'BEGIN { print (b > a) ? b : a }')
-  rm -rf -- "$out"
+    t0=$(now)
+    if ! /usr/bin/time -v -o "$bench_dir/time-cdc-$i-$size.txt" "$bin" run --config "$cdc_task" --no-progress \
+      >"$bench_dir/run-cdc-$i-$size.log" 2>&1; then
+      info "tributary cdc round $i ($size KB files) FAILED; last lines:"
+      tail -n 15 "$bench_dir/run-cdc-$i-$size.log" | sed 's/^/      /'
+      trib_best[$size]=FAILED
+      continue
+    fi
+    t=$(elapsed "$t0" "$(now)")
+    kb=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$bench_dir/time-cdc-$i-$size.txt")
+    mb=$(awk -v k="$kb" 'BEGIN { printf "%.1f", k / 1024 }')
+    written="?"
+    if [[ -x $py ]]; then
+      written=$("$py" -c "import glob,pyarrow.parquet as pq; print(sum(pq.ParquetFile(f).metadata.num_rows for f in glob.glob('$out/lake/bench/posts/*.parquet')))")
+      [[ $written == "$updated" ]] || { info "round $i wrote $written rows, expected $updated"; trib_best[$size]=FAILED; }
+    fi
+    info "tributary cdc round $i, CdcMinFileSize $size KB: ${t}s, peak RSS ${mb} MB, $written rows in $(ls "$out/lake/bench/posts" | wc -l) files"
+    [[ ${trib_best[$size]:-} == FAILED ]] || trib_best[$size]=$(min "${trib_best[$size]:-}" "$t")
+    trib_rss[$size]=$(awk -v a="${trib_rss[$size]:-0}" -v b="$mb" 'BEGIN { print (b > a) ? b : a }')
+    rm -rf -- "$out"
+  done
 done
-for s in bench_recv bench_trib; do drop_slot "$s"; done
+for s in "${slots[@]}"; do drop_slot "$s"; done
 
 phase "CDC (b): latency at ~10,000 changes/s, CdcMaxBatchInterval=1"
 "${psql[@]}" <<'SQL'
@@ -159,14 +169,18 @@ phase "CDC results (targets: >= ${cdc_target_ratio}x pg_recvlogical throughput, 
 {
   printf '%-28s %9s %12s %13s  %s\n' phase seconds 'throughput x' 'peak RSS MB' verdict
   printf '%-28s %9s %12s %13s  %s\n' 'pg_recvlogical (pgoutput)' "$recv_best" 1.00 - baseline
-  if [[ $trib_best == FAILED || -z $trib_best ]]; then
-    printf '%-28s %9s %12s %13s  %s\n' 'tributary cdc parquet' FAILED - - FAIL
-  else
-    ratio=$(awk -v a="$recv_best" -v b="$trib_best" 'BEGIN { printf "%.2f", a / b }')
-    verdict=$(awk -v r="$ratio" -v m="$trib_rss" -v tr="$cdc_target_ratio" -v tm="$cdc_target_rss_mb" \
+  for size in "${cdc_sizes[@]}"; do
+    best=${trib_best[$size]:-}
+    name="tributary cdc ${size} KB"
+    if [[ $best == FAILED || -z $best ]]; then
+      printf '%-28s %9s %12s %13s  %s\n' "$name" FAILED - - FAIL
+      continue
+    fi
+    ratio=$(awk -v a="$recv_best" -v b="$best" 'BEGIN { printf "%.2f", a / b }')
+    verdict=$(awk -v r="$ratio" -v m="${trib_rss[$size]}" -v tr="$cdc_target_ratio" -v tm="$cdc_target_rss_mb" \
       'BEGIN { v = ""; if (r < tr) v = v " slow"; if (m > tm) v = v " memory"; print (v == "") ? "ok" : "MISS:" v }')
-    printf '%-28s %9s %12s %13s  %s\n' 'tributary cdc parquet' "$trib_best" "$ratio" "$trib_rss" "$verdict"
-  fi
+    printf '%-28s %9s %12s %13s  %s\n' "$name" "$best" "$ratio" "${trib_rss[$size]}" "$verdict"
+  done
   verdict=$(awk -v p="$lat_p99" -v t="$cdc_target_p99_s" 'BEGIN { print (p <= t) ? "ok" : "MISS" }')
   printf 'latency: %s rows (%s changes/s), p50 %s s, p99 %s s, max %s s  %s\n' \
     "$lat_n" "$rate" "$lat_p50" "$lat_p99" "$lat_max" "$verdict"

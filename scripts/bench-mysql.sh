@@ -5,7 +5,8 @@
 #     table over the protocol) in the same run. Targets: <= 1.3x its time, <= 150 MB peak RSS.
 # (b) One UPDATE of half the rows (1,000,000) through binlog CDC into Parquet against
 #     `mariadb-binlog --read-from-remote-server --base64-output=decode-rows -v` decoding the
-#     same binlog range to /dev/null. Targets: >= 0.9x its throughput, <= 200 MB peak RSS.
+#     same binlog range to /dev/null, once per CdcMinFileSize in BENCH_CDC_SIZES (KB; default
+#     32000 64000 1048576). Targets: >= 0.9x its throughput, <= 150 MB peak RSS at every size.
 #     Peer figure: python-mysql-replication (scripts/peer_binlog.py) on the same events.
 #
 # Uses from bench.sh: bin, bench_dir, runs, rows, phase, info, now, elapsed, min, report.
@@ -13,7 +14,8 @@
 my_target_ratio=1.3
 my_target_rss_mb=150
 my_cdc_target_ratio=0.9
-my_cdc_target_rss_mb=200
+my_cdc_target_rss_mb=150
+read -r -a my_cdc_sizes <<<"${BENCH_CDC_SIZES:-32000 64000 1048576}"
 
 phase "Starting MariaDB"
 start_mariadb
@@ -54,7 +56,7 @@ FROM seq_1_to_$rows;
 ANALYZE TABLE posts;
 SQL
 
-my_task() { # my_task FILE MIGRATION OUT [EXTRA TASK LINES]
+my_task() { # my_task FILE MIGRATION OUT [EXTRA TASK LINES] [EXTRA TARGET SETTINGS]
   cat >"$1" <<EOF
 [task]
 id = "bench-my-$2"
@@ -69,6 +71,7 @@ url = "\${BENCH_MY_URL}"
 url = "file://$3/lake"
 [target.settings]
 DataFormat = "parquet"
+${5:-}
 EOF
 }
 
@@ -110,8 +113,9 @@ for ((i = 1; i <= runs; i++)); do
   rm -rf -- "$out"
 done
 
-phase "MySQL (b): $((rows / 2)) updated rows, mariadb-binlog vs tributary cdc (parquet), $runs rounds"
-binlog_best="" cdc_best="" cdc_rss=0 peer_best=""
+phase "MySQL (b): $((rows / 2)) updated rows, mariadb-binlog vs tributary cdc (parquet; CdcMinFileSize ${my_cdc_sizes[*]} KB), $runs rounds"
+binlog_best="" peer_best=""
+declare -A cdc_best=() cdc_rss=()
 # Peer figure: python-mysql-replication on the same events (skipped if it cannot be installed).
 py="$root/.tributary/venv/bin/python"
 peer_ok=0
@@ -143,19 +147,21 @@ for ((i = 1; i <= runs; i++)); do
     --start-position="$pos" --stop-position="$end" "$file")
   info "mariadb-binlog round $i: ${t}s"
   binlog_best=$(min "$binlog_best" "$t")
-  out=$(mktemp -d "$bench_dir/out-my-cdc.XXXXXX")
-  my_task "$bench_dir/task-my-cdc.toml" cdc "$out" \
-    "cdc_start_position = \"$file:$pos\"
-cdc_stop_position = \"commit_time:$stop_at\""
-  read -r t mb < <(timed_run "my-cdc-$i" "$bin" run --config "$bench_dir/task-my-cdc.toml" --no-progress)
-  got=$(find "$out/lake" -name '*.parquet' | wc -l)
-  written=$("$py" -c 'import glob, sys, pyarrow.parquet as pq
+  for size in "${my_cdc_sizes[@]}"; do
+    out=$(mktemp -d "$bench_dir/out-my-cdc.XXXXXX")
+    my_task "$bench_dir/task-my-cdc.toml" cdc "$out" \
+      "cdc_start_position = \"$file:$pos\"
+cdc_stop_position = \"commit_time:$stop_at\"" "CdcMinFileSize = $size"
+    read -r t mb < <(timed_run "my-cdc-$i-$size" "$bin" run --config "$bench_dir/task-my-cdc.toml" --no-progress)
+    got=$(find "$out/lake" -name '*.parquet' | wc -l)
+    written=$("$py" -c 'import glob, sys, pyarrow.parquet as pq
 print(sum(pq.ParquetFile(f).metadata.num_rows for f in glob.glob(sys.argv[1] + "/**/*.parquet", recursive=True)))' "$out/lake")
-  info "tributary cdc round $i: ${t}s, peak RSS ${mb} MB, $got files, $written rows"
-  [[ $written == $((rows / 2)) ]] || die "the cdc task wrote $written rows, expected $((rows / 2))"
-  [[ $t == FAILED ]] || cdc_best=$(min "$cdc_best" "$t")
-  cdc_rss=$(awk -v a="$cdc_rss" -v b="$mb" 'BEGIN { print (b > a) ? b : a }')
-  rm -rf -- "$out"
+    info "tributary cdc round $i, CdcMinFileSize $size KB: ${t}s, peak RSS ${mb} MB, $got files, $written rows"
+    [[ $written == $((rows / 2)) ]] || die "the cdc task wrote $written rows, expected $((rows / 2))"
+    [[ $t == FAILED ]] || cdc_best[$size]=$(min "${cdc_best[$size]:-}" "$t")
+    cdc_rss[$size]=$(awk -v a="${cdc_rss[$size]:-0}" -v b="$mb" 'BEGIN { print (b > a) ? b : a }')
+    rm -rf -- "$out"
+  done
 done
 
 phase "MySQL results ($rows rows; full load <= ${my_target_ratio}x, <= ${my_target_rss_mb} MB; CDC >= ${my_cdc_target_ratio}x throughput, <= ${my_cdc_target_rss_mb} MB)"
@@ -166,9 +172,11 @@ phase "MySQL results ($rows rows; full load <= ${my_target_ratio}x, <= ${my_targ
   printf '%-28s %9s %9s %13s  %s\n' 'tributary full load parquet' "$load_best" "$r" "$load_rss" \
     "$(verdict "$r" "$load_rss" "$my_target_ratio" "$my_target_rss_mb")"
   printf '%-28s %9s %9s %13s  %s\n' 'mariadb-binlog (decode)' "$binlog_best" 1.00 - baseline
-  r=$(awk -v a="$cdc_best" -v b="$binlog_best" 'BEGIN { printf "%.2f", b / a }')
-  printf '%-28s %9s %9s %13s  %s\n' 'tributary cdc parquet' "$cdc_best" "${r} thr" "$cdc_rss" \
-    "$(verdict "$r" "$cdc_rss" "$my_cdc_target_ratio" "$my_cdc_target_rss_mb" min)"
+  for size in "${my_cdc_sizes[@]}"; do
+    r=$(awk -v a="${cdc_best[$size]}" -v b="$binlog_best" 'BEGIN { printf "%.2f", b / a }')
+    printf '%-28s %9s %9s %13s  %s\n' "tributary cdc ${size} KB" "${cdc_best[$size]}" "${r} thr" "${cdc_rss[$size]}" \
+      "$(verdict "$r" "${cdc_rss[$size]}" "$my_cdc_target_ratio" "$my_cdc_target_rss_mb" min)"
+  done
   if [[ -n $peer_best ]]; then
     r=$(awk -v a="$peer_best" -v b="$binlog_best" 'BEGIN { printf "%.2f", b / a }')
     printf '%-28s %9s %9s %13s  %s\n' 'python-mysql-replication' "$peer_best" "${r} thr" - peer

@@ -7,7 +7,8 @@
 # /usr/bin/time -v. Targets: <= 1.3x raw COPY and <= 150 MB peak RSS.
 #
 # Then the change-capture part (scripts/bench-cdc.sh): a 1,000,000-row UPDATE read by
-# pg_recvlogical and by a `cdc` task (>= 0.9x throughput, <= 200 MB), and commit→visible
+# pg_recvlogical and by `cdc` tasks with 32 MB, 64 MB and 1 GB files (>= 0.9x throughput,
+# <= 150 MB each), and commit→visible
 # latency at 10,000 changes/s (p99 <= 1.5 s). Then the MySQL/MariaDB part (scripts/bench-mysql.sh):
 # full load vs `mariadb --quick`, binlog CDC vs `mariadb-binlog`.
 # BENCH_ONLY=full-load, BENCH_ONLY=cdc or BENCH_ONLY=mysql runs one part.
