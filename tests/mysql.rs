@@ -4,6 +4,7 @@
 //! restarts, an `ADD COLUMN ... AFTER` mid-stream, and two sharded databases into two folders.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::Child;
 use std::time::Duration;
 
@@ -741,5 +742,107 @@ async fn mysql_truncate_deletes_the_tables_objects_then_streams_on() {
         cp["tables"][format!("{db}.posts")]["Ddls"],
         1,
         "{checkpoint}"
+    );
+}
+
+/// The server's binlog position as `{"file": …, "offset": …}` (release 0.1.0's JSON form).
+async fn position_json(conn: &mut Conn) -> serde_json::Value {
+    let row = my_rows(conn, "SHOW MASTER STATUS").await;
+    serde_json::json!({
+        "file": row[0][0].clone().unwrap(),
+        "offset": row[0][1].as_deref().unwrap().parse::<u64>().unwrap(),
+    })
+}
+
+/// A checkpoint written by release 0.1.0 (the fixture's shape: a table loaded at P0, one change
+/// of T1 written, a pending file for T2 whose upload never completed) resumes: T1 is not
+/// written again, T2 is, and streaming goes on.
+#[tokio::test]
+async fn a_release_0_1_0_checkpoint_resumes() {
+    let db = "my_compat";
+    let mut conn = my_db(db).await;
+    conn.query_drop(
+        "CREATE TABLE a (id INT PRIMARY KEY, rev INT NOT NULL, v TEXT);
+         CREATE TABLE fence (id BIGINT PRIMARY KEY, rev INT NOT NULL);
+         INSERT INTO a VALUES (1, 0, 'x');",
+    )
+    .await
+    .unwrap();
+    let loaded_at = position_json(&mut conn).await;
+    conn.query_drop("INSERT INTO a VALUES (2, 0, 'y')")
+        .await
+        .unwrap();
+    let t2 = position_json(&mut conn).await;
+    conn.query_drop("UPDATE a SET rev = 1, v = 'x2' WHERE id = 1")
+        .await
+        .unwrap();
+    let task = my_task(db, "full-load-and-cdc", "CdcMaxBatchInterval = 1", "");
+    // What 0.1.0 had written: the LOAD file, and T1's change in a CDC file.
+    let lake = task.lake();
+    std::fs::create_dir_all(lake.join("my_compat/a")).unwrap();
+    std::fs::write(
+        lake.join("my_compat/a/LOAD00000001.csv"),
+        "id,rev,v\n1,0,x\n",
+    )
+    .unwrap();
+    std::fs::write(
+        lake.join("my_compat/a/20261129-173939953.csv"),
+        "Op,id,rev,v\nI,2,0,y\n",
+    )
+    .unwrap();
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/checkpoint-0.1.0-mysql.json");
+    let text = std::fs::read_to_string(fixture)
+        .unwrap()
+        .replace("oldcp-my", "my-my_compat")
+        .replace("oldcp.a", "my_compat.a")
+        .replace("\"SchemaName\": \"oldcp\"", "\"SchemaName\": \"my_compat\"")
+        .replace("oldcp/a/", "my_compat/a/");
+    let mut cp: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let t1 = loaded_at.clone();
+    let series = &mut cp["cdc"]["tables"]["my_compat.a"];
+    series["loaded_at"]["MySql"] = loaded_at;
+    series["written_through"]["commit"]["MySql"] = t1.clone();
+    series["pending"]["through"]["commit"]["MySql"] = t2.clone();
+    series["pending"]["inserts"] = 0.into();
+    series["pending"]["updates"] = 1.into();
+    cp["cdc"]["resume_from"]["MySql"] = t1;
+    cp["tables"]["my_compat.a"]["Updates"] = 0.into();
+    let state = task.dir.path().join("tributary-state/my-my_compat");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("checkpoint.json"), cp.to_string()).unwrap();
+
+    let mut child = spawn(&task, 0);
+    wait_streaming(&task, 0, &mut child);
+    conn.query_drop("DELETE FROM a WHERE id = 2").await.unwrap();
+    fence(&mut conn, &task, 0, &mut child, db, 1).await;
+    terminate(&task, 0, child);
+    assert_matches_source(&mut conn, &task, db, "a", &["id", "rev", "v"]).await;
+    let rows = table_rows(&task, "my_compat/a");
+    let inserts_of_2 = rows
+        .iter()
+        .filter(|(cdc, r)| {
+            *cdc && r["Op"].as_deref() == Some("I") && r["id"].as_deref() == Some("2")
+        })
+        .count();
+    assert_eq!(inserts_of_2, 1, "T1 written again: {rows:?}");
+    let status = tributary(&["status", "--config", task.path.to_str().unwrap(), "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let a = json["TableStatistics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["TableName"] == "a")
+        .cloned()
+        .unwrap();
+    // 0.1.0's counts (1 insert) plus this run's (T2's update, the delete).
+    assert_eq!(
+        (
+            a["Inserts"].as_u64(),
+            a["Updates"].as_u64(),
+            a["Deletes"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1)),
+        "{a}"
     );
 }

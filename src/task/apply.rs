@@ -253,13 +253,10 @@ impl<'a> Apply<'a> {
 
     /// Time until the next timed work: a tick, or an open file's batch interval.
     fn next_wake(&self) -> Duration {
-        let now = self.writer.now_ms();
-        self.writer
-            .open_series()
-            .iter()
-            .filter_map(|s| self.writer.stats(s))
-            .map(|f| self.policy.due_in(f.opened_ms, now))
-            .fold(TICK, Duration::min)
+        match self.writer.oldest_opened_ms() {
+            Some(opened) => TICK.min(self.policy.due_in(opened, self.writer.now_ms())),
+            None => TICK,
+        }
     }
 
     /// Timed work: seal files whose batch interval passed; source-side chores; save and
@@ -332,20 +329,23 @@ impl<'a> Apply<'a> {
 
     /// True when `table` already has the change at `pos`: written before a restart, or in
     /// the LOAD files of a snapshot taken after its transaction.
-    fn already_written(&self, table: &str, pos: &ChangePos) -> bool {
+    fn already_written(&self, series: &StreamKey, table: &str, pos: &ChangePos) -> bool {
         let Some(c) = self.cp.cdc.as_ref() else {
             return false;
         };
-        let series = self.writer.series(table);
         let written = c
             .tables
-            .get(&series)
+            .get(series)
             .and_then(|s| s.written_through.as_ref());
-        let loaded = c
-            .tables
-            .get(&StreamKey::Table(table.to_string()))
-            .and_then(|s| s.loaded_at.as_ref());
-        written.is_some_and(|w| pos <= w) || loaded.is_some_and(|l| pos.commit < *l)
+        if written.is_some_and(|w| pos <= w) {
+            return true;
+        }
+        let own = match series {
+            StreamKey::Table(_) => c.tables.get(series),
+            StreamKey::Transactions => c.tables.get(&StreamKey::Table(table.to_string())),
+        };
+        own.and_then(|s| s.loaded_at.as_ref())
+            .is_some_and(|l| pos.commit < *l)
     }
 
     /// Counts a DDL on `table`'s statistics.
@@ -414,20 +414,18 @@ impl ChangeSink for Apply<'_> {
         pos: ChangePos,
         fill: &mut Fill<'_>,
     ) -> Result<()> {
-        if !self.writer.wants(op) || self.already_written(table, &pos) {
+        let series = self.writer.series(table);
+        if !self.writer.wants(op) || self.already_written(&series, table, &pos) {
             return Ok(());
         }
-        let (_, commit_us) = self
-            .txn
-            .clone()
-            .ok_or_else(|| Error::internal("row change outside a transaction"))?;
-        self.writer.push(table, op, commit_us, pos, fill).await?;
-        let series = self.writer.series(table);
-        let full = self
-            .writer
-            .stats(&series)
-            .is_some_and(|f| f.raw_bytes >= self.policy.min_file_bytes);
-        if full {
+        let commit_us = match &self.txn {
+            Some((_, t)) => *t,
+            None => return Err(Error::internal("row change outside a transaction")),
+        };
+        self.writer
+            .push(&series, table, op, commit_us, pos, fill)
+            .await?;
+        if self.writer.raw_bytes(&series) >= self.policy.min_file_bytes {
             self.seal(&series, SealReason::Size).await?;
         }
         if self.writer.memory() > self.policy.memory_budget {
@@ -448,7 +446,7 @@ impl ChangeSink for Apply<'_> {
             .and_then(|c| c.tables.get(&own))
             .and_then(|s| s.written_through.as_ref())
             .is_some_and(|w| pos <= *w);
-        if done || self.already_written(&key, &pos) {
+        if done || self.already_written(&own, &key, &pos) {
             return Ok(());
         }
         self.count_ddl(&key);

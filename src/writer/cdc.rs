@@ -168,19 +168,27 @@ struct OpenFile {
     counts: FileCounts,
     per_table: BTreeMap<String, FileCounts>,
     rows: u64,
+    /// Memory of the encoder and the upload as of the last chunk (they only change then):
+    /// keeps [`OpenFile::memory`] cheap enough to ask after every row.
+    settled_memory: usize,
 }
 
 impl OpenFile {
     fn memory(&self) -> usize {
-        self.object.buffered()
+        self.settled_memory
             + match &self.body {
-                Body::Rows { chunk, encoder, .. } => {
-                    chunk.memory() + encoder.as_ref().map_or(0, |e| e.buffered())
-                }
-                Body::Lines { text, gzip } => {
-                    text.capacity() + gzip.as_ref().map_or(0, |g| g.get_ref().capacity())
-                }
+                Body::Rows { chunk, .. } => chunk.memory(),
+                Body::Lines { text, .. } => text.capacity(),
             }
+    }
+
+    /// Measures what the encoder and the upload hold (after a chunk went out).
+    fn settle_memory(&mut self) {
+        self.settled_memory = self.object.buffered()
+            + match &self.body {
+                Body::Rows { encoder, .. } => encoder.as_ref().map_or(0, |e| e.buffered()),
+                Body::Lines { gzip, .. } => gzip.as_ref().map_or(0, |g| g.get_ref().capacity()),
+            };
     }
 
     /// Encodes and uploads what is gathered.
@@ -219,6 +227,7 @@ impl OpenFile {
         if !out.is_empty() {
             self.object.write(Bytes::from(out)).await?;
         }
+        self.settle_memory();
         Ok(())
     }
 
@@ -351,25 +360,25 @@ impl<'a> CdcWriter<'a> {
         }
     }
 
-    /// Adds one change of `table` to its series' file (opening one, and uploading a full
-    /// chunk, as needed). `fill` pushes the row's cells.
+    /// Adds one change of `table` to `series`' file (its [`series`](Self::series); opening a
+    /// file, and uploading a full chunk, as needed). `fill` pushes the row's cells.
     pub(crate) async fn push(
         &mut self,
+        series: &StreamKey,
         table: &str,
         op: Op,
         commit_us: i64,
         pos: ChangePos,
         fill: &mut Fill<'_>,
     ) -> Result<()> {
-        let series = self.series(table);
-        if !self.files.contains_key(&series) {
-            self.open(&series, table, &pos, commit_us).await?;
+        if !self.files.contains_key(series) {
+            self.open(series, table, &pos, commit_us).await?;
         }
         let t = self
             .tables
             .get_mut(table)
             .ok_or_else(|| Error::internal(format!("no shape for {table}")))?;
-        let file = self.files.get_mut(&series).expect("opened above");
+        let file = self.files.get_mut(series).expect("opened above");
         let markers = match &mut file.body {
             Body::Rows { chunk, .. } => {
                 let before = chunk.data_bytes();
@@ -473,6 +482,7 @@ impl<'a> CdcWriter<'a> {
                 counts: FileCounts::default(),
                 per_table: BTreeMap::new(),
                 rows: 0,
+                settled_memory: 0,
             },
         );
         Ok(())
@@ -543,6 +553,16 @@ impl<'a> CdcWriter<'a> {
             opened_ms: f.opened_ms,
             memory: f.memory(),
         })
+    }
+
+    /// Raw bytes of `series`' open file (0 when none is open).
+    pub(crate) fn raw_bytes(&self, series: &StreamKey) -> u64 {
+        self.files.get(series).map_or(0, |f| f.raw_bytes)
+    }
+
+    /// When the oldest open file opened (wall-clock ms).
+    pub(crate) fn oldest_opened_ms(&self) -> Option<i64> {
+        self.files.values().map(|f| f.opened_ms).min()
     }
 
     /// Bytes all open files hold in memory.

@@ -58,7 +58,8 @@ async fn push(w: &mut CdcWriter<'_>, table: &str, op: Op, v: &str, p: ChangePos)
         out.push_cell(v.as_bytes());
         Ok(0)
     };
-    w.push(table, op, 7, p, fill).await.unwrap();
+    let series = w.series(table);
+    w.push(&series, table, op, 7, p, fill).await.unwrap();
 }
 
 /// Seals `series` and completes the upload (what the commit protocol does after recording it).
@@ -159,7 +160,11 @@ async fn shape_changes_need_a_seal_and_a_failed_fill_leaves_no_row() {
         out.push_cell(b"half");
         Err(Error::internal("bad value"))
     };
-    assert!(w.push("s.t", Op::Insert, 7, pos(1, 2), fail).await.is_err());
+    let series = w.series("s.t");
+    assert!(w
+        .push(&series, "s.t", Op::Insert, 7, pos(1, 2), fail)
+        .await
+        .is_err());
     assert!(w.must_seal_for(&v2));
     assert!(!w.must_seal_for(&v1));
     let series = w.series("s.t");
@@ -195,7 +200,16 @@ async fn transaction_files_interleave_tables_in_commit_order() {
         out.push_null();
         Ok(1)
     };
-    w.push("s.u", Op::Update, 8, pos(1, 2), fill).await.unwrap();
+    w.push(
+        &StreamKey::Transactions,
+        "s.u",
+        Op::Update,
+        8,
+        pos(1, 2),
+        fill,
+    )
+    .await
+    .unwrap();
     push(&mut w, "s.t", Op::Delete, "a", pos(2, 1)).await;
     assert_eq!(w.oldest_commit_us(), Some(7));
     let f = seal(&mut w, &StreamKey::Transactions).await;
