@@ -3,7 +3,7 @@
 //! Per file: (1) the file's key and last change are recorded in the checkpoint as *pending*
 //! (fsync'd), (2) the upload is completed (atomic: visible whole or not at all), (3) the series'
 //! `written_through` moves to the file's last change and the pending entry is cleared. After a
-//! crash between (1) and (3), [`resolve_pending`] asks the store whether the object exists: if
+//! crash between (1) and (3), [`recover`] asks the store whether the object exists: if
 //! so the file counts as written, if not its changes are written again (under a new, later
 //! name). Together with the restart filter (a series skips changes at or before its
 //! `written_through`) every change lands in exactly one file.

@@ -117,19 +117,20 @@ pub fn render(s: &Status) -> String {
         out.push_str(&format!("CDCLatencySource {l:.1} s\n"));
     }
     out.push_str(&format!(
-        "{:<40} {:<18} {:>12} {:>10} {:>10} {:>10} {:>6}\n",
-        "table", "TableState", "FullLoadRows", "Inserts", "Updates", "Deletes", "Ddls"
+        "{:<40} {:<18} {:>12} {:>10} {:>10} {:>10} {:>6} {:>8}\n",
+        "table", "TableState", "FullLoadRows", "Inserts", "Updates", "Deletes", "Ddls", "Markers"
     ));
     for t in &s.table_statistics {
         out.push_str(&format!(
-            "{:<40} {:<18} {:>12} {:>10} {:>10} {:>10} {:>6}\n",
+            "{:<40} {:<18} {:>12} {:>10} {:>10} {:>10} {:>6} {:>8}\n",
             format!("{}.{}", t.schema_name, t.table_name),
             t.table_state.as_str(),
             t.full_load_rows,
             t.inserts,
             t.updates,
             t.deletes,
-            t.ddls
+            t.ddls,
+            t.unchanged_markers
         ));
     }
     out

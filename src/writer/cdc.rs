@@ -398,9 +398,10 @@ impl<'a> CdcWriter<'a> {
                     rows: std::mem::take(&mut lines.row),
                     arrays: None,
                 };
-                lines.encoder.write(&one, 0..1, u64::MAX)?;
+                let written = lines.encoder.write(&one, 0..1, u64::MAX);
                 lines.row = one.rows;
                 lines.row.clear();
+                written?;
                 let line = lines.encoder.take_output();
                 file.raw_bytes += line.len() as u64;
                 text.extend_from_slice(&line);

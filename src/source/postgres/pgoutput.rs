@@ -70,6 +70,7 @@ pub(super) struct Relation {
 
 /// One decoded pgoutput message.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::enum_variant_names)] // `Message` is the protocol's name for a logical message.
 pub(super) enum Message<'a> {
     /// Transaction start.
     Begin {

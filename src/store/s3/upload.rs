@@ -280,6 +280,12 @@ impl S3Writer {
 
 #[async_trait]
 impl ObjectWriter for S3Writer {
+    fn buffered(&self) -> usize {
+        // Bytes waiting for a part, and the parts in flight (each at most one part).
+        let in_flight = self.upload.as_ref().map_or(0, |u| u.in_flight.len());
+        self.pending_len + in_flight * PART_SIZE
+    }
+
     async fn write(&mut self, data: Bytes) -> Result<()> {
         if self.done {
             return Err(Error::internal("write after the S3 upload ended"));
