@@ -116,6 +116,23 @@ pub(crate) struct TableSchema {
 }
 
 impl TableSchema {
+    /// Table `s.t` with text columns named `cols` (unit tests).
+    #[cfg(test)]
+    pub(crate) fn text_for_test(cols: &[&str]) -> std::sync::Arc<TableSchema> {
+        std::sync::Arc::new(TableSchema {
+            schema: "s".into(),
+            table: "t".into(),
+            columns: cols
+                .iter()
+                .map(|c| Column {
+                    name: c.to_string(),
+                    dms_type: DmsType::String { lob: false },
+                    source_type: "text".into(),
+                })
+                .collect(),
+        })
+    }
+
     /// `schema.table`, the key used in checkpoints and statistics.
     pub(crate) fn qualified(&self) -> String {
         format!("{}.{}", self.schema, self.table)

@@ -157,6 +157,18 @@ fn assert_ok(out: &Output) {
     );
 }
 
+/// A full-load task of schema `b` of database `db` into bucket `name` through `front`, with
+/// `extra` target lines and `[target.settings]` lines.
+fn front_task(db: &str, name: &str, front: &S3Front, extra: &str, settings: &str) -> Task {
+    new_task(
+        db,
+        "b",
+        Some(&target(name, &front.url, extra)),
+        settings,
+        "",
+    )
+}
+
 /// Target lines for bucket `name` through `endpoint`, plus `extra` lines.
 pub(crate) fn target(name: &str, endpoint: &str, extra: &str) -> String {
     format!("url = \"s3://{name}\"\nendpoint = \"{endpoint}\"\nregion = \"us-east-1\"\n{extra}")
@@ -236,13 +248,7 @@ async fn lost_completion_reply_is_confirmed_not_failed() {
             .with("uploadId=")
             .times(1),
     );
-    let task = new_task(
-        "s3_lost_complete",
-        "b",
-        Some(&target(&name, &front.url, "")),
-        THREE_FILES,
-        "",
-    );
+    let task = front_task("s3_lost_complete", &name, &front, "", THREE_FILES);
     let (out, _) = run_task(&task, &[]).await;
     assert_ok(&out);
     assert_eq!(
@@ -270,13 +276,7 @@ async fn lost_create_reply_leaves_only_an_invisible_orphan() {
             .with("?uploads")
             .times(1),
     );
-    let task = new_task(
-        "s3_lost_create",
-        "b",
-        Some(&target(&name, &front.url, "")),
-        THREE_FILES,
-        "",
-    );
+    let task = front_task("s3_lost_create", &name, &front, "", THREE_FILES);
     let (out, _) = run_task(&task, &[]).await;
     assert_ok(&out);
     assert_eq!(front.count("lose"), 1, "the fault happened");
@@ -299,13 +299,7 @@ async fn sixty_second_outage_mid_load_is_ridden_out() {
             .skip(1)
             .times(1),
     );
-    let task = new_task(
-        "s3_outage",
-        "b",
-        Some(&target(&name, &front.url, "")),
-        THREE_FILES,
-        "",
-    );
+    let task = front_task("s3_outage", &name, &front, "", THREE_FILES);
     let (out, took) = run_task(&task, &[]).await;
     assert_ok(&out);
     assert_eq!(front.count("outage"), 1, "the outage happened");
@@ -353,13 +347,7 @@ async fn random_faults_still_load_every_row_once() {
     front.add(Rule::new("", Fault::CutReply).percent(3));
     front.add(Rule::new("", Fault::Delay(Duration::from_millis(700))).percent(3));
     front.add(Rule::new("", Fault::LoseReply).percent(1));
-    let task = new_task(
-        "s3_random",
-        "b",
-        Some(&target(&name, &front.url, "")),
-        THREE_FILES,
-        "",
-    );
+    let task = front_task("s3_random", &name, &front, "", THREE_FILES);
     // Four runs (the later ones reload everything with --restart, deleting the earlier files
     // first), each checked, for a few dozen requests under random faults.
     for run in 0..4 {
@@ -395,13 +383,7 @@ async fn failing_s3_leaves_no_partial_object() {
             .unless("partNumber=1&"),
     );
     let small_budget = "max_retries = 1\nretry_timeout_seconds = 10";
-    let task = new_task(
-        "s3_fail",
-        "b",
-        Some(&target(&name, &front.url, small_budget)),
-        "",
-        "",
-    );
+    let task = front_task("s3_fail", &name, &front, small_budget, "");
     let (out, _) = run_task(&task, &[]).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "the run must fail when S3 fails");
@@ -466,13 +448,7 @@ async fn unknown_completion_leaves_nothing_visible() {
             .times(4),
     );
     let budget = "retry_timeout_seconds = 5";
-    let task = new_task(
-        "s3_unknown",
-        "b",
-        Some(&target(&name, &front.url, budget)),
-        "",
-        "",
-    );
+    let task = front_task("s3_unknown", &name, &front, budget, "");
     let (out, _) = run_task(&task, &[]).await;
     let line = error_line(&out);
     assert!(line.contains("outcome unknown"), "{line}");
@@ -502,13 +478,7 @@ async fn unknown_completion_that_stays_visible_is_reported_and_removed_next_run(
             .with("LOAD"),
     );
     let budget = "retry_timeout_seconds = 5";
-    let task = new_task(
-        "s3_unknown_kept",
-        "b",
-        Some(&target(&name, &front.url, budget)),
-        "",
-        "",
-    );
+    let task = front_task("s3_unknown_kept", &name, &front, budget, "");
     let (out, _) = run_task(&task, &[]).await;
     let line = error_line(&out);
     assert!(

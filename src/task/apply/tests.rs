@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::change::{Column, DmsType, Lsn, RowBatch};
+use crate::change::{Lsn, RowBatch};
 use crate::checkpoint::{CheckpointStore, PendingFile, SeriesState};
 use crate::config::TaskConfig;
 use crate::error::ErrorKind;
@@ -76,18 +76,7 @@ fn lost() -> Error {
 }
 
 fn shape(cols: &[&str]) -> Arc<TableSchema> {
-    Arc::new(TableSchema {
-        schema: "s".into(),
-        table: "t".into(),
-        columns: cols
-            .iter()
-            .map(|c| Column {
-                name: c.to_string(),
-                dms_type: DmsType::String { lob: false },
-                source_type: "text".into(),
-            })
-            .collect(),
-    })
+    TableSchema::text_for_test(cols)
 }
 
 #[async_trait]
@@ -252,7 +241,8 @@ struct Outcome {
     starts: Vec<Position>,
 }
 
-/// Runs the loop over `script` from `cp` until the script is played out.
+/// Runs the loop over `script` from `cp` until the script is played out (or, when
+/// `cancel_after` is set, until a signal then); the first `refuse` sessions fail to start.
 async fn play(
     dir: &Path,
     task: &TaskConfig,
@@ -260,6 +250,7 @@ async fn play(
     script: Vec<Ev>,
     store: &dyn Store,
     refuse: usize,
+    cancel_after: Option<Duration>,
 ) -> Outcome {
     let layout = Layout {
         bucket_folder: String::new(),
@@ -277,6 +268,13 @@ async fn play(
         progress: false,
         cancel: cancel.clone(),
     };
+    if let Some(after) = cancel_after {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            cancel.cancel();
+        });
+    }
     let mut stream = Scripted::new(script, cancel);
     stream.refuse = refuse;
     let mut cp = cp;
@@ -349,6 +347,7 @@ async fn reconnect_mid_transaction_writes_every_change_once() {
         two_transactions(true),
         &store,
         0,
+        None,
     )
     .await;
     assert_eq!(out.result.unwrap(), Stopped::Signal);
@@ -380,7 +379,7 @@ async fn target_outage_is_ridden_out_and_nothing_is_duplicated() {
     let big: &'static str = Box::leak("x".repeat(1100).into_boxed_str());
     let rows: &'static [&'static str] = Box::leak(vec![big].into_boxed_slice());
     script.insert(4, Ev::Row(Op::Insert, rows));
-    let out = play(dir.path(), &t, streaming_from(5), script, &store, 0).await;
+    let out = play(dir.path(), &t, streaming_from(5), script, &store, 0, None).await;
     assert_eq!(out.result.unwrap(), Stopped::Signal);
     assert_eq!(failures.load(Ordering::SeqCst), 0, "the outage happened");
     let rows = &out.rows;
@@ -398,39 +397,21 @@ async fn cancel_during_backoff_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let t = task(dir.path(), "", "");
     let store = LocalStore::new(dir.path().join("lake"));
-    // The source never comes back; the script's end never comes: cancel by hand.
-    let layout = Layout {
-        bucket_folder: String::new(),
-        format: t.target.settings.data_format,
-        compression: t.target.settings.compression,
-        date_partition: None,
-    };
-    let checkpoints = CheckpointStore::new(&dir.path().join("state"), "t");
-    let cancel = CancellationToken::new();
-    let ctx = Context {
-        task: &t,
-        store: &store,
-        layout: &layout,
-        checkpoints: &checkpoints,
-        progress: false,
-        cancel: cancel.clone(),
-    };
-    let mut stream = Scripted::new(two_transactions(false), CancellationToken::new());
-    stream.refuse = usize::MAX;
-    let mut cp = streaming_from(5);
-    let stopper = {
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(600)).await;
-            cancel.cancel();
-        })
-    };
-    let r = Apply::new(&ctx, &mut cp, Arc::new(SystemClock))
-        .run(&mut stream)
-        .await;
-    stopper.await.unwrap();
-    assert_eq!(r.unwrap(), Stopped::Signal);
-    assert!(store.list("").await.unwrap().is_empty());
+    // The source never comes back; a signal arrives ten minutes into the retries.
+    let stop = Some(Duration::from_secs(600));
+    let script = two_transactions(false);
+    let out = play(
+        dir.path(),
+        &t,
+        streaming_from(5),
+        script,
+        &store,
+        usize::MAX,
+        stop,
+    )
+    .await;
+    assert_eq!(out.result.unwrap(), Stopped::Signal);
+    assert!(out.files.is_empty());
 }
 
 #[tokio::test(start_paused = true)]
@@ -445,6 +426,7 @@ async fn a_source_that_never_returns_exhausts_the_budget() {
         vec![],
         &store,
         usize::MAX,
+        None,
     )
     .await;
     let e = out.result.unwrap_err();
@@ -467,7 +449,7 @@ async fn a_shape_change_closes_the_file() {
         Ev::Row(Op::Insert, &["b", "c"]),
         Ev::Commit(11),
     ];
-    let out = play(dir.path(), &t, cp, script, &store, 0).await;
+    let out = play(dir.path(), &t, cp, script, &store, 0, None).await;
     out.result.unwrap();
     let contents: Vec<Vec<String>> = out.files.iter().map(|(_, l)| l.clone()).collect();
     assert_eq!(contents, [vec!["Op,v", "I,a"], vec!["Op,v,w", "I,b,c"]]);
@@ -490,13 +472,22 @@ async fn truncate_deletes_the_tables_objects_once() {
         Ev::Row(Op::Insert, &["kept"]),
         Ev::Commit(11),
     ];
-    let out = play(dir.path(), &t, streaming_from(5), script.clone(), &store, 0).await;
+    let out = play(
+        dir.path(),
+        &t,
+        streaming_from(5),
+        script.clone(),
+        &store,
+        0,
+        None,
+    )
+    .await;
     out.result.unwrap();
     assert_eq!(out.rows, ["I,kept"]);
     // A rerun from before the truncate (a crash before the position moved) repeats nothing.
     let mut cp = out.cp.clone();
     cp.cdc_mut().resume_from = Some(Position::Postgres(Lsn(5)));
-    let again = play(dir.path(), &t, cp, script, &store, 0).await;
+    let again = play(dir.path(), &t, cp, script, &store, 0, None).await;
     again.result.unwrap();
     assert_eq!(again.rows, ["I,kept"]);
 }
@@ -517,6 +508,7 @@ async fn the_commit_time_stop_writes_the_transactions_before_it() {
         two_transactions(false),
         &store,
         0,
+        None,
     )
     .await;
     assert_eq!(out.result.unwrap(), Stopped::CommitTime);
@@ -563,7 +555,7 @@ async fn pending_files_are_resolved_by_asking_the_store() {
                 ..SeriesState::default()
             },
         );
-        let out = play(dir.path(), &t, cp, two_transactions(false), &store, 0).await;
+        let out = play(dir.path(), &t, cp, two_transactions(false), &store, 0, None).await;
         out.result.unwrap();
         assert_eq!(
             out.rows,
@@ -585,7 +577,7 @@ async fn changes_before_a_tables_snapshot_are_skipped() {
     cp.cdc_mut()
         .series(&StreamKey::Table("s.t".into()))
         .loaded_at = Some(Position::Postgres(Lsn(15)));
-    let out = play(dir.path(), &t, cp, two_transactions(false), &store, 0).await;
+    let out = play(dir.path(), &t, cp, two_transactions(false), &store, 0, None).await;
     out.result.unwrap();
     assert_eq!(out.rows, ["D,a"]);
 }
@@ -622,7 +614,7 @@ async fn a_fatal_error_stops_without_partial_files() {
         Ev::Row(Op::Insert, &["b", "extra"]),
         Ev::Commit(11),
     ];
-    let out = play(dir.path(), &t, streaming_from(5), script, &store, 0).await;
+    let out = play(dir.path(), &t, streaming_from(5), script, &store, 0, None).await;
     assert_eq!(out.result.unwrap_err().kind, ErrorKind::Internal);
     assert!(out.files.is_empty(), "{:?}", out.files);
 }

@@ -17,18 +17,7 @@ impl Clock for ManualClock {
 }
 
 fn schema(cols: &[&str]) -> Arc<TableSchema> {
-    Arc::new(TableSchema {
-        schema: "s".into(),
-        table: "t".into(),
-        columns: cols
-            .iter()
-            .map(|c| Column {
-                name: c.to_string(),
-                dms_type: DmsType::String { lob: false },
-                source_type: "text".into(),
-            })
-            .collect(),
-    })
+    TableSchema::text_for_test(cols)
 }
 
 fn pos(lsn: u64, seq: u64) -> ChangePos {
