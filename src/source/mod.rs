@@ -61,9 +61,9 @@ pub(crate) trait Capture: Send {
     ) -> Result<Option<Handoff>>;
     /// A new snapshot, with the position the stream continues it from, to finish a load a
     /// crash interrupted.
-    async fn reload(&mut self, state: &CdcState) -> Result<Handoff>;
+    async fn reload(&mut self) -> Result<Handoff>;
     /// The change stream (not started yet).
-    async fn stream(&mut self, state: &CdcState) -> Result<Box<dyn ChangeStream>>;
+    async fn stream(&mut self) -> Result<Box<dyn ChangeStream>>;
 }
 
 /// A snapshot and the stream position that continues it.

@@ -327,9 +327,9 @@ impl<'a> Apply<'a> {
         Ok(())
     }
 
-    /// True when `table` already has the change at `pos`: written before a restart, or in
-    /// the LOAD files of a snapshot taken after its transaction.
-    fn already_written(&self, series: &StreamKey, table: &str, pos: &ChangePos) -> bool {
+    /// True when the change at `pos` is already written: in `series` before a restart, or in
+    /// the LOAD files of a snapshot of its table (series `own`) taken after its transaction.
+    fn already_written(&self, series: &StreamKey, own: &StreamKey, pos: &ChangePos) -> bool {
         let Some(c) = self.cp.cdc.as_ref() else {
             return false;
         };
@@ -340,11 +340,9 @@ impl<'a> Apply<'a> {
         if written.is_some_and(|w| pos <= w) {
             return true;
         }
-        let own = match series {
-            StreamKey::Table(_) => c.tables.get(series),
-            StreamKey::Transactions => c.tables.get(&StreamKey::Table(table.to_string())),
-        };
-        own.and_then(|s| s.loaded_at.as_ref())
+        c.tables
+            .get(own)
+            .and_then(|s| s.loaded_at.as_ref())
             .is_some_and(|l| pos.commit < *l)
     }
 
@@ -414,18 +412,23 @@ impl ChangeSink for Apply<'_> {
         pos: ChangePos,
         fill: &mut Fill<'_>,
     ) -> Result<()> {
-        let series = self.writer.series(table);
-        if !self.writer.wants(op) || self.already_written(&series, table, &pos) {
+        if !self.writer.wants(op) {
+            return Ok(());
+        }
+        let (series, own) = self
+            .writer
+            .keys(table)
+            .ok_or_else(|| Error::internal(format!("no shape for {table}")))?;
+        if self.already_written(series, own, &pos) {
             return Ok(());
         }
         let commit_us = match &self.txn {
             Some((_, t)) => *t,
             None => return Err(Error::internal("row change outside a transaction")),
         };
-        self.writer
-            .push(&series, table, op, commit_us, pos, fill)
-            .await?;
-        if self.writer.raw_bytes(&series) >= self.policy.min_file_bytes {
+        let raw = self.writer.push(table, op, commit_us, pos, fill).await?;
+        if raw >= self.policy.min_file_bytes {
+            let series = self.writer.keys(table).expect("pushed above").0.clone();
             self.seal(&series, SealReason::Size).await?;
         }
         if self.writer.memory() > self.policy.memory_budget {
@@ -439,14 +442,7 @@ impl ChangeSink for Apply<'_> {
     async fn truncate(&mut self, schema: &str, table: &str, pos: ChangePos) -> Result<()> {
         let key = format!("{schema}.{table}");
         let own = StreamKey::Table(key.clone());
-        let done = self
-            .cp
-            .cdc
-            .as_ref()
-            .and_then(|c| c.tables.get(&own))
-            .and_then(|s| s.written_through.as_ref())
-            .is_some_and(|w| pos <= *w);
-        if done || self.already_written(&own, &key, &pos) {
+        if self.already_written(&own, &own, &pos) {
             return Ok(());
         }
         self.count_ddl(&key);

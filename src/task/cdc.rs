@@ -52,11 +52,11 @@ pub(crate) async fn run(
         let loading = state.phase == CdcPhase::FullLoad;
         cp.cdc = Some(state);
         if loading {
-            let h = capture.reload(cp.cdc_mut()).await?;
+            let h = capture.reload().await?;
             load_from(ctx, cp, h).await?;
         }
     }
-    let mut stream = capture.stream(cp.cdc_mut()).await?;
+    let mut stream = capture.stream().await?;
     Apply::new(ctx, cp, Arc::new(SystemClock))
         .run(stream.as_mut())
         .await

@@ -97,8 +97,6 @@ pub(crate) struct FileStats {
     pub(crate) raw_bytes: u64,
     /// Wall-clock ms when its first change arrived (the `CdcMaxBatchInterval` timer).
     pub(crate) opened_ms: i64,
-    /// Bytes the file holds in memory.
-    pub(crate) memory: usize,
 }
 
 /// A file whose last bytes are written but which is not yet visible: the commit protocol
@@ -128,6 +126,10 @@ pub(crate) struct SealedFile {
 struct Table {
     schema: Arc<TableSchema>,
     spec: Arc<EncodeSpec>,
+    /// The series its changes go to (kept so the per-change path allocates no key).
+    series: StreamKey,
+    /// Its own series, whose state records what a snapshot or a restart already wrote.
+    own: StreamKey,
     /// `PreserveTransactions`: renders this table's rows as transaction-file lines.
     lines: Option<LineRenderer>,
 }
@@ -278,12 +280,10 @@ impl<'a> CdcWriter<'a> {
         }
     }
 
-    /// The series `table`'s changes are written to.
-    pub(crate) fn series(&self, table: &str) -> StreamKey {
-        match self.settings.cdc.preserve_transactions_path {
-            Some(_) => StreamKey::Transactions,
-            None => StreamKey::Table(table.to_string()),
-        }
+    /// The series `table`'s changes are written to and the table's own series (the same in
+    /// per-table mode), once its shape is set.
+    pub(crate) fn keys(&self, table: &str) -> Option<(&StreamKey, &StreamKey)> {
+        self.tables.get(table).map(|t| (&t.series, &t.own))
     }
 
     /// True when changes of this kind are written (`CdcInsertsOnly`, `CdcInsertsAndUpdates`).
@@ -323,12 +323,19 @@ impl<'a> CdcWriter<'a> {
             .preserve_transactions_path
             .as_ref()
             .map(|_| self.line_renderer(schema));
+        let own = StreamKey::Table(key.clone());
+        let series = match lines {
+            Some(_) => StreamKey::Transactions,
+            None => own.clone(),
+        };
         self.tables.insert(
             key,
             Table {
                 spec: Arc::new(EncodeSpec::cdc(self.settings, schema)),
                 schema: schema.clone(),
                 lines,
+                series,
+                own,
             },
         );
     }
@@ -360,25 +367,27 @@ impl<'a> CdcWriter<'a> {
         }
     }
 
-    /// Adds one change of `table` to `series`' file (its [`series`](Self::series); opening a
-    /// file, and uploading a full chunk, as needed). `fill` pushes the row's cells.
+    /// Adds one change of `table` to its series' file (see [`keys`](Self::keys); opening a
+    /// file, and uploading a full chunk, as needed). `fill` pushes the row's cells. Returns
+    /// the raw bytes that file now holds (what `CdcMinFileSize` is measured on).
     pub(crate) async fn push(
         &mut self,
-        series: &StreamKey,
         table: &str,
         op: Op,
         commit_us: i64,
         pos: ChangePos,
         fill: &mut Fill<'_>,
-    ) -> Result<()> {
-        if !self.files.contains_key(series) {
-            self.open(series, table, &pos, commit_us).await?;
-        }
+    ) -> Result<u64> {
         let t = self
             .tables
-            .get_mut(table)
+            .get(table)
             .ok_or_else(|| Error::internal(format!("no shape for {table}")))?;
-        let file = self.files.get_mut(series).expect("opened above");
+        if !self.files.contains_key(&t.series) {
+            let series = t.series.clone();
+            self.open(&series, table, &pos, commit_us).await?;
+        }
+        let t = self.tables.get_mut(table).expect("shape checked above");
+        let file = self.files.get_mut(&t.series).expect("opened above");
         let markers = match &mut file.body {
             Body::Rows { chunk, .. } => {
                 let before = chunk.data_bytes();
@@ -405,7 +414,12 @@ impl<'a> CdcWriter<'a> {
                 let line = lines.encoder.take_output();
                 file.raw_bytes += line.len() as u64;
                 text.extend_from_slice(&line);
-                let counts = file.per_table.entry(table.to_string()).or_default();
+                // Looked up before inserting: `entry` would allocate the name on every row.
+                if !file.per_table.contains_key(table) {
+                    file.per_table
+                        .insert(table.to_string(), FileCounts::default());
+                }
+                let counts = file.per_table.get_mut(table).expect("inserted above");
                 counts.ops.add(op);
                 counts.markers += markers;
                 markers
@@ -418,7 +432,7 @@ impl<'a> CdcWriter<'a> {
         if file.chunk_full() {
             file.upload_chunk().await?;
         }
-        Ok(())
+        Ok(file.raw_bytes)
     }
 
     /// Opens `series`' next file, named after now (or just after its previous name).
@@ -552,13 +566,7 @@ impl<'a> CdcWriter<'a> {
         self.files.get(series).map(|f| FileStats {
             raw_bytes: f.raw_bytes,
             opened_ms: f.opened_ms,
-            memory: f.memory(),
         })
-    }
-
-    /// Raw bytes of `series`' open file (0 when none is open).
-    pub(crate) fn raw_bytes(&self, series: &StreamKey) -> u64 {
-        self.files.get(series).map_or(0, |f| f.raw_bytes)
     }
 
     /// When the oldest open file opened (wall-clock ms).

@@ -74,11 +74,11 @@ impl Capture for MyCapture {
         Ok(None)
     }
 
-    async fn reload(&mut self, _state: &CdcState) -> Result<Handoff> {
+    async fn reload(&mut self) -> Result<Handoff> {
         self.handoff().await
     }
 
-    async fn stream(&mut self, _state: &CdcState) -> Result<Box<dyn ChangeStream>> {
+    async fn stream(&mut self) -> Result<Box<dyn ChangeStream>> {
         Ok(Box::new(MyStream::new(self.sel.clone())))
     }
 }

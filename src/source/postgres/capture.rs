@@ -148,7 +148,7 @@ impl Capture for PgCapture {
         }
     }
 
-    async fn reload(&mut self, _state: &CdcState) -> Result<Handoff> {
+    async fn reload(&mut self) -> Result<Handoff> {
         let c = &self.sel.config;
         // Unique per process: a killed predecessor's temporary slot may linger until the
         // server notices its connection is gone.
@@ -161,7 +161,7 @@ impl Capture for PgCapture {
         self.handoff(session, &tmp, true).await
     }
 
-    async fn stream(&mut self, _state: &CdcState) -> Result<Box<dyn ChangeStream>> {
+    async fn stream(&mut self) -> Result<Box<dyn ChangeStream>> {
         Ok(Box::new(PgStream::new(self.sel.clone())))
     }
 }

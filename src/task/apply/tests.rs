@@ -592,7 +592,6 @@ fn flush_policy_size_and_age() {
     let f = |raw_bytes, opened_ms| FileStats {
         raw_bytes,
         opened_ms,
-        memory: 0,
     };
     assert_eq!(p.due(&f(10, 0), 59_999), None);
     assert_eq!(p.due(&f(10, 0), 60_000), Some(SealReason::Interval));

@@ -47,8 +47,7 @@ async fn push(w: &mut CdcWriter<'_>, table: &str, op: Op, v: &str, p: ChangePos)
         out.push_cell(v.as_bytes());
         Ok(0)
     };
-    let series = w.series(table);
-    w.push(&series, table, op, 7, p, fill).await.unwrap();
+    w.push(table, op, 7, p, fill).await.unwrap();
 }
 
 /// Seals `series` and completes the upload (what the commit protocol does after recording it).
@@ -70,7 +69,7 @@ async fn names_strictly_increase_and_follow_the_open_time() {
     let stamps = [(StreamKey::Table("s.t".into()), "20220521235959998".into())];
     let mut w = CdcWriter::new(&store, &l, &s, clock, stamps);
     w.set_shape(&schema(&["v"]));
-    let series = w.series("s.t");
+    let series = w.keys("s.t").unwrap().0.clone();
     for (i, v) in ["a", "b"].iter().enumerate() {
         push(&mut w, "s.t", Op::Insert, v, pos(i as u64 + 1, 1)).await;
         let f = seal(&mut w, &series).await;
@@ -108,7 +107,7 @@ async fn big_files_upload_progressively_with_bounded_memory() {
             push(&mut w, "s.t", Op::Update, &value, pos(1, i + 1)).await;
             peak = peak.max(w.memory());
         }
-        let series = w.series("s.t");
+        let series = w.keys("s.t").unwrap().0.clone();
         assert_eq!(w.stats(&series).unwrap().raw_bytes, rows * 1000);
         assert!(
             peak < 16 << 20,
@@ -149,14 +148,10 @@ async fn shape_changes_need_a_seal_and_a_failed_fill_leaves_no_row() {
         out.push_cell(b"half");
         Err(Error::internal("bad value"))
     };
-    let series = w.series("s.t");
-    assert!(w
-        .push(&series, "s.t", Op::Insert, 7, pos(1, 2), fail)
-        .await
-        .is_err());
+    assert!(w.push("s.t", Op::Insert, 7, pos(1, 2), fail).await.is_err());
     assert!(w.must_seal_for(&v2));
     assert!(!w.must_seal_for(&v1));
-    let series = w.series("s.t");
+    let series = w.keys("s.t").unwrap().0.clone();
     let f = seal(&mut w, &series).await;
     assert_eq!((f.rows, f.through.clone()), (1, pos(1, 1)));
     f.object.finish().await.unwrap();
@@ -182,23 +177,14 @@ async fn transaction_files_interleave_tables_in_commit_order() {
     });
     w.set_shape(&schema(&["v"]));
     w.set_shape(&other);
-    assert_eq!(w.series("s.u"), StreamKey::Transactions);
+    assert_eq!(w.keys("s.u").unwrap().0, &StreamKey::Transactions);
     push(&mut w, "s.t", Op::Insert, "a", pos(1, 1)).await;
     let fill = &mut |out: &mut RowBatch| {
         out.push_cell(b"1");
         out.push_null();
         Ok(1)
     };
-    w.push(
-        &StreamKey::Transactions,
-        "s.u",
-        Op::Update,
-        8,
-        pos(1, 2),
-        fill,
-    )
-    .await
-    .unwrap();
+    w.push("s.u", Op::Update, 8, pos(1, 2), fill).await.unwrap();
     push(&mut w, "s.t", Op::Delete, "a", pos(2, 1)).await;
     assert_eq!(w.oldest_commit_us(), Some(7));
     let f = seal(&mut w, &StreamKey::Transactions).await;
