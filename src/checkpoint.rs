@@ -253,6 +253,10 @@ pub(crate) struct SeriesState {
     /// A file being completed: recorded before it may become visible, resolved on restart by
     /// checking whether the object exists.
     pub(crate) pending: Option<PendingFile>,
+    /// The transaction whose shape change (or TRUNCATE) was last counted in `Ddls`: a session
+    /// that re-reads the log from an earlier position does not count it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) ddl_counted_at: Option<Position>,
 }
 
 /// What one CDC file holds, counted per operation (and unchanged-value markers).

@@ -754,6 +754,34 @@ async fn position_json(conn: &mut Conn) -> serde_json::Value {
     })
 }
 
+/// Where this session's last transaction starts in the binlog (its GTID event), as checkpoint
+/// JSON: the position tributary records for it. Other tests share the server, so the end of
+/// the binlog read before a statement is not where that statement's transaction starts.
+async fn last_txn_json(conn: &mut Conn) -> serde_json::Value {
+    let gtid = my_rows(conn, "SELECT @@last_gtid").await[0][0]
+        .clone()
+        .unwrap();
+    let file = my_rows(conn, "SHOW MASTER STATUS").await[0][0]
+        .clone()
+        .unwrap();
+    let events = my_rows(conn, &format!("SHOW BINLOG EVENTS IN '{file}'")).await;
+    // Columns: Log_name, Pos, Event_type, Server_id, End_log_pos, Info ("BEGIN GTID 0-1-7").
+    let pos = events
+        .iter()
+        .find(|e| {
+            e[2].as_deref() == Some("Gtid")
+                && e[5]
+                    .as_deref()
+                    .is_some_and(|i| i.split_whitespace().any(|w| w == gtid))
+        })
+        .unwrap_or_else(|| panic!("GTID {gtid} not in {file}"))[1]
+        .as_deref()
+        .unwrap()
+        .parse::<u64>()
+        .unwrap();
+    serde_json::json!({ "file": file, "offset": pos })
+}
+
 /// A checkpoint written by release 0.1.0 (the fixture's shape: a table loaded at P0, one change
 /// of T1 written, a pending file for T2 whose upload never completed) resumes: T1 is not
 /// written again, T2 is, and streaming goes on.
@@ -772,10 +800,11 @@ async fn a_release_0_1_0_checkpoint_resumes() {
     conn.query_drop("INSERT INTO a VALUES (2, 0, 'y')")
         .await
         .unwrap();
-    let t2 = position_json(&mut conn).await;
+    let t1 = last_txn_json(&mut conn).await;
     conn.query_drop("UPDATE a SET rev = 1, v = 'x2' WHERE id = 1")
         .await
         .unwrap();
+    let t2 = last_txn_json(&mut conn).await;
     let task = my_task(db, "full-load-and-cdc", "CdcMaxBatchInterval = 1", "");
     // What 0.1.0 had written: the LOAD file, and T1's change in a CDC file.
     let lake = task.lake();
@@ -799,14 +828,13 @@ async fn a_release_0_1_0_checkpoint_resumes() {
         .replace("\"SchemaName\": \"oldcp\"", "\"SchemaName\": \"my_compat\"")
         .replace("oldcp/a/", "my_compat/a/");
     let mut cp: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let t1 = loaded_at.clone();
     let series = &mut cp["cdc"]["tables"]["my_compat.a"];
-    series["loaded_at"]["MySql"] = loaded_at;
-    series["written_through"]["commit"]["MySql"] = t1.clone();
-    series["pending"]["through"]["commit"]["MySql"] = t2.clone();
+    series["loaded_at"]["MySql"] = loaded_at.clone();
+    series["written_through"]["commit"]["MySql"] = t1;
+    series["pending"]["through"]["commit"]["MySql"] = t2;
     series["pending"]["inserts"] = 0.into();
     series["pending"]["updates"] = 1.into();
-    cp["cdc"]["resume_from"]["MySql"] = t1;
+    cp["cdc"]["resume_from"]["MySql"] = loaded_at;
     cp["tables"]["my_compat.a"]["Updates"] = 0.into();
     let state = task.dir.path().join("tributary-state/my-my_compat");
     std::fs::create_dir_all(&state).unwrap();

@@ -109,10 +109,6 @@ pub(crate) struct Apply<'a> {
     stop: Option<Stopped>,
     /// Events applied in the current session (progress resets the reconnect budget).
     events: u64,
-    /// The furthest transaction seen, and where it was when this session started: a session
-    /// re-reads the log up to there, and its shape changes were counted the first time.
-    seen: Option<Position>,
-    replaying_until: Option<Position>,
 }
 
 impl<'a> Apply<'a> {
@@ -139,8 +135,6 @@ impl<'a> Apply<'a> {
             dirty: false,
             stop: None,
             events: 0,
-            seen: None,
-            replaying_until: None,
         }
     }
 
@@ -186,7 +180,6 @@ impl<'a> Apply<'a> {
         self.events = 0;
         self.txn = None;
         self.last_end = None;
-        self.replaying_until = self.seen.clone();
         let txn_path = self
             .ctx
             .task
@@ -346,8 +339,19 @@ impl<'a> Apply<'a> {
             .is_some_and(|l| pos.commit < *l)
     }
 
-    /// Counts a DDL on `table`'s statistics.
-    fn count_ddl(&mut self, table: &str) {
+    /// Counts a DDL of the transaction at `at` on `table`'s statistics, once: a session that
+    /// re-reads the log from an earlier durable position meets the same DDL again.
+    fn count_ddl(&mut self, table: &str, at: Option<&Position>) {
+        if let Some(at) = at {
+            let series = self
+                .cp
+                .cdc_mut()
+                .series(&StreamKey::Table(table.to_owned()));
+            if series.ddl_counted_at.as_ref().is_some_and(|c| at <= c) {
+                return;
+            }
+            series.ddl_counted_at = Some(at.clone());
+        }
         if let Some(stats) = self.cp.tables.get_mut(table) {
             stats.ddls += 1;
             self.dirty = true;
@@ -365,9 +369,6 @@ impl ChangeSink for Apply<'_> {
             }
         }
         self.txn = Some((at.clone(), commit_us));
-        if self.seen.as_ref().is_none_or(|s| at > s) {
-            self.seen = Some(at.clone());
-        }
         self.cp.cdc_mut().last_commit_us = Some(commit_us);
         true
     }
@@ -394,13 +395,10 @@ impl ChangeSink for Apply<'_> {
                 .await?;
         }
         self.writer.set_shape(schema);
-        let replayed = match (&self.txn, &self.replaying_until) {
-            (Some((at, _)), Some(until)) => at <= until,
-            _ => false,
-        };
-        if changed && !replayed {
+        if changed {
             tracing::info!(table = %key, "table shape changed: the next file has the new columns");
-            self.count_ddl(&key);
+            let at = self.txn.as_ref().map(|(at, _)| at.clone());
+            self.count_ddl(&key, at.as_ref());
         }
         Ok(())
     }
@@ -445,7 +443,7 @@ impl ChangeSink for Apply<'_> {
         if self.already_written(&own, &own, &pos) {
             return Ok(());
         }
-        self.count_ddl(&key);
+        self.count_ddl(&key, Some(&pos.commit));
         if !self.ctx.task.settings.handle_truncate {
             tracing::info!(table = %key, "source TRUNCATE ignored (HandleSourceTableTruncated=false)");
             return Ok(());

@@ -456,6 +456,36 @@ async fn a_shape_change_closes_the_file() {
     assert_eq!(out.cp.tables["s.t"].ddls, 1);
 }
 
+/// A shape change is counted once whether the connection is lost after it was applied (the
+/// next session meets it again) or before (the next session meets it first).
+#[tokio::test(start_paused = true)]
+async fn a_shape_change_met_again_after_a_reconnect_counts_once() {
+    for fail_after_shape in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let t = task(dir.path(), "", "");
+        let store = LocalStore::new(dir.path().join("lake"));
+        let mut cp = streaming_from(5);
+        cp.tables.insert("s.t".into(), Default::default());
+        let mut script = vec![
+            Ev::Begin(10, 1),
+            Ev::Shape(&["v"]),
+            Ev::Row(Op::Insert, &["a"]),
+            Ev::Commit(11),
+            Ev::Begin(12, 2),
+            Ev::Shape(&["v", "w"]),
+            Ev::Row(Op::Insert, &["b", "c"]),
+            Ev::Commit(13),
+        ];
+        script.insert(if fail_after_shape { 6 } else { 5 }, Ev::Fail);
+        let out = play(dir.path(), &t, cp, script, &store, 0, None).await;
+        out.result.unwrap();
+        assert_eq!(
+            out.cp.tables["s.t"].ddls, 1,
+            "fail after shape: {fail_after_shape}"
+        );
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn truncate_deletes_the_tables_objects_once() {
     let dir = tempfile::tempdir().unwrap();
