@@ -102,14 +102,21 @@ SQL
 info "table size: $("${psql[@]}" -At -c "SELECT pg_size_pretty(pg_total_relation_size('bench.posts'))")"
 
 
-# write_task FORMAT OUTDIR: task file for one full load of bench.posts.
+# The transformation rules of the "+rules" variants: one add-column expression, one column
+# rename, one removed column (the issue's target: <= 1.3x the same load without rules).
+rules=',{"rule-type":"transformation","rule-id":"2","rule-name":"2","rule-target":"column","object-locator":{"schema-name":"bench","table-name":"posts"},"rule-action":"add-column","value":"label","expression":"CASE WHEN $score > 0 THEN upper(substr($tags, 1, 4)) ELSE $title END || $id","data-type":{"type":"string","length":300}},{"rule-type":"transformation","rule-id":"3","rule-name":"3","rule-target":"column","object-locator":{"schema-name":"bench","table-name":"posts","column-name":"hotness"},"rule-action":"rename","value":"heat"},{"rule-type":"transformation","rule-id":"4","rule-name":"4","rule-target":"column","object-locator":{"schema-name":"bench","table-name":"posts","column-name":"owner_user_id"},"rule-action":"remove-column"}'
+
+# write_task VARIANT OUTDIR: task file for one full load of bench.posts; VARIANT is a format,
+# optionally with "+rules".
 write_task() {
+  local format=${1%+rules} extra=""
+  [[ $1 == *+rules ]] && extra=$rules
   cat >"$bench_dir/task-$1.toml" <<EOF
 # TargetTablePrepMode is left at its default.
 [task]
-id = "bench-$1"
+id = "bench-${1/+/-}"
 migration_type = "full-load"
-table_mappings = '''{"rules":[{"rule-type":"selection","rule-id":"1","rule-name":"1","object-locator":{"schema-name":"bench","table-name":"posts"},"rule-action":"include"}]}'''
+table_mappings = '''{"rules":[{"rule-type":"selection","rule-id":"1","rule-name":"1","object-locator":{"schema-name":"bench","table-name":"posts"},"rule-action":"include"}$extra]}'''
 
 [source]
 engine = "postgres"
@@ -119,7 +126,7 @@ url = "\${BENCH_PG_URL}"
 url = "file://$2"
 
 [target.settings]
-DataFormat = "$1"
+DataFormat = "$format"
 EOF
 }
 export BENCH_PG_URL="$TRIBUTARY_TEST_PG_URL"
@@ -166,7 +173,8 @@ for _ in 1 2; do "${psql[@]}" -c '\copy bench.posts to /dev/null'; done
 
 declare -A best rss out_mb outdir
 copy_best=""
-for format in parquet csv; do
+variants=(parquet csv parquet+rules csv+rules)
+for format in "${variants[@]}"; do
   outdir[$format]=$(mktemp -d "$bench_dir/out-$format.XXXXXX")
   write_task "$format" "${outdir[$format]}"
   best[$format]=""
@@ -175,26 +183,35 @@ done
 phase "(a) raw COPY vs (b) tributary to parquet and csv: $runs interleaved rounds, best of each"
 for ((i = 1; i <= runs; i++)); do
   time_copy "$i"
-  for format in parquet csv; do
+  for format in "${variants[@]}"; do
     time_tributary "$format" "${outdir[$format]}" "$i"
   done
 done
-for format in parquet csv; do rm -rf -- "${outdir[$format]}"; done
+for format in "${variants[@]}"; do rm -rf -- "${outdir[$format]}"; done
 
 phase "Results ($rows rows; targets: <= ${target_ratio}x raw COPY, <= ${target_rss_mb} MB peak RSS)"
 {
   printf '%-22s %9s %9s %13s %10s  %s\n' phase seconds 'x COPY' 'peak RSS MB' 'output MB' verdict
   printf '%-22s %9s %9s %13s %10s  %s\n' 'raw COPY (psql)' "$copy_best" 1.00 - - baseline
-  for format in parquet csv; do
+  for format in "${variants[@]}"; do
     if [[ ${best[$format]} == FAILED || -z ${best[$format]} ]]; then
       printf '%-22s %9s %9s %13s %10s  %s\n' "tributary $format" FAILED - - - FAIL
       continue
     fi
     ratio=$(awk -v a="${best[$format]}" -v b="$copy_best" 'BEGIN { printf "%.2f", a / b }')
-    verdict=$(awk -v r="$ratio" -v m="${rss[$format]}" -v tr="$target_ratio" -v tm="$target_rss_mb" \
+    # The +rules variants' speed target is the ratio to the same load without rules (below).
+    speed_target=$target_ratio
+    [[ $format == *+rules ]] && speed_target=1000
+    verdict=$(awk -v r="$ratio" -v m="${rss[$format]}" -v tr="$speed_target" -v tm="$target_rss_mb" \
       'BEGIN { v = ""; if (r > tr) v = v " slow"; if (m > tm) v = v " memory"; print (v == "") ? "ok" : "MISS:" v }')
     printf '%-22s %9s %9s %13s %10s  %s\n' "tributary $format" "${best[$format]}" "$ratio" \
       "${rss[$format]}" "${out_mb[$format]}" "$verdict"
+  done
+  for format in parquet csv; do
+    plain=${best[$format]} ruled=${best[$format+rules]}
+    [[ $plain == FAILED || $ruled == FAILED || -z $plain || -z $ruled ]] && continue
+    awk -v a="$ruled" -v b="$plain" -v f="$format" -v tr="$target_ratio" 'BEGIN {
+      r = a / b; printf "%s with rules vs without: %.2fx (target <= %.1fx) %s\n", f, r, tr, (r <= tr) ? "ok" : "MISS" }'
   done
 } | tee "$report"
 fi

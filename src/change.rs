@@ -294,6 +294,45 @@ pub(crate) struct ChangePos {
     pub(crate) seq: u64,
 }
 
+impl ChangePos {
+    /// `$AR_H_STREAM_POSITION`: the change's place in the log as text whose byte order is the
+    /// change order (two changes of one transaction differ in the ordinal): PostgreSQL
+    /// `XXXXXXXX/XXXXXXXX.NNNNNNNNNN` (zero-padded commit LSN), MySQL/MariaDB
+    /// `file:OOOOOOOOOOOOOOOOOOOO.NNNNNNNNNN` (zero-padded offset).
+    pub(crate) fn stream_position(&self) -> String {
+        match &self.commit {
+            Position::Postgres(l) => {
+                format!(
+                    "{:08X}/{:08X}.{:010}",
+                    l.0 >> 32,
+                    l.0 & 0xFFFF_FFFF,
+                    self.seq
+                )
+            }
+            Position::MySql(b) => format!("{}:{:020}.{:010}", b.file, b.offset, self.seq),
+        }
+    }
+
+    /// `$AR_H_CHANGE_SEQ`: 35 digits, the commit time to the hundredth of a second
+    /// (`YYYYMMDDHHmmSShh`) and a 19-digit counter made of the commit position (13 digits) and
+    /// the change's ordinal in its transaction (6 digits), so it increases with the log.
+    pub(crate) fn change_seq(&self, commit_us: i64) -> String {
+        let at = chrono::DateTime::from_timestamp_micros(commit_us).unwrap_or_default();
+        let place = match &self.commit {
+            Position::Postgres(l) => l.0 % 10_000_000_000_000,
+            Position::MySql(b) => {
+                (b.sequence() % 1000) * 10_000_000_000 + b.offset % 10_000_000_000
+            }
+        };
+        format!(
+            "{}{:02}{place:013}{:06}",
+            at.format("%Y%m%d%H%M%S"),
+            at.timestamp_subsec_millis() / 10,
+            self.seq % 1_000_000
+        )
+    }
+}
+
 impl fmt::Display for ChangePos {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}#{}", self.commit, self.seq)
@@ -422,6 +461,11 @@ impl RowBatch {
             ncols,
             ..RowBatch::default()
         }
+    }
+
+    /// Cells per row.
+    pub(crate) fn ncols(&self) -> usize {
+        self.ncols
     }
 
     /// Number of complete rows.

@@ -4,6 +4,7 @@
 //! by a test, and so resume logic can recompute keys without touching S3.
 
 use crate::error::{Error, Result};
+use crate::mapping::{Names, TableMappings};
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use chrono_tz::Tz;
 use std::str::FromStr;
@@ -79,6 +80,8 @@ pub(crate) struct Layout {
     pub(crate) compression: Compression,
     /// Date folders for CDC files; `None` = DatePartitionEnabled=false.
     pub(crate) date_partition: Option<DatePartition>,
+    /// The mapping's schema and table name rules: source names become folder names here.
+    pub(crate) names: Names,
 }
 
 impl Layout {
@@ -97,7 +100,16 @@ impl Layout {
     /// The trailing slash matters: without it, deleting table `t` would also delete `t2`'s
     /// objects. Names are not validated here; callers run `check_segment` once per table.
     pub(crate) fn table_prefix(&self, schema: &str, table: &str) -> String {
+        if self.names.is_identity() {
+            return format!("{}{schema}/{table}/", dir(&self.bucket_folder));
+        }
+        let (schema, table) = self.names.folder(schema, table);
         format!("{}{schema}/{table}/", dir(&self.bucket_folder))
+    }
+
+    /// The folder names (schema, table) of source table `schema.table`.
+    pub(crate) fn folder(&self, schema: &str, table: &str) -> (String, String) {
+        self.names.folder(schema, table)
     }
 
     /// Full-load file key: "[folder/]schema/table/LOAD%08X.ext"; `counter` starts at 1.
@@ -336,10 +348,18 @@ fn check_folder(setting: &str, shown: &str, value: &str) -> Result<String> {
     ))
 }
 
-/// Validates a table's schema and name as key segments (see [`check_segment`]).
-pub(crate) fn check_table(t: &crate::change::TableSchema) -> Result<()> {
-    check_segment("schema", &t.schema)?;
-    check_segment("table", &t.table)
+/// Checks the selected tables against the mapping's rules ([`TableMappings::check`]) and their
+/// folder names (as the rules make them) as key segments (see [`check_segment`]).
+pub(crate) fn check_tables(
+    mappings: &TableMappings,
+    tables: &[std::sync::Arc<crate::change::TableSchema>],
+) -> Result<()> {
+    for t in tables {
+        let (schema, table) = mappings.names().folder(&t.schema, &t.table);
+        check_segment("schema", &schema)?;
+        check_segment("table", &table)?;
+    }
+    mappings.check(tables)
 }
 
 /// Validates a schema or table name as one key segment: non-empty, no '/', not "." or "..".

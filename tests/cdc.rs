@@ -361,15 +361,65 @@ async fn full_load_and_cdc_with_concurrent_workload_replays_to_source() {
 
 #[tokio::test]
 async fn kill_9_at_random_moments_still_writes_every_change_once() {
-    let client = fresh_db("cdc_kill").await;
+    let (client, task) = kill_9_rounds("cdc_kill", None).await;
+    let child = spawn(&task, 9);
+    fence_stop_and_compare(&client, &task, 9, child).await;
+}
+
+/// The same with a mapping that removes a column and adds two (an expression and the stream
+/// position): the replay still equals the source, and every file's added columns are right.
+#[tokio::test]
+async fn kill_9_with_column_rules_still_writes_every_change_once() {
+    let items = r#""schema-name":"c","table-name":"items""#;
+    let rules = format!(
+        r#"{{"rule-type":"selection","rule-id":"1","rule-name":"1","object-locator":{{"schema-name":"c","table-name":"%"}},"rule-action":"include"}},
+           {{"rule-type":"transformation","rule-id":"2","rule-name":"2","rule-target":"column","object-locator":{{{items},"column-name":"big"}},"rule-action":"remove-column"}},
+           {{"rule-type":"transformation","rule-id":"3","rule-name":"3","rule-target":"column","object-locator":{{{items}}},"rule-action":"add-column","value":"shout","expression":"upper($name) || '!'","data-type":{{"type":"string","length":50}}}},
+           {{"rule-type":"transformation","rule-id":"4","rule-name":"4","rule-target":"column","object-locator":{{{items}}},"rule-action":"add-column","value":"pos","expression":"$AR_H_STREAM_POSITION","data-type":{{"type":"string","length":50}}}}"#
+    );
+    let (client, task) = kill_9_rounds("cdc_kill_rules", Some(&rules)).await;
+    let mut child = spawn(&task, 9);
+    client
+        .batch_execute("INSERT INTO c.fence VALUES (1, 0)")
+        .await
+        .unwrap();
+    await_fence(&task, 9, &mut child, 1);
+    terminate(&task, 9, child);
+    let lake = task.lake();
+    assert_matches_source(&client, &lake, "c.items", &["id", "rev", "name", "amount"]).await;
+    assert_matches_source(&client, &lake, "c.plain", &["id", "rev", "v"]).await;
+    for (is_cdc, row) in read_table_files(&lake, "c/items") {
+        assert!(!row.contains_key("big"), "{row:?}");
+        let shout = row["name"]
+            .as_ref()
+            .map(|n| format!("{}!", n.to_uppercase()));
+        if row.get("Op").cloned().flatten().as_deref() != Some("D") {
+            assert_eq!(row["shout"], shout, "{row:?}");
+        }
+        assert_eq!(
+            row["pos"].as_deref().unwrap_or("").is_empty(),
+            !is_cdc,
+            "{row:?}"
+        );
+    }
+}
+
+/// Creates `db` with [`SCHEMA`], then runs a `full-load-and-cdc` task (with `rules` as its
+/// mapping, if given) under a concurrent workload, killing it with SIGKILL once during the
+/// load and three times while streaming.
+async fn kill_9_rounds(db: &str, rules: Option<&str>) -> (tokio_postgres::Client, Task) {
+    let client = fresh_db(db).await;
     client.batch_execute(SCHEMA).await.unwrap();
     // Many small files and a short interval so kills land between uploads and checkpoints.
     let task = cdc_task(
-        "cdc_kill",
+        db,
         "full-load-and-cdc",
         "AddColumnName = true\nCdcMaxBatchInterval = 1\nCdcMinFileSize = 8\nMaxFileSize = 64",
         "",
     );
+    if let Some(rules) = rules {
+        crate::mapping::set_mapping(&task, rules);
+    }
     let mut next = kill_times();
     // Kill 1: during the full load.
     let mut child = spawn(&task, 0);
@@ -391,8 +441,7 @@ async fn kill_9_at_random_moments_still_writes_every_change_once() {
         child.kill().unwrap();
         child.wait().unwrap();
     }
-    let child = spawn(&task, 9);
-    fence_stop_and_compare(&client, &task, 9, child).await;
+    (client, task)
 }
 
 /// A table with a large (TOASTed) value and the default replica identity, streamed by a `cdc`

@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::layout::FileFormat;
 use crate::mapping::TableMappings;
 use settings::SettingsBag;
 pub(crate) use source::SourceConfig;
@@ -207,7 +208,7 @@ impl TaskConfig {
                 ))
             }
         };
-        let mappings = TableMappings::parse(&mappings_json)?;
+        let mut mappings = TableMappings::parse(&mappings_json)?;
         let state_dir = match raw.task.state {
             None => base.join(DEFAULT_STATE_FOLDER),
             Some(s) => local_path(&s, base).ok_or_else(|| {
@@ -257,6 +258,18 @@ impl TaskConfig {
             .endpoint
             .map(|e| expand_env(&e, env))
             .transpose()?;
+        // The columns every file may start with: where files name their columns (Parquet, CSV
+        // with AddColumnName), a source column of the same name gives files readers refuse.
+        let added = [
+            (migration_type != MigrationType::FullLoad || target_settings.include_op_for_full_load)
+                .then(|| "Op".to_string()),
+            target_settings.timestamp_column_name.clone(),
+        ];
+        let named = target_settings.data_format == FileFormat::Parquet
+            || target_settings.csv.add_column_name;
+        if named {
+            mappings.reserve(added.into_iter().flatten().collect());
+        }
         Ok(TaskConfig {
             id,
             migration_type,

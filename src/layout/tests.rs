@@ -60,6 +60,7 @@ fn lay(folder: &str, format: F, compression: C, dp: Option<DatePartition>) -> La
         format,
         compression,
         date_partition,
+        names: Default::default(),
     }
 }
 

@@ -1,8 +1,19 @@
-//! DMS table-mapping JSON: selection rules decide which source tables a task loads.
+//! DMS table-mapping JSON: selection rules (with source filters) decide which source tables and
+//! rows a task loads; transformation rules decide what they are called and which columns their
+//! files hold.
 //!
 //! The input is DMS's own `TableMappings` document so an existing task's mapping works unchanged.
 //! Parsing is strict: a rule Tributary does not fully honour is an error, never a no-op, because a
 //! silently ignored rule changes which tables reach the bucket or where their files land.
+
+mod convert;
+pub(crate) mod expr;
+pub(crate) mod filter;
+mod table;
+mod transform;
+
+pub(crate) use table::TableMap;
+pub(crate) use transform::Names;
 
 use crate::error::{Error, Result};
 use serde::de::IgnoredAny;
@@ -19,11 +30,18 @@ pub(crate) enum RelationKind {
     View,
 }
 
-/// Parsed table mappings: the selection rules in rule order (other rule types are rejected until implemented).
+/// Parsed table mappings.
 #[derive(Debug, Clone)]
 pub(crate) struct TableMappings {
     /// Selection rules in document order; precedence does not depend on the order.
     rules: Vec<SelectionRule>,
+    /// Transformation rules in rule order (ascending rule-id, numeric ids first).
+    transforms: Vec<transform::Rule>,
+    /// The schema and table name rules of `transforms`.
+    names: Names,
+    /// Column names the task adds to files (`Op`, the timestamp column): output columns must
+    /// not take them. None when files do not name their columns (CSV without a header).
+    reserved: Option<Vec<String>>,
 }
 
 /// A `selection` rule as written; serde reports unknown keys together with the accepted ones.
@@ -33,9 +51,8 @@ struct SelectionRule {
     /// Checked by hand before this struct is built, so the error can name the rule.
     #[serde(rename = "rule-type")]
     _rule_type: IgnoredAny,
-    /// As `_rule_type`.
-    #[serde(rename = "rule-id")]
-    _rule_id: IgnoredAny,
+    /// Checked by hand before this struct is built; kept to name the rule in later errors.
+    rule_id: Value,
     /// A string or number; DMS requires it but gives it no meaning.
     rule_name: Value,
     /// What the rule does to the objects it matches.
@@ -45,7 +62,7 @@ struct SelectionRule {
     /// A string or number; see [`load_order`].
     #[serde(default)]
     load_order: Option<Value>,
-    /// Source filters, parsed so their shape is checked before row filtering exists.
+    /// Source filters: AND-ed, each an OR of its conditions.
     #[serde(default)]
     filters: Vec<Filter>,
 }
@@ -91,9 +108,9 @@ enum TableType {
 /// One `filters` entry: its conditions are OR-ed, several filters are AND-ed.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
-#[allow(dead_code)] // Read once row filtering exists; `parse` rejects filters until then.
 struct Filter {
     /// Only `source` exists in DMS.
+    #[allow(dead_code)] // Checked by serde: the only value.
     filter_type: FilterType,
     /// The column the conditions test.
     column_name: String,
@@ -113,9 +130,9 @@ enum FilterType {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "filter-operator", rename_all = "lowercase")]
 #[serde(rename_all_fields = "kebab-case", deny_unknown_fields)]
-#[allow(dead_code)] // See `Filter`.
 enum Condition {
-    /// Column <= value.
+    /// Column <= value (`ste` is DMS's documented alias).
+    #[serde(alias = "ste")]
     Lte { value: String },
     /// Column >= value.
     Gte { value: String },
@@ -167,6 +184,7 @@ impl TableMappings {
         };
         let mut ids = HashSet::new();
         let mut rules = Vec::new();
+        let mut transforms = Vec::new();
         for (index, raw) in raw_rules.iter().enumerate() {
             let at = format!("table mapping rule #{}", index + 1);
             let fix_id = "give every rule a unique rule-id, e.g. \"rule-id\": \"1\"";
@@ -181,9 +199,19 @@ impl TableMappings {
             }
             match raw.get("rule-type").and_then(Value::as_str) {
                 Some("selection") => rules.push(parse_selection(raw, &id, &ctx)?),
-                Some(kind @ ("transformation" | "table-settings" | "post-processing")) => {
-                    let fix = format!("remove rule {id}, or keep this task on AWS DMS until Tributary supports {kind} rules (ignoring the rule would write different output than DMS)");
-                    return fail(&ctx, format!("{kind} rules are not supported yet"), fix);
+                Some("transformation") => transforms.push(transform::parse(raw, &id, &ctx)?),
+                Some(kind @ ("table-settings" | "post-processing")) => {
+                    let what = if raw.get("parallel-load").is_some() {
+                        "table-settings parallel-load (segmented full loads)".to_owned()
+                    } else if raw.get("lob-settings").is_some() {
+                        "table-settings lob-settings (per-table LOB modes; the task-wide TargetMetadata LOB settings work)".to_owned()
+                    } else if raw.get("rule-action").and_then(Value::as_str) == Some("add-tag") {
+                        "post-processing add-tag (S3 object tags)".to_owned()
+                    } else {
+                        format!("{kind} rules")
+                    };
+                    let fix = format!("remove rule {id}, or keep this task on AWS DMS until Tributary supports it (ignoring the rule would write different output than DMS)");
+                    return fail(&ctx, format!("{what}: not supported yet"), fix);
                 }
                 _ => {
                     let fix = "use selection, transformation, table-settings or post-processing";
@@ -197,7 +225,25 @@ impl TableMappings {
             let fix = "add an include rule, e.g. schema-name \"public\" and table-name \"%\"";
             return fail(top_ctx, msg, fix);
         }
-        Ok(TableMappings { rules })
+        transforms.sort_by(|a: &transform::Rule, b| a.order.cmp(&b.order));
+        let names = Names::new(&transforms);
+        Ok(TableMappings {
+            rules,
+            transforms,
+            names,
+            reserved: None,
+        })
+    }
+
+    /// Declares that files name their columns, and the names the task adds to every file
+    /// (see [`TableMappings::check`]).
+    pub(crate) fn reserve(&mut self, names: Vec<String>) {
+        self.reserved = Some(names);
+    }
+
+    /// The schema and table name rules (what the bucket's folders are called).
+    pub(crate) fn names(&self) -> &Names {
+        &self.names
     }
 
     /// True if `schema.table` of `kind` is selected: some include/explicit rule matches and no exclude rule matches (exclude wins).
@@ -231,6 +277,20 @@ impl TableMappings {
 }
 
 impl SelectionRule {
+    /// The rule-id as written.
+    fn rule_id(&self) -> String {
+        name_like(&self.rule_id).unwrap_or_default()
+    }
+
+    /// True if the locator's names cover `schema.table`, whatever its kind and the action.
+    fn names_match(&self, schema: &str, table: &str) -> bool {
+        let loc = &self.object_locator;
+        match self.rule_action {
+            Action::Explicit => loc.schema_name == schema && loc.table_name == table,
+            _ => wildcard_match(&loc.schema_name, schema) && wildcard_match(&loc.table_name, table),
+        }
+    }
+
     /// True if the rule's locator covers the object, whatever the rule's action.
     fn matches(&self, schema: &str, table: &str, kind: RelationKind) -> bool {
         let loc = &self.object_locator;
@@ -239,11 +299,7 @@ impl SelectionRule {
             TableType::Table => kind == RelationKind::Table,
             TableType::View => kind == RelationKind::View,
         };
-        let names_ok = match self.rule_action {
-            Action::Explicit => loc.schema_name == schema && loc.table_name == table,
-            _ => wildcard_match(&loc.schema_name, schema) && wildcard_match(&loc.table_name, table),
-        };
-        kind_ok && names_ok
+        kind_ok && self.names_match(schema, table)
     }
 }
 
@@ -269,9 +325,7 @@ fn parse_selection(raw: &Value, id: &str, ctx: &str) -> Result<SelectionRule> {
         );
     }
     let remove = format!("remove the filters array from rule {id}");
-    if rule.filters.is_empty() {
-        return Ok(rule);
-    } else if rule.rule_action == Action::Exclude {
+    if rule.rule_action == Action::Exclude && !rule.filters.is_empty() {
         return fail(ctx, "exclude rules cannot have filters", remove);
     }
     for conditions in rule.filters.iter().map(|f| &f.filter_conditions) {
@@ -288,9 +342,7 @@ fn parse_selection(raw: &Value, id: &str, ctx: &str) -> Result<SelectionRule> {
             return fail(ctx, msg, fix);
         }
     }
-    let msg = "source filters are not supported yet (a current Tributary limitation)";
-    let fix = format!("{remove} and filter rows downstream, or keep this task on AWS DMS for now");
-    fail(ctx, msg, fix)
+    Ok(rule)
 }
 
 /// An [`Error::config`] whose message starts with `ctx`, so it names the rule it is about.

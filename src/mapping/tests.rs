@@ -141,9 +141,23 @@ doc     | {"rules":[{"rule-id":"2","rule-type":"selection","rule-name":"2","rule
 doc     | {"rules":[],"Rules":[]}    | unknown top-level key; Rules
 rule    | {"rule-id":1}              | rule 1: duplicate rule-id
 rule    | {"rule-id":"5","rule-type":"selektion"}      | rule 5: rule-type is missing or unknown
-rule    | {"rule-id":"5","rule-type":"transformation"} | rule 5: transformation rules are not supported yet; remove rule 5
-rule    | {"rule-id":"5","rule-type":"table-settings"} | rule 5: table-settings rules are not supported yet; remove rule 5
-rule    | {"rule-id":"5","rule-type":"post-processing"} | rule 5: post-processing rules are not supported yet; remove rule 5
+rule    | {"rule-id":"5","rule-type":"transformation"} | rule 5; missing field
+rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"table","object-locator":{"schema-name":"s","table-name":"t"},"rule-action":"rename"} | rule 5: needs a non-empty value
+rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"schema","object-locator":{"schema-name":"s","table-name":"t"},"rule-action":"convert-lowercase"} | rule 5: a schema rule's object-locator has no table-name
+rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"column","object-locator":{"schema-name":"s","table-name":"t"},"rule-action":"remove-column"} | rule 5: needs object-locator column-name
+rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"table","object-locator":{"schema-name":"s","table-name":"t"},"rule-action":"remove-column"} | rule 5; does not apply to rule-target
+rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"column","object-locator":{"schema-name":"s","table-name":"t"},"rule-action":"add-column","value":"c","data-type":{"type":"string"}} | rule 5: add-column needs an expression
+rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"column","object-locator":{"schema-name":"s","table-name":"t"},"rule-action":"add-column","value":"c","expression":"1","data-type":{"type":"text"}} | rule 5: unknown data-type
+rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"column","object-locator":{"schema-name":"s","table-name":"t"},"rule-action":"add-column","value":"c","expression":"1","data-type":{"type":"numeric","precision":39}} | rule 5: numeric(39,0)
+rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"table","object-locator":{"schema-name":"s","table-name":"t"},"rule-action":"define-primary-key","primary-key-def":{}} | rule 5: define-primary-key rules are not supported yet
+rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"table","object-locator":{"schema-name":"s","table-name":"t"},"rule-action":"add-before-image-columns"} | rule 5: add-before-image-columns rules are not supported yet
+rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"column","object-locator":{"schema-name":"s","table-name":"t","column-name":"c"},"rule-action":"change-data-type"} | rule 5: change-data-type needs data-type
+rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"column","object-locator":{"schema-name":"s","table-name":"t","column-name":"c","data-type":"int4"},"rule-action":"rename","value":"x"} | rule 5: object-locator data-type
+rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"table","object-locator":{"schema-name":"s","table-name":"t"},"rule-action":"rename","value":"x","valeu":"y"} | rule 5; unknown field `valeu`
+rule    | {"rule-id":"5","rule-type":"table-settings"} | rule 5: table-settings rules: not supported yet; remove rule 5
+rule    | {"rule-id":"5","rule-type":"table-settings","parallel-load":{"type":"partitions-auto"}} | rule 5: table-settings parallel-load (segmented full loads): not supported yet
+rule    | {"rule-id":"5","rule-type":"table-settings","lob-settings":{"mode":"none"}} | rule 5: table-settings lob-settings
+rule    | {"rule-id":"5","rule-type":"post-processing","rule-action":"add-tag"} | rule 5: post-processing add-tag (S3 object tags): not supported yet; remove rule 5
 rule    | {"rule-id":"5","rule-type":"selection","rule-name":"5","rule-action":"include"} | rule 5; missing field `object-locator`
 rule    | {"rule-id":"5","rule-type":"selection","rule-name":"","rule-action":"include","object-locator":{"schema-name":"s","table-name":"t"}} | rule 5: rule-name
 rule    | {"rule-id":"5","rule-type":"selection","rule-name":"5","rule-action":"includ","object-locator":{"schema-name":"s","table-name":"t"}} | rule 5; unknown variant `includ`
@@ -161,7 +175,6 @@ member  | ,"filters":{}              | rule 4; invalid type
 member  | ,"filters":[{"filter-type":"target","column-name":"r","filter-conditions":[]}] | rule 4; unknown variant `target`
 member  | ,"filters":[{"filter-type":"source","column":"r"}]                    | rule 4; unknown field `column`
 cond    |                            | rule 4: a filter needs at least one filter-conditions entry
-cond    | {"filter-operator":"eq","value":"EU"},{"filter-operator":"between","start-value":"1","end-value":"9"} | rule 4: source filters are not supported yet; remove the filters array from rule 4
 cond    | {"filter-operator":"like","value":"x"}              | rule 4; unknown variant `like`
 cond    | {"filter-operator":"between","start-value":"1"}     | rule 4; missing field `end-value`
 cond    | {"filter-operator":"null","value":"1"}              | rule 4; unknown field `value`
@@ -196,5 +209,203 @@ fn rejects_bad_mappings_naming_the_rule() {
         for want in wants.split(';').map(str::trim) {
             assert!(text.contains(want), "{json}\nwanted {want:?} in: {text}");
         }
+    }
+}
+
+/// A transformation rule; `extra` adds rule members.
+fn tr(id: &str, target: &str, locator: &str, action: &str, extra: &str) -> String {
+    format!(
+        r#"{{"rule-type":"transformation","rule-id":"{id}","rule-name":"{id}","rule-target":"{target}","object-locator":{{{locator}}},"rule-action":"{action}"{extra}}}"#
+    )
+}
+
+/// Table `Sales.Orders` with text columns `cols`.
+fn orders(cols: &[&str]) -> std::sync::Arc<crate::change::TableSchema> {
+    let mut t = (*crate::change::TableSchema::text_for_test(cols)).clone();
+    t.schema = "Sales".into();
+    t.table = "Orders".into();
+    std::sync::Arc::new(t)
+}
+
+/// Schema and table rules name the folders; rules apply in rule-id order (numeric), each to
+/// the name the previous one made, and match source names.
+#[test]
+fn name_rules_chain_in_rule_id_order() {
+    let m = mapping(&[
+        sel("1", "include", "%", "%", ""),
+        tr(
+            "10",
+            "schema",
+            r#""schema-name":"Sales""#,
+            "add-prefix",
+            r#","value":"dw_""#,
+        ),
+        tr(
+            "9",
+            "schema",
+            r#""schema-name":"Sal%""#,
+            "convert-lowercase",
+            "",
+        ),
+        tr(
+            "3",
+            "table",
+            r#""schema-name":"%","table-name":"Ord%""#,
+            "replace-prefix",
+            r#","old-value":"Ord","value":"Purchase""#,
+        ),
+        tr(
+            "4",
+            "table",
+            r#""schema-name":"%","table-name":"%""#,
+            "remove-suffix",
+            r#","value":"s""#,
+        ),
+    ]);
+    assert_eq!(
+        m.names().folder("Sales", "Orders"),
+        ("dw_sales".into(), "Purchaseer".into())
+    );
+    assert_eq!(
+        m.names().folder("HR", "People"),
+        ("HR".into(), "People".into())
+    );
+}
+
+/// Column rules: include-column keeps only what it names, remove-column drops, renames change
+/// names only, added columns go last in rule order; a clash with Op is refused with a fix.
+#[test]
+fn column_rules_shape_the_output() {
+    let loc =
+        |c: &str| format!(r#""schema-name":"Sales","table-name":"Orders","column-name":"{c}""#);
+    let m = mapping(&[
+        sel("1", "include", "%", "%", ""),
+        tr("2", "column", &loc("ssn"), "remove-column", ""),
+        tr("3", "column", &loc("Amount"), "convert-lowercase", ""),
+        tr(
+            "5",
+            "column",
+            r#""schema-name":"Sales","table-name":"Orders""#,
+            "add-column",
+            r#","value":"copy","expression":"$id","data-type":{"type":"string","length":20}"#,
+        ),
+    ]);
+    let t = orders(&["id", "ssn", "Amount"]);
+    let map = m.table_map(&t).unwrap();
+    let names: Vec<&str> = map.target.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["id", "amount", "copy"]);
+    assert!(map.projects());
+    let mut src = RowBatchFor::new(&["7", "123-45", "9.5"]);
+    let out = map.project_load(&src.batch()).unwrap();
+    assert_eq!(
+        (out.get(0, 0), out.get(0, 1), out.get(0, 2)),
+        (Some(&b"7"[..]), Some(&b"9.5"[..]), Some(&b"7"[..]))
+    );
+    m.check(std::slice::from_ref(&t)).unwrap();
+
+    let only = mapping(&[
+        sel("1", "include", "%", "%", ""),
+        tr("2", "column", &loc("id"), "include-column", ""),
+    ]);
+    let names: Vec<String> = only
+        .table_map(&t)
+        .unwrap()
+        .target
+        .columns
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    assert_eq!(names, ["id"]);
+
+    let mut clash = mapping(&[sel("1", "include", "%", "%", "")]);
+    clash
+        .check(&[orders(&["Op", "id"])])
+        .expect("files without a header name no columns");
+    clash.reserve(vec!["Op".into()]);
+    let e = clash.check(&[orders(&["Op", "id"])]).unwrap_err();
+    assert!(
+        e.message.contains("\"Op\"") && e.fix.contains("rename"),
+        "{e:?}"
+    );
+}
+
+/// A rule whose locator matches nothing selected is an error naming it; so is a rename that
+/// puts two tables in one folder.
+#[test]
+fn rules_that_match_nothing_or_merge_tables_are_refused() {
+    let m = mapping(&[
+        sel("1", "include", "%", "%", ""),
+        tr(
+            "7",
+            "column",
+            r#""schema-name":"Sales","table-name":"Orders","column-name":"nope""#,
+            "remove-column",
+            "",
+        ),
+    ]);
+    let e = m.check(&[orders(&["id"])]).unwrap_err();
+    assert!(
+        e.message.contains("rule 7") && e.message.contains("column"),
+        "{e:?}"
+    );
+    let m = mapping(&[
+        sel("1", "include", "%", "%", ""),
+        tr(
+            "2",
+            "table",
+            r#""schema-name":"%","table-name":"%""#,
+            "convert-lowercase",
+            "",
+        ),
+    ]);
+    let mut lower = (*orders(&["id"])).clone();
+    lower.table = "orders".into();
+    let e = m
+        .check(&[orders(&["id"]), std::sync::Arc::new(lower)])
+        .unwrap_err();
+    assert!(
+        e.message.contains("both be written to Sales/orders"),
+        "{e:?}"
+    );
+}
+
+/// `ste` is DMS's alias of `lte`; filters compile against the table's columns.
+#[test]
+fn filters_compile_for_the_selected_table() {
+    let cond = r#","filters":[{"filter-type":"source","column-name":"id","filter-conditions":[{"filter-operator":"ste","value":"5"}]}]"#;
+    let m = mapping(&[sel("1", "include", "Sales", "Orders", cond)]);
+    let map = m.table_map(&orders(&["id"])).unwrap();
+    let f = map.filter().expect("a filter");
+    assert!(f.keeps(&|_| Some(&b"5"[..]), crate::change::Op::Insert));
+    assert!(!f.keeps(&|_| Some(&b"6"[..]), crate::change::Op::Insert));
+    let bad = mapping(&[sel(
+        "1",
+        "include",
+        "Sales",
+        "Orders",
+        &cond.replace("\"id\"", "\"idd\""),
+    )]);
+    let e = bad.table_map(&orders(&["id"])).unwrap_err();
+    assert!(
+        e.message.contains("rule 1") && e.message.contains("idd"),
+        "{e:?}"
+    );
+}
+
+/// One source row of text cells.
+struct RowBatchFor(crate::change::RowBatch);
+
+impl RowBatchFor {
+    fn new(cells: &[&str]) -> RowBatchFor {
+        let mut b = crate::change::RowBatch::new(cells.len());
+        for c in cells {
+            b.push_cell(c.as_bytes());
+        }
+        b.end_row(crate::change::Op::Insert, 0).unwrap();
+        RowBatchFor(b)
+    }
+
+    fn batch(&mut self) -> crate::change::RowBatch {
+        self.0.clone()
     }
 }

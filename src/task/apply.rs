@@ -9,10 +9,14 @@
 //! with exponential backoff ([`crate::retry::RECONNECT`]). Cancellation always ends with a
 //! clean stop.
 
+mod mapped;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+
+use mapped::Mapper;
 
 use super::{commit, metrics, Context};
 use crate::change::{ChangePos, Op, Position, StreamKey, TableSchema};
@@ -109,6 +113,8 @@ pub(crate) struct Apply<'a> {
     stop: Option<Stopped>,
     /// Events applied in the current session (progress resets the reconnect budget).
     events: u64,
+    /// The mapping's filters and column rules per table.
+    mapper: Mapper,
 }
 
 impl<'a> Apply<'a> {
@@ -135,6 +141,7 @@ impl<'a> Apply<'a> {
             dirty: false,
             stop: None,
             events: 0,
+            mapper: Mapper::default(),
         }
     }
 
@@ -389,12 +396,12 @@ impl ChangeSink for Apply<'_> {
             );
             self.ctx.checkpoints.save(self.cp)?;
         }
-        let changed = self.writer.schema(&key).is_some_and(|s| **s != **schema);
-        if self.writer.must_seal_for(schema) {
+        let (target, changed) = self.mapper.shape(&self.ctx.task.mappings, schema)?;
+        if self.writer.must_seal_for(&target) {
             self.seal(&StreamKey::Table(key.clone()), SealReason::Shape)
                 .await?;
         }
-        self.writer.set_shape(schema);
+        self.writer.set_shape(&target);
         if changed {
             tracing::info!(table = %key, "table shape changed: the next file has the new columns");
             let at = self.txn.as_ref().map(|(at, _)| at.clone());
@@ -424,7 +431,13 @@ impl ChangeSink for Apply<'_> {
             Some((_, t)) => *t,
             None => return Err(Error::internal("row change outside a transaction")),
         };
-        let raw = self.writer.push(table, op, commit_us, pos, fill).await?;
+        let pushed = self
+            .mapper
+            .push(&mut self.writer, table, op, commit_us, pos, fill)
+            .await?;
+        let Some(raw) = pushed else {
+            return Ok(());
+        };
         if raw >= self.policy.min_file_bytes {
             let series = self.writer.keys(table).expect("pushed above").0.clone();
             self.seal(&series, SealReason::Size).await?;

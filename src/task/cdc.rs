@@ -75,8 +75,9 @@ async fn load_from(ctx: &Context<'_>, cp: &mut Checkpoint, handoff: Handoff) -> 
                 "check schema-name/table-name patterns (% and _ are wildcards)",
             ));
         }
+        let schemas: Vec<_> = tables.iter().map(|t| t.schema.clone()).collect();
+        layout::check_tables(&ctx.task.mappings, &schemas)?;
         for t in &tables {
-            layout::check_table(&t.schema)?;
             let name = t.schema.qualified();
             let done = cp
                 .tables

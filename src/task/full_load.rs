@@ -13,6 +13,7 @@ use crate::checkpoint::{now, Checkpoint, TableState, TableStats};
 use crate::config::PrepMode;
 use crate::error::{Error, ErrorKind, Result};
 use crate::layout::Layout;
+use crate::mapping::TableMap;
 use crate::progress::Progress;
 use crate::source::{ReadOptions, ReadProgress, RowClock, Snapshot, SourceTable};
 use crate::writer::load::LoadWriter;
@@ -183,7 +184,9 @@ impl<'a> FullLoad<'a> {
             .progress
             .table(&key, table.estimated_rows, counters.clone());
         let settings = &self.ctx.task.target.settings;
-        let spec = Arc::new(EncodeSpec::full_load(settings, &table.schema));
+        let map = self.ctx.task.mappings.table_map(&table.schema)?;
+        let spec = Arc::new(EncodeSpec::full_load(settings, &map.target));
+        let map = map.projects().then_some(map);
         let mut writer = LoadWriter::new(
             self.ctx.store,
             self.ctx.layout,
@@ -197,7 +200,8 @@ impl<'a> FullLoad<'a> {
         let (tx, rx) = mpsc::channel::<RowBatch>(CHANNEL_BATCHES);
         let (prepared_tx, prepared_rx) = mpsc::channel::<Result<Prepared>>(CHANNEL_BATCHES);
         let read = tokio::spawn(snapshot.read_table(table, opts, tx, counters.clone()));
-        let convert = tokio::task::spawn_blocking(move || convert_all(&spec, rx, prepared_tx));
+        let convert =
+            tokio::task::spawn_blocking(move || convert_all(&spec, map.as_ref(), rx, prepared_tx));
         let write = self.write_all(&mut writer, prepared_rx);
         let (read, write, _) = tokio::join!(read, write, convert);
         let read =
@@ -275,11 +279,16 @@ impl<'a> FullLoad<'a> {
 /// writer stops listening; a conversion error is passed on and ends the stage.
 fn convert_all(
     spec: &EncodeSpec,
+    map: Option<&TableMap>,
     mut rx: mpsc::Receiver<RowBatch>,
     tx: mpsc::Sender<Result<Prepared>>,
 ) {
     while let Some(batch) = rx.blocking_recv() {
-        let prepared = spec.prepare(batch);
+        let batch = match map {
+            Some(map) => map.project_load(&batch),
+            None => Ok(batch),
+        };
+        let prepared = batch.and_then(|b| spec.prepare(b));
         let failed = prepared.is_err();
         if tx.blocking_send(prepared).is_err() || failed {
             return;

@@ -67,6 +67,7 @@ pub async fn run(
         format: settings.data_format,
         compression: settings.compression,
         date_partition: settings.cdc.date_partition.clone(),
+        names: task.mappings.names().clone(),
     };
     let store = store::open(&task.target).await?;
     tracing::info!(
@@ -163,9 +164,8 @@ async fn full_load(ctx: &Context<'_>, source: &dyn Source, cp: &mut Checkpoint) 
                 "check schema-name/table-name patterns (case-sensitive; % and _ are wildcards)",
             ));
         }
-        for t in &tables {
-            layout::check_table(&t.schema)?;
-        }
+        let schemas: Vec<_> = tables.iter().map(|t| t.schema.clone()).collect();
+        layout::check_tables(&ctx.task.mappings, &schemas)?;
         let load = FullLoad::new(ctx, cp.clone());
         let r = load.run(snapshot.as_ref(), tables).await;
         *cp = load.into_checkpoint();

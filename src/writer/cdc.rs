@@ -139,6 +139,8 @@ struct LineRenderer {
     encoder: CsvEncoder,
     /// One row: table and schema names, then the columns.
     row: RowBatch,
+    /// The table's folder names (schema, table), as the mapping's rules make them.
+    folder: (String, String),
 }
 
 /// What an open file accumulates.
@@ -296,11 +298,6 @@ impl<'a> CdcWriter<'a> {
         }
     }
 
-    /// The shape `table` currently has, if any was given.
-    pub(crate) fn schema(&self, table: &str) -> Option<&Arc<TableSchema>> {
-        self.tables.get(table).map(|t| &t.schema)
-    }
-
     /// True when `schema` differs from the shape of rows in its table's open file: the file
     /// must be sealed before [`set_shape`](Self::set_shape), so one file never mixes shapes.
     /// (Transaction lines carry no header and never need it.)
@@ -364,6 +361,7 @@ impl<'a> CdcWriter<'a> {
         LineRenderer {
             encoder: CsvEncoder::new(Arc::new(spec)),
             row: RowBatch::new(schema.columns.len() + 2),
+            folder: self.layout.folder(&schema.schema, &schema.table),
         }
     }
 
@@ -400,8 +398,8 @@ impl<'a> CdcWriter<'a> {
                     .lines
                     .as_mut()
                     .ok_or_else(|| Error::internal("transaction file without a line renderer"))?;
-                lines.row.push_cell(t.schema.table.as_bytes());
-                lines.row.push_cell(t.schema.schema.as_bytes());
+                lines.row.push_cell(lines.folder.1.as_bytes());
+                lines.row.push_cell(lines.folder.0.as_bytes());
                 let markers = fill_row(&mut lines.row, fill, op, commit_us)?;
                 let one = Prepared {
                     rows: std::mem::take(&mut lines.row),

@@ -9,6 +9,7 @@ use mysql_async::Conn;
 use super::my_error;
 use crate::change::{Column, DmsType, RowBatch, TableSchema};
 use crate::error::Result;
+use crate::mapping::filter::Dialect;
 use crate::mapping::{RelationKind, TableMappings};
 use crate::source::SourceTable;
 
@@ -115,6 +116,8 @@ pub(super) struct MyTable {
     pub(crate) key: Vec<String>,
     /// Number of source columns, dropped LOB columns included (binlog rows carry them all).
     pub(crate) total_columns: usize,
+    /// The WHERE condition of its selection rules' source filters (full load).
+    pub(crate) filter: Option<String>,
 }
 
 /// Quotes an identifier with backticks.
@@ -270,6 +273,8 @@ pub(super) async fn selected_tables(
         t.source.load_order = mappings.load_order(&schema, &table, kind);
         t.source.kind = kind;
         t.source.estimated_rows = rows;
+        let map = mappings.table_map(&t.source.schema)?;
+        t.filter = map.filter().map(|f| f.sql(Dialect::MySql, &quote_ident));
         out.push(t);
     }
     Ok(out)
@@ -307,6 +312,7 @@ pub(super) async fn describe(
         kept,
         key,
         total_columns,
+        filter: None,
     })
 }
 

@@ -105,8 +105,9 @@ impl MySource {
                     .problems
                     .push(my_error(e, &format!("reading {}", s.qualified()))),
             }
-            report.check(layout::check_table(s));
         }
+        let schemas: Vec<_> = tables.iter().map(|t| t.source.schema.clone()).collect();
+        report.check(layout::check_tables(&sel.mappings, &schemas));
         if let Some(p) = prereq::check_reload(conn).await? {
             report.problems.push(p);
         }

@@ -144,8 +144,13 @@ async fn read_rows(
         .iter()
         .map(|c| catalog::quote_ident(&c.column.name))
         .collect();
+    let filter = table
+        .filter
+        .as_ref()
+        .map(|f| format!(" WHERE {f}"))
+        .unwrap_or_default();
     let query = format!(
-        "SELECT {} FROM {}.{}",
+        "SELECT {} FROM {}.{}{filter}",
         select.join(", "),
         catalog::quote_ident(&schema.schema),
         catalog::quote_ident(&schema.table)

@@ -8,6 +8,7 @@ use tokio_postgres::Client;
 use super::pg_error;
 use crate::change::{Column, DmsType, TableSchema};
 use crate::error::Result;
+use crate::mapping::filter::Dialect;
 use crate::mapping::{RelationKind, TableMappings};
 use crate::source::SourceTable;
 
@@ -29,6 +30,8 @@ pub(super) struct PgTable {
     pub(crate) columns: Vec<PgColumn>,
     /// Whether the user may SELECT from it.
     pub(crate) can_select: bool,
+    /// The WHERE condition of its selection rules' source filters.
+    pub(crate) filter: Option<String>,
 }
 
 /// Quotes an identifier for SQL.
@@ -238,6 +241,7 @@ pub(super) async fn selected_tables(
                 },
                 columns: Vec::new(),
                 can_select: r.get(5),
+                filter: None,
             },
         );
     }
@@ -290,15 +294,17 @@ pub(super) async fn selected_tables(
             !t.columns.is_empty()
         })
         .map(|mut t| {
-            let schema = TableSchema {
+            let schema = Arc::new(TableSchema {
                 schema: t.source.schema.schema.clone(),
                 table: t.source.schema.table.clone(),
                 columns: t.columns.iter().map(|c| c.column.clone()).collect(),
-            };
-            t.source.schema = Arc::new(schema);
-            t
+            });
+            let map = mappings.table_map(&schema)?;
+            t.filter = map.filter().map(|f| f.sql(Dialect::Postgres, &quote_ident));
+            t.source.schema = schema;
+            Ok(t)
         })
-        .collect();
+        .collect::<Result<_>>()?;
     // Higher load-order first (DMS), then larger tables first so the longest load starts early.
     tables.sort_by(|a, b| {
         b.source

@@ -165,8 +165,9 @@ impl Source for PgSource {
                             format!("GRANT SELECT ON {name} TO <task user>"),
                         ));
                     }
-                    report.check(layout::check_table(&t.source.schema));
                 }
+                let schemas: Vec<_> = tables.iter().map(|t| t.source.schema.clone()).collect();
+                report.check(layout::check_tables(&sel.mappings, &schemas));
                 let _ = snapshot.close().await;
             }
             Err(e) => report.problems.push(e),

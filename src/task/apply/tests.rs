@@ -257,6 +257,7 @@ async fn play(
         format: task.target.settings.data_format,
         compression: task.target.settings.compression,
         date_partition: None,
+        names: Default::default(),
     };
     let checkpoints = CheckpointStore::new(&dir.join("state"), "t");
     let cancel = CancellationToken::new();

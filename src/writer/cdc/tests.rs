@@ -39,6 +39,7 @@ fn layout(s: &S3Settings) -> Layout {
         format: s.data_format,
         compression: s.compression,
         date_partition: s.cdc.date_partition.clone(),
+        names: Default::default(),
     }
 }
 

@@ -1,0 +1,118 @@
+//! The mapping's rules on change capture: each table's source filter and column
+//! transformations, between the rows a stream fills and the rows the writer holds.
+//!
+//! Tables the rules leave alone take the stream's fill as is (no copy); the others fill a
+//! one-row scratch batch in the source's shape, which the filter tests and the projection turns
+//! into the output row.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::change::{ChangePos, Op, RowBatch, TableSchema};
+use crate::error::Result;
+use crate::mapping::expr::Vars;
+use crate::mapping::{TableMap, TableMappings};
+use crate::source::stream::Fill;
+use crate::writer::cdc::CdcWriter;
+
+/// Each table's source shape and what the rules make of it.
+#[derive(Default)]
+pub(super) struct Mapper {
+    tables: HashMap<String, (Arc<TableSchema>, TableMap)>,
+    /// The source row of the change being mapped.
+    scratch: RowBatch,
+}
+
+impl Mapper {
+    /// Installs `source`'s shape: returns the shape the writer gets, and whether the source's
+    /// shape changed from the one installed before (a DDL).
+    pub(super) fn shape(
+        &mut self,
+        mappings: &TableMappings,
+        source: &Arc<TableSchema>,
+    ) -> Result<(Arc<TableSchema>, bool)> {
+        let key = source.qualified();
+        let changed = self.tables.get(&key).is_some_and(|(s, _)| **s != **source);
+        if !changed && self.tables.contains_key(&key) {
+            return Ok((self.tables[&key].1.target.clone(), false));
+        }
+        let map = mappings.table_map(source)?;
+        let target = map.target.clone();
+        self.tables.insert(key, (source.clone(), map));
+        Ok((target, changed))
+    }
+
+    /// Pushes one change of `table` to `writer` through the table's rules. Returns the raw
+    /// bytes of the file it went to, or None when the source filter drops it.
+    pub(super) async fn push(
+        &mut self,
+        writer: &mut CdcWriter<'_>,
+        table: &str,
+        op: Op,
+        commit_us: i64,
+        pos: ChangePos,
+        fill: &mut Fill<'_>,
+    ) -> Result<Option<u64>> {
+        let Mapper { tables, scratch } = self;
+        let Some((source, map)) = tables.get(table).filter(|(_, m)| !m.passes_rows()) else {
+            return writer.push(table, op, commit_us, pos, fill).await.map(Some);
+        };
+        let ncols = source.columns.len();
+        if scratch.ncols() == ncols {
+            scratch.clear();
+        } else {
+            *scratch = RowBatch::new(ncols);
+        }
+        let markers = match fill(scratch) {
+            Ok(m) => m,
+            Err(e) => {
+                scratch.discard_partial_row();
+                return Err(e);
+            }
+        };
+        scratch.end_row(op, commit_us)?;
+        let row: &RowBatch = scratch;
+        let cell = |c: usize| row.get(0, c);
+        if map.filter().is_some_and(|f| !f.keeps(&cell, op)) {
+            return Ok(None);
+        }
+        if !map.projects() {
+            let mut copy = |out: &mut RowBatch| {
+                for c in 0..ncols {
+                    match row.get(0, c) {
+                        Some(v) => out.push_cell(v),
+                        None => out.push_null(),
+                    }
+                }
+                Ok(markers)
+            };
+            return writer
+                .push(table, op, commit_us, pos, &mut copy)
+                .await
+                .map(Some);
+        }
+        let (position, seq) = (pos.stream_position(), pos.change_seq(commit_us));
+        let vars = Vars {
+            operation: match op {
+                Op::Insert => "INSERT",
+                Op::Update => "UPDATE",
+                Op::Delete => "DELETE",
+            },
+            stream_position: &position,
+            change_seq: &seq,
+            timestamp_us: commit_us,
+            commit_timestamp_us: commit_us,
+            user: "",
+            schema: &source.schema,
+            table: &source.table,
+        };
+        let mut project = |out: &mut RowBatch| {
+            map.project(&cell, &vars, out)?;
+            Ok(markers)
+        };
+        writer
+            .push(table, op, commit_us, pos, &mut project)
+            .await
+            .map(Some)
+    }
+}

@@ -1,0 +1,447 @@
+//! Table-mapping rules end to end on the private servers, full load and change capture: name
+//! rules decide the folders, column rules the columns of every LOAD and CDC file, added
+//! columns carry expressions and header variables, source filters pick the rows — with the
+//! same results in the load and in the stream.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use mysql_async::prelude::Queryable;
+
+use crate::cdc::{log, spawn, terminate, wait_for, wait_streaming};
+use crate::common::*;
+
+/// Replaces the task file's table mapping with `rules` (a JSON array body).
+pub(crate) fn set_mapping(task: &Task, rules: &str) {
+    let text = std::fs::read_to_string(&task.path).unwrap();
+    let open = "table_mappings = '''";
+    let start = text.find(open).unwrap();
+    let body = start + open.len();
+    let end = body + text[body..].find("'''").unwrap() + 3;
+    let text = format!(
+        "{}table_mappings = '''{{\"rules\": [{rules}]}}'''{}",
+        &text[..start],
+        &text[end..]
+    );
+    std::fs::write(&task.path, text).unwrap();
+}
+
+/// Every row of the files under `folder/` (LOAD first, then CDC by name) with its file's
+/// header, as (is_cdc, column → value).
+fn rows_of(lake: &Path, folder: &str) -> Vec<(bool, BTreeMap<String, Option<String>>)> {
+    crate::cdc::read_table_files(lake, folder)
+}
+
+/// Replays rows into state by `id`: I/U upsert, D delete (a delete of a key never written is
+/// allowed: a filtered table keeps deletes it cannot test).
+fn replay(
+    rows: &[(bool, BTreeMap<String, Option<String>>)],
+) -> BTreeMap<i64, BTreeMap<String, Option<String>>> {
+    let mut state = BTreeMap::new();
+    for (is_cdc, row) in rows {
+        let id: i64 = row["id"].as_deref().unwrap().parse().unwrap();
+        let op = if *is_cdc {
+            row["Op"].clone().unwrap()
+        } else {
+            "I".into()
+        };
+        if op == "D" {
+            state.remove(&id);
+        } else {
+            state.insert(id, row.clone());
+        }
+    }
+    state
+}
+
+/// The header of the first file of `folder` whose name starts with `prefix` (LOAD or a date).
+fn header(lake: &Path, folder: &str, load: bool) -> Vec<String> {
+    let f = files(lake)
+        .into_iter()
+        .filter(|f| f.starts_with(&format!("{folder}/")))
+        .find(|f| f.rsplit('/').next().unwrap().starts_with("LOAD") == load)
+        .unwrap_or_else(|| {
+            panic!(
+                "no {} file under {folder}",
+                if load { "LOAD" } else { "CDC" }
+            )
+        });
+    let text = std::fs::read_to_string(lake.join(f)).unwrap();
+    text.lines()
+        .next()
+        .unwrap()
+        .split(',')
+        .map(str::to_owned)
+        .collect()
+}
+
+const PG_RULES: &str = r#"
+ {"rule-type":"selection","rule-id":"1","rule-name":"orders","object-locator":{"schema-name":"Sales","table-name":"Orders"},"rule-action":"include",
+  "filters":[{"filter-type":"source","column-name":"region","filter-conditions":[{"filter-operator":"eq","value":"EU"},{"filter-operator":"eq","value":"US"}]},
+             {"filter-type":"source","column-name":"placed","filter-conditions":[{"filter-operator":"gte","value":"2024-01-01T09:00:00+09:00"}]}]},
+ {"rule-type":"selection","rule-id":"2","rule-name":"fence","object-locator":{"schema-name":"Sales","table-name":"fence"},"rule-action":"include"},
+ {"rule-type":"transformation","rule-id":"3","rule-name":"3","rule-target":"schema","object-locator":{"schema-name":"Sales"},"rule-action":"convert-lowercase"},
+ {"rule-type":"transformation","rule-id":"4","rule-name":"4","rule-target":"schema","object-locator":{"schema-name":"Sales"},"rule-action":"add-prefix","value":"dw_"},
+ {"rule-type":"transformation","rule-id":"5","rule-name":"5","rule-target":"table","object-locator":{"schema-name":"Sales","table-name":"Orders"},"rule-action":"rename","value":"orders_v2"},
+ {"rule-type":"transformation","rule-id":"6","rule-name":"6","rule-target":"column","object-locator":{"schema-name":"Sales","table-name":"Orders","column-name":"ssn"},"rule-action":"remove-column"},
+ {"rule-type":"transformation","rule-id":"7","rule-name":"7","rule-target":"column","object-locator":{"schema-name":"Sales","table-name":"Orders","column-name":"amount"},"rule-action":"rename","value":"total"},
+ {"rule-type":"transformation","rule-id":"8","rule-name":"8","rule-target":"column","object-locator":{"schema-name":"Sales","table-name":"Orders"},"rule-action":"add-column","value":"transact_id","expression":"$AR_H_STREAM_POSITION","data-type":{"type":"string","length":50}},
+ {"rule-type":"transformation","rule-id":"9","rule-name":"9","rule-target":"column","object-locator":{"schema-name":"Sales","table-name":"Orders"},"rule-action":"add-column","value":"tier","expression":"CASE WHEN $amount >= 100 THEN 'big' ELSE 'small' END || '-' || lower(substr($region, 1, 2)) || '-' || $AR_H_OPERATION","data-type":{"type":"string","length":30}}
+"#;
+
+/// PostgreSQL, full load then CDC through one mapping: folders renamed and lower-cased, a PII
+/// column absent everywhere, a renamed column, an expression column and the stream position,
+/// and a filter on text and on a timestamp written with an offset while the database's own
+/// time zone is Tokyo. Rows moving across the filter follow the documented choice (the
+/// after-image decides; key-only deletes are kept).
+#[tokio::test]
+async fn postgres_rules_shape_folders_columns_and_rows() {
+    let db = "map_pg";
+    let client = fresh_db(db).await;
+    client
+        .batch_execute(&format!(
+            "ALTER DATABASE {db} SET timezone = 'Asia/Tokyo';
+             CREATE SCHEMA \"Sales\";
+             CREATE TABLE \"Sales\".\"Orders\" (id bigint PRIMARY KEY, rev int NOT NULL, region text, ssn text, amount numeric(10,2), placed timestamptz);
+             CREATE TABLE \"Sales\".fence (id bigint PRIMARY KEY, rev int NOT NULL);
+             INSERT INTO \"Sales\".\"Orders\" VALUES
+               (1, 0, 'EU', '111', 10, '2023-12-31 23:59:59+00'),
+               (2, 0, 'EU', '222', 150, '2024-01-01 00:00:00+00'),
+               (3, 0, 'US', '333', 99.99, '2024-06-01 12:00:00+00'),
+               (4, 0, 'APAC', '444', 5, '2024-06-01 12:00:00+00'),
+               (5, 0, 'eu', '555', 5, '2024-06-01 12:00:00+00'),
+               (6, 0, NULL, '666', 5, '2024-06-01 12:00:00+00');"
+        ))
+        .await
+        .unwrap();
+    // A session in the database's own time zone, as a user's would be.
+    let client = connect(&pg_url(db)).await;
+    let task = crate::cdc::cdc_task(
+        db,
+        "full-load-and-cdc",
+        "AddColumnName = true\nCdcMaxBatchInterval = 1",
+        "",
+    );
+    set_mapping(&task, PG_RULES);
+    let mut child = spawn(&task, 0);
+    wait_streaming(&task, 0, &mut child);
+    client
+        .batch_execute(
+            "INSERT INTO \"Sales\".\"Orders\" VALUES (7, 0, 'EU', '777', 500, '2024-07-01 10:00:00+09'), (8, 0, 'APAC', '888', 1, '2024-07-01 00:00:00+00');
+             BEGIN;
+             UPDATE \"Sales\".\"Orders\" SET rev = 1, amount = 120 WHERE id = 3;
+             UPDATE \"Sales\".\"Orders\" SET rev = 2, amount = 130 WHERE id = 3;
+             COMMIT;
+             UPDATE \"Sales\".\"Orders\" SET rev = 1, region = 'APAC' WHERE id = 2;
+             UPDATE \"Sales\".\"Orders\" SET rev = 1, region = 'EU' WHERE id = 4;
+             DELETE FROM \"Sales\".\"Orders\" WHERE id IN (7, 8);
+             INSERT INTO \"Sales\".fence VALUES (1, 0);",
+        )
+        .await
+        .unwrap();
+    let lake = task.lake();
+    wait_for(&task, 0, &mut child, 60, "the fence row", |fs| {
+        fs.iter()
+            .any(|f| f.starts_with("dw_sales/fence/") && !f.contains("LOAD"))
+    });
+    terminate(&task, 0, child);
+
+    let all = files(&lake);
+    assert!(
+        all.iter()
+            .all(|f| f.starts_with("dw_sales/orders_v2/") || f.starts_with("dw_sales/fence/")),
+        "{all:?}"
+    );
+    let cols = [
+        "id",
+        "rev",
+        "region",
+        "total",
+        "placed",
+        "transact_id",
+        "tier",
+    ];
+    assert_eq!(header(&lake, "dw_sales/orders_v2", true), cols);
+    let mut cdc_cols = vec!["Op"];
+    cdc_cols.extend(cols);
+    assert_eq!(header(&lake, "dw_sales/orders_v2", false), cdc_cols);
+
+    let rows = rows_of(&lake, "dw_sales/orders_v2");
+    let ids = |cdc: bool| -> Vec<String> {
+        rows.iter()
+            .filter(|(c, _)| *c == cdc)
+            .map(|(_, r)| r["id"].clone().unwrap())
+            .collect()
+    };
+    // The load: ids 2 and 3 pass both filters (1 is a second too early in UTC, 4 and 6 are
+    // not EU/US, 5 is "eu" under binary comparison).
+    assert_eq!(ids(false), ["2", "3"], "{}", log(&task, 0));
+    let load2 = &rows
+        .iter()
+        .find(|(c, r)| !c && r["id"].as_deref() == Some("2"))
+        .unwrap()
+        .1;
+    assert_eq!(load2["tier"].as_deref(), Some("big-eu-INSERT"));
+    assert_eq!(
+        load2["transact_id"].as_deref().unwrap_or(""),
+        "",
+        "full-load value is empty"
+    );
+    assert_eq!(
+        load2["placed"].as_deref(),
+        Some("2024-01-01 00:00:00.000000")
+    );
+    // CDC: 7 in, 8 out; 3 twice; 2 moved out (dropped); 4 moved in (written); both deletes
+    // carry only the key, so both are written.
+    let cdc: Vec<(String, String)> = rows
+        .iter()
+        .filter(|(c, _)| *c)
+        .map(|(_, r)| (r["Op"].clone().unwrap(), r["id"].clone().unwrap()))
+        .collect();
+    let want: Vec<(String, String)> = [
+        ("I", "7"),
+        ("U", "3"),
+        ("U", "3"),
+        ("U", "4"),
+        ("D", "7"),
+        ("D", "8"),
+    ]
+    .iter()
+    .map(|(o, i)| (o.to_string(), i.to_string()))
+    .collect();
+    assert_eq!(cdc, want, "{}", log(&task, 0));
+    let threes: Vec<&BTreeMap<String, Option<String>>> = rows
+        .iter()
+        .filter(|(c, r)| *c && r["id"].as_deref() == Some("3"))
+        .map(|(_, r)| r)
+        .collect();
+    let (a, b) = (
+        threes[0]["transact_id"].clone().unwrap(),
+        threes[1]["transact_id"].clone().unwrap(),
+    );
+    assert!(
+        a < b,
+        "stream positions order two changes of one commit: {a} then {b}"
+    );
+    assert_eq!(threes[1]["tier"].as_deref(), Some("big-us-UPDATE"));
+    assert!(rows
+        .iter()
+        .all(|(_, r)| !r.contains_key("ssn") && !r.contains_key("amount")));
+
+    let state = replay(&rows);
+    let got: Vec<(i64, Option<String>, Option<String>)> = state
+        .iter()
+        .map(|(id, r)| (*id, r["rev"].clone(), r["region"].clone()))
+        .collect();
+    let some = |s: &str| Some(s.to_string());
+    assert_eq!(
+        got,
+        [
+            (2, some("0"), some("EU")),
+            (3, some("2"), some("US")),
+            (4, some("1"), some("EU"))
+        ]
+    );
+    let source = query_rows(
+        &client,
+        "SELECT amount::text FROM \"Sales\".\"Orders\" WHERE id = 3",
+    )
+    .await;
+    assert_eq!(state[&3]["total"], source[0][0]);
+}
+
+/// MySQL/MariaDB, full load then binlog CDC: a renamed database folder, a removed column, an
+/// added expression column and stream position, a column whose type a rule changes, and a
+/// filter with `between` and `noteq` —
+/// the same rows and values in the LOAD and the CDC files.
+#[tokio::test]
+async fn mysql_rules_shape_folders_columns_and_rows() {
+    let db = "map_my";
+    let url = format!("{}{db}", env("TRIBUTARY_TEST_MYSQL_URL"));
+    let root = env("TRIBUTARY_TEST_MYSQL_URL");
+    let mut admin = mysql_async::Conn::new(mysql_async::Opts::from_url(&root).unwrap())
+        .await
+        .unwrap();
+    admin
+        .query_drop(format!(
+            "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}"
+        ))
+        .await
+        .unwrap();
+    let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap())
+        .await
+        .unwrap();
+    conn.query_drop(
+        "CREATE TABLE orders (id INT PRIMARY KEY, rev INT NOT NULL, region VARCHAR(10), secret VARCHAR(10), amount DECIMAL(10,2));
+         CREATE TABLE fence (id BIGINT PRIMARY KEY, rev INT NOT NULL);
+         INSERT INTO orders VALUES (1, 0, 'EU', 's1', 5), (2, 0, 'US', 's2', 50), (3, 0, 'EU', 's3', 500), (4, 0, 'XX', 's4', 50);",
+    )
+    .await
+    .unwrap();
+    let task =
+        crate::mysql::my_task_at(&url, db, "full-load-and-cdc", "CdcMaxBatchInterval = 1", "");
+    let rules = format!(
+        r#"{{"rule-type":"selection","rule-id":"1","rule-name":"1","object-locator":{{"schema-name":"{db}","table-name":"orders"}},"rule-action":"include",
+            "filters":[{{"filter-type":"source","column-name":"amount","filter-conditions":[{{"filter-operator":"between","start-value":"10","end-value":"100"}}]}},
+                       {{"filter-type":"source","column-name":"region","filter-conditions":[{{"filter-operator":"noteq","value":"XX"}}]}}]}},
+           {{"rule-type":"selection","rule-id":"2","rule-name":"2","object-locator":{{"schema-name":"{db}","table-name":"fence"}},"rule-action":"include"}},
+           {{"rule-type":"transformation","rule-id":"3","rule-name":"3","rule-target":"schema","object-locator":{{"schema-name":"{db}"}},"rule-action":"rename","value":"shop"}},
+           {{"rule-type":"transformation","rule-id":"4","rule-name":"4","rule-target":"column","object-locator":{{"schema-name":"{db}","table-name":"orders","column-name":"secret"}},"rule-action":"remove-column"}},
+           {{"rule-type":"transformation","rule-id":"5","rule-name":"5","rule-target":"column","object-locator":{{"schema-name":"{db}","table-name":"orders"}},"rule-action":"add-column","value":"label","expression":"upper($region) || ':' || ($id * 10)","data-type":{{"type":"string","length":20}}}},
+           {{"rule-type":"transformation","rule-id":"6","rule-name":"6","rule-target":"column","object-locator":{{"schema-name":"{db}","table-name":"orders"}},"rule-action":"add-column","value":"pos","expression":"$AR_H_STREAM_POSITION","data-type":{{"type":"string","length":60}}}},
+           {{"rule-type":"transformation","rule-id":"7","rule-name":"7","rule-target":"column","object-locator":{{"schema-name":"{db}","table-name":"orders","column-name":"amount"}},"rule-action":"change-data-type","data-type":{{"type":"int8"}}}}"#
+    );
+    set_mapping(&task, &rules);
+    let mut child = spawn(&task, 0);
+    wait_streaming(&task, 0, &mut child);
+    conn.query_drop(
+        "INSERT INTO orders VALUES (5, 0, 'us', 's5', 20), (6, 0, 'EU', 's6', 1000);
+         START TRANSACTION;
+         UPDATE orders SET rev = 1, amount = 60 WHERE id = 2;
+         UPDATE orders SET rev = 2, amount = 70 WHERE id = 2;
+         COMMIT;
+         DELETE FROM orders WHERE id = 5;
+         INSERT INTO fence VALUES (1, 0);",
+    )
+    .await
+    .unwrap();
+    let lake = task.lake();
+    wait_for(&task, 0, &mut child, 60, "the fence row", |fs| {
+        fs.iter()
+            .any(|f| f.starts_with("shop/fence/") && !f.contains("LOAD"))
+    });
+    terminate(&task, 0, child);
+    assert!(
+        files(&lake).iter().all(|f| f.starts_with("shop/")),
+        "{:?}",
+        files(&lake)
+    );
+    let rows = rows_of(&lake, "shop/orders");
+    let seen: Vec<(bool, String, String, String)> = rows
+        .iter()
+        .map(|(c, r)| {
+            (
+                *c,
+                r.get("Op").cloned().flatten().unwrap_or_default(),
+                r["id"].clone().unwrap(),
+                r["label"].clone().unwrap(),
+            )
+        })
+        .collect();
+    let want: Vec<(bool, String, String, String)> = [
+        (false, "", "2", "US:20"),
+        (true, "I", "5", "US:50"),
+        (true, "U", "2", "US:20"),
+        (true, "U", "2", "US:20"),
+        (true, "D", "5", "US:50"),
+    ]
+    .iter()
+    .map(|(c, o, i, l)| (*c, o.to_string(), i.to_string(), l.to_string()))
+    .collect();
+    assert_eq!(seen, want, "{}", log(&task, 0));
+    assert!(rows.iter().all(|(_, r)| !r.contains_key("secret")));
+    let amounts: Vec<String> = rows
+        .iter()
+        .map(|(_, r)| r["amount"].clone().unwrap())
+        .collect();
+    assert_eq!(
+        amounts,
+        ["50", "20", "60", "70", "20"],
+        "DECIMAL(10,2) as int8"
+    );
+    let pos: Vec<String> = rows
+        .iter()
+        .filter(|(c, _)| *c)
+        .map(|(_, r)| r["pos"].clone().unwrap())
+        .collect();
+    assert!(
+        pos.windows(2).all(|w| w[0] < w[1]),
+        "stream positions increase: {pos:?}"
+    );
+    assert!(
+        pos[0].starts_with("mysql-bin.") || pos[0].contains(':'),
+        "{pos:?}"
+    );
+}
+
+/// What the rules make impossible is refused before anything is written: an output column that
+/// clashes with `Op` (named, with the rename that resolves it), a rule matching nothing, an
+/// expression that does not parse; and a table whose name cannot be a folder ("a/b") loads
+/// once a rename rule gives it one.
+#[tokio::test]
+async fn validate_names_what_the_rules_get_wrong_and_a_rename_resolves_a_slash() {
+    let db = "map_val";
+    let client = fresh_db(db).await;
+    client
+        .batch_execute(
+            "CREATE SCHEMA m;
+             CREATE TABLE m.t (id int PRIMARY KEY, \"Op\" text);
+             INSERT INTO m.t VALUES (1, 'x');
+             CREATE TABLE m.\"a/b\" (id int PRIMARY KEY);
+             INSERT INTO m.\"a/b\" VALUES (7);",
+        )
+        .await
+        .unwrap();
+    let task = new_task(db, "m", None, "DataFormat = \"parquet\"", "");
+    let text = std::fs::read_to_string(&task.path).unwrap();
+    std::fs::write(
+        &task.path,
+        text.replace(
+            "migration_type = \"full-load\"",
+            "migration_type = \"full-load-and-cdc\"",
+        ),
+    )
+    .unwrap();
+    let select = r#"{"rule-type":"selection","rule-id":"1","rule-name":"1","object-locator":{"schema-name":"m","table-name":"%"},"rule-action":"include"}"#;
+    let slash = r#"{"rule-type":"transformation","rule-id":"9","rule-name":"9","rule-target":"table","object-locator":{"schema-name":"m","table-name":"a/b"},"rule-action":"rename","value":"a_b"}"#;
+    let validate = |rules: &str| {
+        set_mapping(&task, rules);
+        let out = tributary(&["validate", "--config", task.path.to_str().unwrap()]);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, out) = validate(&format!("{select},{slash}"));
+    assert!(
+        !ok && out.contains("output column \"Op\"") && out.contains("\"rule-action\": \"rename\""),
+        "{out}"
+    );
+    let rename_op = r#"{"rule-type":"transformation","rule-id":"2","rule-name":"2","rule-target":"column","object-locator":{"schema-name":"m","table-name":"t","column-name":"Op"},"rule-action":"rename","value":"src_op"}"#;
+    let (ok, out) = validate(&format!("{select},{rename_op}"));
+    assert!(
+        !ok && out.contains("\"a/b\" cannot be used as an S3 folder name"),
+        "{out}"
+    );
+    let typo = r#"{"rule-type":"transformation","rule-id":"3","rule-name":"3","rule-target":"column","object-locator":{"schema-name":"m","table-name":"t","column-name":"op"},"rule-action":"remove-column"}"#;
+    let (ok, out) = validate(&format!("{select},{rename_op},{slash},{typo}"));
+    assert!(
+        !ok && out.contains("rule 3") && out.contains("matches no selected column"),
+        "{out}"
+    );
+    let bad_expr = r#"{"rule-type":"transformation","rule-id":"4","rule-name":"4","rule-target":"column","object-locator":{"schema-name":"m","table-name":"t"},"rule-action":"add-column","value":"x","expression":"upper($id","data-type":{"type":"string"}}"#;
+    let (ok, out) = validate(&format!("{select},{rename_op},{slash},{bad_expr}"));
+    assert!(
+        !ok && out.contains("rule 4") && out.contains("expression"),
+        "{out}"
+    );
+    assert!(files(&task.lake()).is_empty(), "validate writes nothing");
+
+    set_mapping(&task, &format!("{select},{rename_op},{slash}"));
+    let text = std::fs::read_to_string(&task.path).unwrap();
+    std::fs::write(
+        &task.path,
+        text.replace(
+            "migration_type = \"full-load-and-cdc\"",
+            "migration_type = \"full-load\"",
+        ),
+    )
+    .unwrap();
+    run_ok(&task, &[]);
+    let mut got = files(&task.lake());
+    got.sort();
+    assert_eq!(
+        got,
+        ["m/a_b/LOAD00000001.parquet", "m/t/LOAD00000001.parquet"]
+    );
+}
