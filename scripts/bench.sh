@@ -173,7 +173,8 @@ for _ in 1 2; do "${psql[@]}" -c '\copy bench.posts to /dev/null'; done
 
 declare -A best rss out_mb outdir
 copy_best=""
-variants=(parquet csv parquet+rules csv+rules)
+# BENCH_VARIANTS="parquet parquet+rules" times only those.
+read -r -a variants <<<"${BENCH_VARIANTS:-parquet csv parquet+rules csv+rules}"
 for format in "${variants[@]}"; do
   outdir[$format]=$(mktemp -d "$bench_dir/out-$format.XXXXXX")
   write_task "$format" "${outdir[$format]}"
@@ -208,7 +209,7 @@ phase "Results ($rows rows; targets: <= ${target_ratio}x raw COPY, <= ${target_r
       "${rss[$format]}" "${out_mb[$format]}" "$verdict"
   done
   for format in parquet csv; do
-    plain=${best[$format]} ruled=${best[$format+rules]}
+    plain=${best[$format]:-} ruled=${best[$format+rules]:-}
     [[ $plain == FAILED || $ruled == FAILED || -z $plain || -z $ruled ]] && continue
     awk -v a="$ruled" -v b="$plain" -v f="$format" -v tr="$target_ratio" 'BEGIN {
       r = a / b; printf "%s with rules vs without: %.2fx (target <= %.1fx) %s\n", f, r, tr, (r <= tr) ? "ok" : "MISS" }'

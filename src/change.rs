@@ -463,6 +463,19 @@ impl RowBatch {
         }
     }
 
+    /// An empty batch for `ncols` columns with room for `rows` rows and `data_bytes` of cells,
+    /// so a batch built from a known one is allocated once, not grown by doubling.
+    pub(crate) fn with_capacity(ncols: usize, rows: usize, data_bytes: usize) -> RowBatch {
+        RowBatch {
+            ncols,
+            data: Vec::with_capacity(data_bytes),
+            ends: Vec::with_capacity(rows * ncols),
+            nulls: Vec::with_capacity(rows * ncols),
+            ops: Vec::with_capacity(rows),
+            times: Vec::with_capacity(rows),
+        }
+    }
+
     /// Cells per row.
     pub(crate) fn ncols(&self) -> usize {
         self.ncols

@@ -4,7 +4,7 @@
 //! by a test, and so resume logic can recompute keys without touching S3.
 
 use crate::error::{Error, Result};
-use crate::mapping::{Names, TableMappings};
+use crate::mapping::{Names, TableMappings, TagRules};
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use chrono_tz::Tz;
 use std::str::FromStr;
@@ -82,6 +82,8 @@ pub(crate) struct Layout {
     pub(crate) date_partition: Option<DatePartition>,
     /// The mapping's schema and table name rules: source names become folder names here.
     pub(crate) names: Names,
+    /// The mapping's add-tag rules: the S3 tags of each table's objects.
+    pub(crate) tags: TagRules,
 }
 
 impl Layout {
@@ -105,6 +107,11 @@ impl Layout {
         }
         let (schema, table) = self.names.folder(schema, table);
         format!("{}{schema}/{table}/", dir(&self.bucket_folder))
+    }
+
+    /// The S3 object tags of every object of source table `schema.table`.
+    pub(crate) fn tags(&self, schema: &str, table: &str) -> Vec<(String, String)> {
+        self.tags.tags(schema, table)
     }
 
     /// The folder names (schema, table) of source table `schema.table`.

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use mysql_async::prelude::Queryable;
+use object_store::ObjectStoreExt;
 
 use crate::cdc::{log, spawn, terminate, wait_for, wait_streaming};
 use crate::common::*;
@@ -444,4 +445,96 @@ async fn validate_names_what_the_rules_get_wrong_and_a_rename_resolves_a_slash()
         got,
         ["m/a_b/LOAD00000001.parquet", "m/t/LOAD00000001.parquet"]
     );
+}
+
+/// Post-processing add-tag rules tag every object of the matching tables on S3 — a multipart
+/// LOAD file, a single-PUT LOAD file and a CDC file — with the most specific rule's tags and
+/// the names substituted; read back from the S3 server.
+#[tokio::test]
+async fn add_tag_rules_tag_every_object_on_s3() {
+    let db = "map_tags";
+    let client = crate::s3::big_table(db).await;
+    client
+        .batch_execute("ALTER TABLE b.t REPLICA IDENTITY FULL; CREATE TABLE b.small (id int PRIMARY KEY, v text); INSERT INTO b.small VALUES (1, 'a');")
+        .await
+        .unwrap();
+    let (name, store) = crate::s3::bucket("lake-tags").await;
+    let endpoint = env("TRIBUTARY_TEST_S3_ENDPOINT");
+    let task = crate::cdc::cdc_task(db, "full-load-and-cdc", "CdcMaxBatchInterval = 1", "");
+    let text = std::fs::read_to_string(&task.path).unwrap();
+    let local = text
+        .lines()
+        .find(|l| l.starts_with("url = \"file://"))
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        &task.path,
+        text.replace(&local, &crate::s3::target(&name, &endpoint, "")),
+    )
+    .unwrap();
+    set_mapping(
+        &task,
+        r#"{"rule-type":"selection","rule-id":"1","rule-name":"1","object-locator":{"schema-name":"b","table-name":"%"},"rule-action":"include"},
+           {"rule-type":"post-processing","rule-id":"2","rule-name":"2","rule-action":"add-tag","object-locator":{"schema-name":"b","table-name":"%"},
+            "tag-set":[{"key":"owner","value":"${schema-name}"},{"key":"tier","value":"bronze"}]},
+           {"rule-type":"post-processing","rule-id":"3","rule-name":"3","rule-action":"add-tag","object-locator":{"schema-name":"b","table-name":"small"},
+            "tag-set":[{"key":"table","value":"${table-name}"}]}"#,
+    );
+    let mut child = spawn(&task, 0);
+    wait_streaming(&task, 0, &mut child);
+    client
+        .batch_execute("INSERT INTO b.small VALUES (2, 'b')")
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let cdc_key = loop {
+        let found = crate::s3::keys(&store)
+            .await
+            .into_iter()
+            .find(|k| k.starts_with("b/small/") && !k.contains("LOAD"));
+        if let Some(k) = found {
+            break k;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no CDC file\n{}",
+            log(&task, 0)
+        );
+        assert!(child.try_wait().unwrap().is_none(), "{}", log(&task, 0));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    terminate(&task, 0, child);
+    // Read back with boto3 (the S3 API's own client, in the test venv), sorted by key.
+    let tags = |key: String| {
+        let script = "import boto3, json, os, sys\n\
+            s3 = boto3.client('s3', endpoint_url=os.environ['TRIBUTARY_TEST_S3_ENDPOINT'], region_name='us-east-1')\n\
+            t = s3.get_object_tagging(Bucket=sys.argv[1], Key=sys.argv[2])['TagSet']\n\
+            print(json.dumps(sorted([x['Key'], x['Value']] for x in t)))";
+        let out = std::process::Command::new(env("TRIBUTARY_TEST_PYTHON"))
+            .args(["-c", script, &name, &key])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let pairs: Vec<(String, String)> = serde_json::from_slice(&out.stdout).unwrap();
+        pairs
+    };
+    let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+    let big = store.head(&"b/t/LOAD00000001.csv".into()).await.unwrap();
+    assert!(
+        big.size > 10 * 1024 * 1024,
+        "the big table's file is a multipart upload"
+    );
+    assert_eq!(
+        tags("b/t/LOAD00000001.csv".into()),
+        [pair("owner", "b"), pair("tier", "bronze")]
+    );
+    assert_eq!(
+        tags("b/small/LOAD00000001.csv".into()),
+        [pair("table", "small")]
+    );
+    assert_eq!(tags(cdc_key), [pair("table", "small")]);
 }

@@ -15,7 +15,7 @@ use crate::common::s3_front::{Fault, Rule, S3Front};
 use crate::common::*;
 
 /// Sends one unsigned HTTP request to the S3 server (moto accepts them) and returns the body.
-async fn http(endpoint: &str, method: &str, path: &str) -> String {
+pub(crate) async fn http(endpoint: &str, method: &str, path: &str) -> String {
     let addr = endpoint.trim_start_matches("http://");
     let mut s = TcpStream::connect(addr)
         .await
@@ -62,7 +62,7 @@ pub(crate) async fn keys(store: &Arc<dyn ObjectStore>) -> Vec<String> {
     k
 }
 
-async fn big_table(db: &str) -> tokio_postgres::Client {
+pub(crate) async fn big_table(db: &str) -> tokio_postgres::Client {
     let client = fresh_db(db).await;
     // ~13 MB of CSV: three 5 MiB multipart parts.
     client

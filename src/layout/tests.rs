@@ -61,6 +61,7 @@ fn lay(folder: &str, format: F, compression: C, dp: Option<DatePartition>) -> La
         compression,
         date_partition,
         names: Default::default(),
+        tags: Default::default(),
     }
 }
 

@@ -10,9 +10,11 @@ mod convert;
 pub(crate) mod expr;
 pub(crate) mod filter;
 mod table;
+mod tags;
 mod transform;
 
 pub(crate) use table::TableMap;
+pub(crate) use tags::TagRules;
 pub(crate) use transform::Names;
 
 use crate::error::{Error, Result};
@@ -39,6 +41,8 @@ pub(crate) struct TableMappings {
     transforms: Vec<transform::Rule>,
     /// The schema and table name rules of `transforms`.
     names: Names,
+    /// The `post-processing` add-tag rules.
+    tags: TagRules,
     /// Column names the task adds to files (`Op`, the timestamp column): output columns must
     /// not take them. None when files do not name their columns (CSV without a header).
     reserved: Option<Vec<String>>,
@@ -185,6 +189,7 @@ impl TableMappings {
         let mut ids = HashSet::new();
         let mut rules = Vec::new();
         let mut transforms = Vec::new();
+        let mut tags = TagRules::default();
         for (index, raw) in raw_rules.iter().enumerate() {
             let at = format!("table mapping rule #{}", index + 1);
             let fix_id = "give every rule a unique rule-id, e.g. \"rule-id\": \"1\"";
@@ -200,13 +205,12 @@ impl TableMappings {
             match raw.get("rule-type").and_then(Value::as_str) {
                 Some("selection") => rules.push(parse_selection(raw, &id, &ctx)?),
                 Some("transformation") => transforms.push(transform::parse(raw, &id, &ctx)?),
-                Some(kind @ ("table-settings" | "post-processing")) => {
+                Some("post-processing") => tags::parse(&mut tags, raw, &id, &ctx)?,
+                Some(kind @ "table-settings") => {
                     let what = if raw.get("parallel-load").is_some() {
                         "table-settings parallel-load (segmented full loads)".to_owned()
                     } else if raw.get("lob-settings").is_some() {
                         "table-settings lob-settings (per-table LOB modes; the task-wide TargetMetadata LOB settings work)".to_owned()
-                    } else if raw.get("rule-action").and_then(Value::as_str) == Some("add-tag") {
-                        "post-processing add-tag (S3 object tags)".to_owned()
                     } else {
                         format!("{kind} rules")
                     };
@@ -231,6 +235,7 @@ impl TableMappings {
             rules,
             transforms,
             names,
+            tags,
             reserved: None,
         })
     }
@@ -244,6 +249,11 @@ impl TableMappings {
     /// The schema and table name rules (what the bucket's folders are called).
     pub(crate) fn names(&self) -> &Names {
         &self.names
+    }
+
+    /// The add-tag rules (the S3 tags of each table's objects).
+    pub(crate) fn tag_rules(&self) -> &TagRules {
+        &self.tags
     }
 
     /// True if `schema.table` of `kind` is selected: some include/explicit rule matches and no exclude rule matches (exclude wins).

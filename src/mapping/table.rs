@@ -222,6 +222,7 @@ impl TableMappings {
                     "change the schema or table rules so each table keeps a folder of its own",
                 ));
             }
+            self.tags.check(&t.schema, &t.table)?;
             let map = self.table_map(t)?;
             let Some(reserved) = &reserved else {
                 continue;
@@ -327,7 +328,18 @@ impl TableMap {
     /// The full-load rows of `src` as output rows (header variables take their full-load
     /// values: operation INSERT, empty stream position, timestamps the row's).
     pub(crate) fn project_load(&self, src: &RowBatch) -> Result<RowBatch> {
-        let mut out = RowBatch::new(self.target.columns.len());
+        // Room for the source's bytes plus a short value per added column: one allocation per
+        // batch in the common case (a batch grown by doubling holds up to twice its data).
+        let added = self
+            .outputs
+            .iter()
+            .filter(|o| matches!(o, Output::Computed(..)))
+            .count();
+        let mut out = RowBatch::with_capacity(
+            self.target.columns.len(),
+            src.len(),
+            src.data_bytes() + src.len() * added * 32,
+        );
         for row in 0..src.len() {
             let time = src.times[row];
             let vars = Vars {

@@ -157,7 +157,8 @@ rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-targ
 rule    | {"rule-id":"5","rule-type":"table-settings"} | rule 5: table-settings rules: not supported yet; remove rule 5
 rule    | {"rule-id":"5","rule-type":"table-settings","parallel-load":{"type":"partitions-auto"}} | rule 5: table-settings parallel-load (segmented full loads): not supported yet
 rule    | {"rule-id":"5","rule-type":"table-settings","lob-settings":{"mode":"none"}} | rule 5: table-settings lob-settings
-rule    | {"rule-id":"5","rule-type":"post-processing","rule-action":"add-tag"} | rule 5: post-processing add-tag (S3 object tags): not supported yet; remove rule 5
+rule    | {"rule-id":"5","rule-type":"post-processing","rule-name":"5","rule-action":"add-tag","object-locator":{"schema-name":"s","table-name":"t"}} | rule 5; missing field `tag-set`
+rule    | {"rule-id":"5","rule-type":"post-processing","rule-name":"5","rule-action":"add-tags","object-locator":{"schema-name":"s","table-name":"t"},"tag-set":[{"key":"a","value":"b"}]} | rule 5: post-processing rule-action; add-tags; is unknown
 rule    | {"rule-id":"5","rule-type":"selection","rule-name":"5","rule-action":"include"} | rule 5; missing field `object-locator`
 rule    | {"rule-id":"5","rule-type":"selection","rule-name":"","rule-action":"include","object-locator":{"schema-name":"s","table-name":"t"}} | rule 5: rule-name
 rule    | {"rule-id":"5","rule-type":"selection","rule-name":"5","rule-action":"includ","object-locator":{"schema-name":"s","table-name":"t"}} | rule 5; unknown variant `includ`

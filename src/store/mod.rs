@@ -22,6 +22,16 @@ pub(crate) use s3::S3Store;
 pub(crate) trait Store: Send + Sync {
     /// Starts an object; bytes are streamed through the returned writer.
     async fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>>;
+    /// Starts an object that carries `tags` (S3 object tags). A store without tags (a local
+    /// folder) writes the object without them.
+    async fn create_tagged(
+        &self,
+        key: &str,
+        tags: &[(String, String)],
+    ) -> Result<Box<dyn ObjectWriter>> {
+        let _ = tags;
+        self.create(key).await
+    }
     /// Keys of all objects whose key starts with `prefix` (a folder prefix ending in `/`), sorted.
     async fn list(&self, prefix: &str) -> Result<Vec<String>>;
     /// True when a finished object exists under `key` (resolves a CDC file whose upload may have

@@ -68,6 +68,7 @@ pub async fn run(
         compression: settings.compression,
         date_partition: settings.cdc.date_partition.clone(),
         names: task.mappings.names().clone(),
+        tags: task.mappings.tag_rules().clone(),
     };
     let store = store::open(&task.target).await?;
     tracing::info!(

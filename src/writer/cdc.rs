@@ -448,7 +448,7 @@ impl<'a> CdcWriter<'a> {
                 stamp = layout::next_stamp(last);
             }
         }
-        let (key, body) = match series {
+        let (key, body, tags) = match series {
             StreamKey::Table(_) => {
                 let t = self
                     .tables
@@ -462,23 +462,29 @@ impl<'a> CdcWriter<'a> {
                     chunk: RowBatch::new(t.schema.columns.len()),
                     encoder: None,
                 };
-                (key, body)
+                (
+                    key,
+                    body,
+                    self.layout.tags(&t.schema.schema, &t.schema.table),
+                )
             }
             StreamKey::Transactions => {
                 let path = self.settings.cdc.preserve_transactions_path.as_deref();
                 let key = self.layout.cdc_txn_key_at(path.unwrap_or_default(), &stamp);
                 let gzip = (self.layout.compression == Compression::Gzip)
                     .then(|| GzEncoder::new(Vec::new(), flate2::Compression::default()));
+                // Transaction files hold every table's changes: no one table's tags apply.
                 (
                     key,
                     Body::Lines {
                         text: Vec::new(),
                         gzip,
                     },
+                    Vec::new(),
                 )
             }
         };
-        let object = self.store.create(&key).await?;
+        let object = self.store.create_tagged(&key, &tags).await?;
         self.stamps.insert(series.clone(), stamp.clone());
         self.files.insert(
             series.clone(),

@@ -33,6 +33,8 @@ pub(crate) struct LoadWriter<'a> {
     pub(crate) finished: Vec<String>,
     /// Bytes of finished files.
     pub(crate) bytes: u64,
+    /// S3 object tags of the table's files.
+    tags: Vec<(String, String)>,
 }
 
 impl<'a> LoadWriter<'a> {
@@ -55,6 +57,7 @@ impl<'a> LoadWriter<'a> {
             open: None,
             finished: Vec::new(),
             bytes: 0,
+            tags: layout.tags(&table.schema, &table.table),
         }
     }
 
@@ -70,7 +73,7 @@ impl<'a> LoadWriter<'a> {
                     self.next_counter,
                 )?;
                 self.next_counter += 1;
-                let object = self.store.create(&key).await?;
+                let object = self.store.create_tagged(&key, &self.tags).await?;
                 self.open = Some(OpenFile {
                     key,
                     encoder: self.spec.encoder(batch)?,

@@ -216,7 +216,15 @@ fn header_value(s: &str) -> Result<http::HeaderValue> {
 #[async_trait]
 impl Store for S3Store {
     async fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
-        Ok(Box::new(S3Writer::new(self.shared.clone(), key)))
+        Ok(Box::new(S3Writer::new(self.shared.clone(), key, &[])))
+    }
+
+    async fn create_tagged(
+        &self,
+        key: &str,
+        tags: &[(String, String)],
+    ) -> Result<Box<dyn ObjectWriter>> {
+        Ok(Box::new(S3Writer::new(self.shared.clone(), key, tags)))
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>> {

@@ -16,7 +16,9 @@ use bytes::Bytes;
 use object_store::aws::AmazonS3;
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
-use object_store::{MultipartId, ObjectStoreExt, PutPayload};
+use object_store::{
+    MultipartId, ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, TagSet,
+};
 use tokio::task::JoinSet;
 
 use super::retry::{retry, transient, RetryPolicy};
@@ -51,6 +53,8 @@ struct Upload {
 /// One object being written to S3 (see the module comment).
 pub(super) struct S3Writer {
     shared: Arc<Shared>,
+    /// Object tags, sent with the PUT or the multipart upload's creation.
+    tags: TagSet,
     key: String,
     path: Path,
     /// Bytes not yet sent: less than one part between calls.
@@ -66,8 +70,13 @@ pub(super) struct S3Writer {
 
 impl S3Writer {
     /// A writer for `key`; nothing is sent before a full part or `finish`.
-    pub(super) fn new(shared: Arc<Shared>, key: &str) -> S3Writer {
+    pub(super) fn new(shared: Arc<Shared>, key: &str, tags: &[(String, String)]) -> S3Writer {
+        let mut set = TagSet::default();
+        for (k, v) in tags {
+            set.push(k, v);
+        }
         S3Writer {
+            tags: set,
             shared,
             key: key.to_string(),
             path: Path::from(key),
@@ -102,8 +111,12 @@ impl S3Writer {
             // A lost reply to a create is retried as a new upload; the orphan is invisible and
             // left to the bucket's AbortIncompleteMultipartUpload lifecycle rule (see README).
             let what = format!("start of the upload of {}", self.key);
+            let opts = PutMultipartOptions {
+                tags: self.tags.clone(),
+                ..Default::default()
+            };
             let id = retry(&shared.policy, &what, || {
-                shared.store.create_multipart(&self.path)
+                shared.store.create_multipart_opts(&self.path, opts.clone())
             })
             .await
             .map_err(|e| self.failed("start of the upload", e, false))?;
@@ -313,8 +326,14 @@ impl ObjectWriter for S3Writer {
             let payload = self.take(self.pending_len);
             let shared = self.shared.clone();
             let what = format!("upload of {}", self.key);
+            let opts = PutOptions {
+                tags: self.tags.clone(),
+                ..Default::default()
+            };
             return match retry(&shared.policy, &what, || {
-                shared.store.put(&self.path, payload.clone())
+                shared
+                    .store
+                    .put_opts(&self.path, payload.clone(), opts.clone())
             })
             .await
             {

@@ -258,6 +258,7 @@ async fn play(
         compression: task.target.settings.compression,
         date_partition: None,
         names: Default::default(),
+        tags: Default::default(),
     };
     let checkpoints = CheckpointStore::new(&dir.join("state"), "t");
     let cancel = CancellationToken::new();

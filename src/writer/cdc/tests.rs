@@ -40,6 +40,7 @@ fn layout(s: &S3Settings) -> Layout {
         compression: s.compression,
         date_partition: s.cdc.date_partition.clone(),
         names: Default::default(),
+        tags: Default::default(),
     }
 }
 
