@@ -538,3 +538,66 @@ async fn add_tag_rules_tag_every_object_on_s3() {
     );
     assert_eq!(tags(cdc_key), [pair("table", "small")]);
 }
+
+/// Parquet with column rules, full load and CDC: added columns typed by their data-type
+/// (int8, boolean, date, numeric) and a numeric column retyped to real8 get those Parquet
+/// types and values, and pyarrow and DuckDB read every file.
+#[tokio::test]
+async fn parquet_types_follow_the_rules_and_readers_read_them() {
+    let db = "map_pq";
+    let client = fresh_db(db).await;
+    client
+        .batch_execute(
+            "CREATE SCHEMA p;
+             CREATE TABLE p.t (id int PRIMARY KEY, price numeric(10,2), at timestamptz, note text);
+             INSERT INTO p.t VALUES (1, 10.50, '2024-05-06 07:08:09+00', 'x'), (2, 3.00, '2024-12-31 23:59:59+00', NULL);",
+        )
+        .await
+        .unwrap();
+    let task = crate::cdc::cdc_task(db, "full-load-and-cdc", "DataFormat = \"parquet\"\nCdcMaxBatchInterval = 1", "");
+    let col = |id: &str, action: &str, extra: &str| {
+        format!(r#"{{"rule-type":"transformation","rule-id":"{id}","rule-name":"{id}","rule-target":"column","object-locator":{{"schema-name":"p","table-name":"t"{extra}}},"rule-action":"{action}""#)
+    };
+    let rules = [
+        r#"{"rule-type":"selection","rule-id":"1","rule-name":"1","object-locator":{"schema-name":"p","table-name":"%"},"rule-action":"include"}"#.to_string(),
+        format!(r#"{},"data-type":{{"type":"real8"}}}}"#, col("2", "change-data-type", r#","column-name":"price""#)),
+        format!(r#"{},"value":"twice","expression":"$id * 2","data-type":{{"type":"int8"}}}}"#, col("3", "add-column", "")),
+        format!(r#"{},"value":"big","expression":"$price >= 10","data-type":{{"type":"boolean"}}}}"#, col("4", "add-column", "")),
+        format!(r#"{},"value":"day","expression":"date($at)","data-type":{{"type":"date"}}}}"#, col("5", "add-column", "")),
+        format!(r#"{},"value":"net","expression":"round($price / 1.2, 2)","data-type":{{"type":"numeric","precision":10,"scale":2}}}}"#, col("6", "add-column", "")),
+        format!("{}}}", col("7", "remove-column", r#","column-name":"note""#)),
+    ];
+    set_mapping(&task, &rules.join(","));
+    let mut child = spawn(&task, 0);
+    wait_streaming(&task, 0, &mut child);
+    client.batch_execute("INSERT INTO p.t VALUES (3, 20.00, '2025-01-01 00:00:00+00', 'y')").await.unwrap();
+    wait_for(&task, 0, &mut child, 60, "a CDC file", |fs| fs.iter().any(|f| f.starts_with("p/t/") && !f.contains("LOAD")));
+    terminate(&task, 0, child);
+    let lake = task.lake();
+    let mut paths: Vec<std::path::PathBuf> = files(&lake).iter().filter(|f| f.starts_with("p/t/")).map(|f| lake.join(f)).collect();
+    // The LOAD file first, then the CDC file.
+    paths.sort_by_key(|p| !p.file_name().unwrap().to_str().unwrap().starts_with("LOAD"));
+    let (schema, rows) = crate::full_load::read_parquet(&paths[..1]);
+    let types: Vec<(String, String)> = schema.fields().iter().map(|f| (f.name().clone(), f.data_type().to_string())).collect();
+    let want = |n: &str, t: &str| (n.to_string(), t.to_string());
+    assert_eq!(
+        types,
+        [
+            want("id", "Int32"),
+            want("price", "Float64"),
+            want("at", "Timestamp(µs, \"UTC\")"),
+            want("twice", "Int64"),
+            want("big", "Boolean"),
+            want("day", "Date32"),
+            want("net", "Decimal128(10, 2)"),
+        ],
+        "{schema:?}"
+    );
+    let some = |s: &str| Some(s.to_string());
+    assert_eq!(rows[0][3..], [some("2"), some("true"), some("2024-05-06"), some("8.75")]);
+    assert_eq!((rows[0][1].clone(), rows[1][1].clone()), (some("10.5"), some("3")));
+    let (_, cdc) = crate::full_load::read_parquet(&paths[1..]);
+    assert_eq!(cdc[0].last(), Some(&some("16.67")), "{cdc:?}");
+    let names: Vec<&str> = paths.iter().map(|p| p.to_str().unwrap()).collect();
+    crate::full_load::python_reads(&names, 3);
+}
