@@ -554,9 +554,16 @@ async fn parquet_types_follow_the_rules_and_readers_read_them() {
         )
         .await
         .unwrap();
-    let task = crate::cdc::cdc_task(db, "full-load-and-cdc", "DataFormat = \"parquet\"\nCdcMaxBatchInterval = 1", "");
+    let task = crate::cdc::cdc_task(
+        db,
+        "full-load-and-cdc",
+        "DataFormat = \"parquet\"\nCdcMaxBatchInterval = 1",
+        "",
+    );
     let col = |id: &str, action: &str, extra: &str| {
-        format!(r#"{{"rule-type":"transformation","rule-id":"{id}","rule-name":"{id}","rule-target":"column","object-locator":{{"schema-name":"p","table-name":"t"{extra}}},"rule-action":"{action}""#)
+        format!(
+            r#"{{"rule-type":"transformation","rule-id":"{id}","rule-name":"{id}","rule-target":"column","object-locator":{{"schema-name":"p","table-name":"t"{extra}}},"rule-action":"{action}""#
+        )
     };
     let rules = [
         r#"{"rule-type":"selection","rule-id":"1","rule-name":"1","object-locator":{"schema-name":"p","table-name":"%"},"rule-action":"include"}"#.to_string(),
@@ -570,15 +577,29 @@ async fn parquet_types_follow_the_rules_and_readers_read_them() {
     set_mapping(&task, &rules.join(","));
     let mut child = spawn(&task, 0);
     wait_streaming(&task, 0, &mut child);
-    client.batch_execute("INSERT INTO p.t VALUES (3, 20.00, '2025-01-01 00:00:00+00', 'y')").await.unwrap();
-    wait_for(&task, 0, &mut child, 60, "a CDC file", |fs| fs.iter().any(|f| f.starts_with("p/t/") && !f.contains("LOAD")));
+    client
+        .batch_execute("INSERT INTO p.t VALUES (3, 20.00, '2025-01-01 00:00:00+00', 'y')")
+        .await
+        .unwrap();
+    wait_for(&task, 0, &mut child, 60, "a CDC file", |fs| {
+        fs.iter()
+            .any(|f| f.starts_with("p/t/") && !f.contains("LOAD"))
+    });
     terminate(&task, 0, child);
     let lake = task.lake();
-    let mut paths: Vec<std::path::PathBuf> = files(&lake).iter().filter(|f| f.starts_with("p/t/")).map(|f| lake.join(f)).collect();
+    let mut paths: Vec<std::path::PathBuf> = files(&lake)
+        .iter()
+        .filter(|f| f.starts_with("p/t/"))
+        .map(|f| lake.join(f))
+        .collect();
     // The LOAD file first, then the CDC file.
     paths.sort_by_key(|p| !p.file_name().unwrap().to_str().unwrap().starts_with("LOAD"));
     let (schema, rows) = crate::full_load::read_parquet(&paths[..1]);
-    let types: Vec<(String, String)> = schema.fields().iter().map(|f| (f.name().clone(), f.data_type().to_string())).collect();
+    let types: Vec<(String, String)> = schema
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), f.data_type().to_string()))
+        .collect();
     let want = |n: &str, t: &str| (n.to_string(), t.to_string());
     assert_eq!(
         types,
@@ -594,10 +615,153 @@ async fn parquet_types_follow_the_rules_and_readers_read_them() {
         "{schema:?}"
     );
     let some = |s: &str| Some(s.to_string());
-    assert_eq!(rows[0][3..], [some("2"), some("true"), some("2024-05-06"), some("8.75")]);
-    assert_eq!((rows[0][1].clone(), rows[1][1].clone()), (some("10.5"), some("3")));
+    assert_eq!(
+        rows[0][3..],
+        [some("2"), some("true"), some("2024-05-06"), some("8.75")]
+    );
+    assert_eq!(
+        (rows[0][1].clone(), rows[1][1].clone()),
+        (some("10.5"), some("3"))
+    );
     let (_, cdc) = crate::full_load::read_parquet(&paths[1..]);
     assert_eq!(cdc[0].last(), Some(&some("16.67")), "{cdc:?}");
     let names: Vec<&str> = paths.iter().map(|p| p.to_str().unwrap()).collect();
     crate::full_load::python_reads(&names, 3);
+}
+
+/// The lob-settings rules of two tables, in full load and CDC: `none` drops the LOB column,
+/// `limited` cuts values at `bulk-max-size` KB; a third table keeps the task's settings.
+#[tokio::test]
+async fn lob_settings_rules_set_each_tables_lob_mode() {
+    let db = "map_lob";
+    let client = fresh_db(db).await;
+    client
+        .batch_execute(
+            "CREATE SCHEMA l;
+             CREATE TABLE l.cut (id int PRIMARY KEY, body text);
+             CREATE TABLE l.dropped (id int PRIMARY KEY, body text);
+             CREATE TABLE l.whole (id int PRIMARY KEY, body text);
+             INSERT INTO l.cut VALUES (1, repeat('a', 3000));
+             INSERT INTO l.dropped VALUES (1, repeat('b', 3000));
+             INSERT INTO l.whole VALUES (1, repeat('c', 3000));",
+        )
+        .await
+        .unwrap();
+    let task = crate::cdc::cdc_task(
+        db,
+        "full-load-and-cdc",
+        "AddColumnName = true\nCdcMaxBatchInterval = 1",
+        "",
+    );
+    let lob = |id: &str, table: &str, settings: &str| {
+        format!(
+            r#"{{"rule-type":"table-settings","rule-id":"{id}","rule-name":"{id}","object-locator":{{"schema-name":"l","table-name":"{table}"}},"lob-settings":{settings}}}"#
+        )
+    };
+    let rules = [
+        r#"{"rule-type":"selection","rule-id":"1","rule-name":"1","object-locator":{"schema-name":"l","table-name":"%"},"rule-action":"include"}"#.to_string(),
+        lob("2", "cut", r#"{"mode":"limited","bulk-max-size":"1"}"#),
+        lob("3", "dropped", r#"{"mode":"none"}"#),
+    ];
+    set_mapping(&task, &rules.join(","));
+    let mut child = spawn(&task, 0);
+    wait_streaming(&task, 0, &mut child);
+    client
+        .batch_execute(
+            "INSERT INTO l.cut VALUES (2, repeat('d', 3000));
+             INSERT INTO l.dropped VALUES (2, repeat('e', 3000));
+             INSERT INTO l.whole VALUES (2, repeat('f', 3000));",
+        )
+        .await
+        .unwrap();
+    let lake = task.lake();
+    wait_for(
+        &task,
+        0,
+        &mut child,
+        60,
+        "CDC files of all three tables",
+        |fs| {
+            ["l/cut/", "l/dropped/", "l/whole/"]
+                .iter()
+                .all(|t| fs.iter().any(|f| f.starts_with(t) && !f.contains("LOAD")))
+        },
+    );
+    terminate(&task, 0, child);
+    let lengths = |table: &str| -> Vec<(bool, Option<usize>)> {
+        rows_of(&lake, table)
+            .iter()
+            .map(|(cdc, r)| {
+                (
+                    *cdc,
+                    r.get("body").map(|b| b.as_ref().map_or(0, |s| s.len())),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(lengths("l/cut"), [(false, Some(1024)), (true, Some(1024))]);
+    assert_eq!(lengths("l/dropped"), [(false, None), (true, None)]);
+    assert_eq!(
+        lengths("l/whole"),
+        [(false, Some(3000)), (true, Some(3000))]
+    );
+}
+
+/// The same rules on MySQL/MariaDB: a MEDIUMTEXT column (NCLOB) dropped on one table, a LONGTEXT
+/// one cut on another (TEXT maps to WSTRING, not a LOB).
+#[tokio::test]
+async fn mysql_lob_settings_rules_set_each_tables_lob_mode() {
+    let db = "map_my_lob";
+    let url = format!("{}{db}", env("TRIBUTARY_TEST_MYSQL_URL"));
+    let root = env("TRIBUTARY_TEST_MYSQL_URL");
+    let mut admin = mysql_async::Conn::new(mysql_async::Opts::from_url(&root).unwrap())
+        .await
+        .unwrap();
+    admin
+        .query_drop(format!(
+            "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}"
+        ))
+        .await
+        .unwrap();
+    let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap())
+        .await
+        .unwrap();
+    conn.query_drop(
+        "CREATE TABLE cut (id INT PRIMARY KEY, body LONGTEXT);
+         CREATE TABLE dropped (id INT PRIMARY KEY, body MEDIUMTEXT);
+         INSERT INTO cut VALUES (1, REPEAT('a', 3000));
+         INSERT INTO dropped VALUES (1, REPEAT('b', 3000));",
+    )
+    .await
+    .unwrap();
+    let task =
+        crate::mysql::my_task_at(&url, db, "full-load-and-cdc", "CdcMaxBatchInterval = 1", "");
+    let rules = format!(
+        r#"{{"rule-type":"selection","rule-id":"1","rule-name":"1","object-locator":{{"schema-name":"{db}","table-name":"%"}},"rule-action":"include"}},
+           {{"rule-type":"table-settings","rule-id":"2","rule-name":"2","object-locator":{{"schema-name":"{db}","table-name":"cut"}},"lob-settings":{{"mode":"limited","bulk-max-size":"2"}}}},
+           {{"rule-type":"table-settings","rule-id":"3","rule-name":"3","object-locator":{{"schema-name":"{db}","table-name":"dropped"}},"lob-settings":{{"mode":"none"}}}}"#
+    );
+    set_mapping(&task, &rules);
+    let mut child = spawn(&task, 0);
+    wait_streaming(&task, 0, &mut child);
+    conn.query_drop("INSERT INTO cut VALUES (2, REPEAT('c', 3000)); INSERT INTO dropped VALUES (2, REPEAT('d', 3000));")
+        .await
+        .unwrap();
+    let lake = task.lake();
+    let (cut, dropped) = (format!("{db}/cut/"), format!("{db}/dropped/"));
+    wait_for(&task, 0, &mut child, 60, "CDC files of both tables", |fs| {
+        [&cut, &dropped].iter().all(|t| {
+            fs.iter()
+                .any(|f| f.starts_with(t.as_str()) && !f.contains("LOAD"))
+        })
+    });
+    terminate(&task, 0, child);
+    let lengths = |table: &str| -> Vec<Option<usize>> {
+        rows_of(&lake, table)
+            .iter()
+            .map(|(_, r)| r.get("body").map(|b| b.as_ref().map_or(0, |s| s.len())))
+            .collect()
+    };
+    assert_eq!(lengths(&format!("{db}/cut")), [Some(2048), Some(2048)]);
+    assert_eq!(lengths(&format!("{db}/dropped")), [None, None]);
 }

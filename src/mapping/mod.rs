@@ -9,10 +9,12 @@
 mod convert;
 pub(crate) mod expr;
 pub(crate) mod filter;
+mod lobs;
 mod table;
 mod tags;
 mod transform;
 
+pub(crate) use lobs::Lobs;
 pub(crate) use table::TableMap;
 pub(crate) use tags::TagRules;
 pub(crate) use transform::Names;
@@ -43,6 +45,8 @@ pub(crate) struct TableMappings {
     names: Names,
     /// The `post-processing` add-tag rules.
     tags: TagRules,
+    /// The `table-settings` lob-settings rules.
+    lobs: lobs::LobRules,
     /// Column names the task adds to files (`Op`, the timestamp column): output columns must
     /// not take them. None when files do not name their columns (CSV without a header).
     reserved: Option<Vec<String>>,
@@ -190,6 +194,7 @@ impl TableMappings {
         let mut rules = Vec::new();
         let mut transforms = Vec::new();
         let mut tags = TagRules::default();
+        let mut lob_rules = lobs::LobRules::default();
         for (index, raw) in raw_rules.iter().enumerate() {
             let at = format!("table mapping rule #{}", index + 1);
             let fix_id = "give every rule a unique rule-id, e.g. \"rule-id\": \"1\"";
@@ -206,16 +211,17 @@ impl TableMappings {
                 Some("selection") => rules.push(parse_selection(raw, &id, &ctx)?),
                 Some("transformation") => transforms.push(transform::parse(raw, &id, &ctx)?),
                 Some("post-processing") => tags::parse(&mut tags, raw, &id, &ctx)?,
-                Some(kind @ "table-settings") => {
-                    let what = if raw.get("parallel-load").is_some() {
-                        "table-settings parallel-load (segmented full loads)".to_owned()
-                    } else if raw.get("lob-settings").is_some() {
-                        "table-settings lob-settings (per-table LOB modes; the task-wide TargetMetadata LOB settings work)".to_owned()
-                    } else {
-                        format!("{kind} rules")
-                    };
+                Some("table-settings") if raw.get("parallel-load").is_some() => {
+                    let what = "table-settings parallel-load (segmented full loads)";
                     let fix = format!("remove rule {id}, or keep this task on AWS DMS until Tributary supports it (ignoring the rule would write different output than DMS)");
                     return fail(&ctx, format!("{what}: not supported yet"), fix);
+                }
+                Some("table-settings") if raw.get("lob-settings").is_some() => {
+                    lobs::parse(&mut lob_rules, raw, &id, &ctx)?
+                }
+                Some("table-settings") => {
+                    let msg = "table-settings rule without parallel-load or lob-settings";
+                    return fail(&ctx, msg, "add lob-settings, or remove the rule");
                 }
                 _ => {
                     let fix = "use selection, transformation, table-settings or post-processing";
@@ -236,6 +242,7 @@ impl TableMappings {
             transforms,
             names,
             tags,
+            lobs: lob_rules,
             reserved: None,
         })
     }
@@ -249,6 +256,11 @@ impl TableMappings {
     /// The schema and table name rules (what the bucket's folders are called).
     pub(crate) fn names(&self) -> &Names {
         &self.names
+    }
+
+    /// How `schema.table` writes LOB columns: its lob-settings rule over the task's `task`.
+    pub(crate) fn lobs(&self, schema: &str, table: &str, task: Lobs) -> Lobs {
+        self.lobs.of(schema, table, task)
     }
 
     /// The add-tag rules (the S3 tags of each table's objects).

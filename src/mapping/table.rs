@@ -208,6 +208,17 @@ impl TableMappings {
                 ));
             }
         }
+        for (schema, table) in self.lobs.tables() {
+            if !tables
+                .iter()
+                .any(|t| t.schema == schema && t.table == table)
+            {
+                return Err(Error::config(
+                    format!("table mapping lob-settings for {schema}.{table}: no such selected table"),
+                    "correct the rule's schema-name and table-name (the source's, case-sensitive), or remove it",
+                ));
+            }
+        }
         let mut folders = std::collections::HashMap::new();
         for t in tables {
             let folder = self.names.folder(&t.schema, &t.table);

@@ -154,9 +154,9 @@ rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-targ
 rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"column","object-locator":{"schema-name":"s","table-name":"t","column-name":"c"},"rule-action":"change-data-type"} | rule 5: change-data-type needs data-type
 rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"column","object-locator":{"schema-name":"s","table-name":"t","column-name":"c","data-type":"int4"},"rule-action":"rename","value":"x"} | rule 5: object-locator data-type
 rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"table","object-locator":{"schema-name":"s","table-name":"t"},"rule-action":"rename","value":"x","valeu":"y"} | rule 5; unknown field `valeu`
-rule    | {"rule-id":"5","rule-type":"table-settings"} | rule 5: table-settings rules: not supported yet; remove rule 5
+rule    | {"rule-id":"5","rule-type":"table-settings"} | rule 5: table-settings rule without parallel-load or lob-settings
 rule    | {"rule-id":"5","rule-type":"table-settings","parallel-load":{"type":"partitions-auto"}} | rule 5: table-settings parallel-load (segmented full loads): not supported yet
-rule    | {"rule-id":"5","rule-type":"table-settings","lob-settings":{"mode":"none"}} | rule 5: table-settings lob-settings
+rule    | {"rule-id":"5","rule-type":"table-settings","rule-name":"5","object-locator":{"schema-name":"s","table-name":"%"},"lob-settings":{"mode":"none"}} | rule 5: table-settings rules name one table
 rule    | {"rule-id":"5","rule-type":"post-processing","rule-name":"5","rule-action":"add-tag","object-locator":{"schema-name":"s","table-name":"t"}} | rule 5; missing field `tag-set`
 rule    | {"rule-id":"5","rule-type":"post-processing","rule-name":"5","rule-action":"add-tags","object-locator":{"schema-name":"s","table-name":"t"},"tag-set":[{"key":"a","value":"b"}]} | rule 5: post-processing rule-action; add-tags; is unknown
 rule    | {"rule-id":"5","rule-type":"selection","rule-name":"5","rule-action":"include"} | rule 5; missing field `object-locator`

@@ -13,7 +13,7 @@ use crate::checkpoint::{now, Checkpoint, TableState, TableStats};
 use crate::config::PrepMode;
 use crate::error::{Error, ErrorKind, Result};
 use crate::layout::Layout;
-use crate::mapping::TableMap;
+use crate::mapping::{Lobs, TableMap};
 use crate::progress::Progress;
 use crate::source::{ReadOptions, ReadProgress, RowClock, Snapshot, SourceTable};
 use crate::writer::load::LoadWriter;
@@ -184,7 +184,8 @@ impl<'a> FullLoad<'a> {
             .progress
             .table(&key, table.estimated_rows, counters.clone());
         let settings = &self.ctx.task.target.settings;
-        let map = self.ctx.task.mappings.table_map(&table.schema)?;
+        let mappings = &self.ctx.task.mappings;
+        let map = mappings.table_map(&table.schema)?;
         let spec = Arc::new(EncodeSpec::full_load(settings, &map.target));
         let map = map.projects().then_some(map);
         let mut writer = LoadWriter::new(
@@ -199,6 +200,16 @@ impl<'a> FullLoad<'a> {
         // for Parquet), writer (encode → upload); bounded channels between them.
         let (tx, rx) = mpsc::channel::<RowBatch>(CHANNEL_BATCHES);
         let (prepared_tx, prepared_rx) = mpsc::channel::<Result<Prepared>>(CHANNEL_BATCHES);
+        // The table's lob-settings rule, if any, over the task's LobMaxSize.
+        let task_lobs = Lobs {
+            support: self.ctx.task.settings.support_lobs,
+            max_bytes: opts.lob_max_bytes,
+        };
+        let (schema, name) = (&table.schema.schema, &table.schema.table);
+        let opts = ReadOptions {
+            lob_max_bytes: mappings.lobs(schema, name, task_lobs).max_bytes,
+            ..opts
+        };
         let read = tokio::spawn(snapshot.read_table(table, opts, tx, counters.clone()));
         let convert =
             tokio::task::spawn_blocking(move || convert_all(&spec, map.as_ref(), rx, prepared_tx));

@@ -10,7 +10,7 @@ use super::my_error;
 use crate::change::{Column, DmsType, RowBatch, TableSchema};
 use crate::error::Result;
 use crate::mapping::filter::Dialect;
-use crate::mapping::{RelationKind, TableMappings};
+use crate::mapping::{Lobs, RelationKind, TableMappings};
 use crate::source::SourceTable;
 
 /// Databases that are never user data (DMS warns that `%` would select them).
@@ -246,7 +246,7 @@ pub(super) fn push_value(kind: ValueKind, v: &[u8], out: &mut RowBatch) {
 pub(super) async fn selected_tables(
     conn: &mut Conn,
     mappings: &TableMappings,
-    support_lobs: bool,
+    lobs: Lobs,
 ) -> Result<Vec<MyTable>> {
     let rels: Vec<(String, String, String, Option<u64>)> = conn
         .query(
@@ -269,7 +269,8 @@ pub(super) async fn selected_tables(
         if !mappings.selects(&schema, &table, kind) {
             continue;
         }
-        let mut t = describe(conn, &schema, &table, support_lobs).await?;
+        let support = mappings.lobs(&schema, &table, lobs).support;
+        let mut t = describe(conn, &schema, &table, support).await?;
         t.source.load_order = mappings.load_order(&schema, &table, kind);
         t.source.kind = kind;
         t.source.estimated_rows = rows;

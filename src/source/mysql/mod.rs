@@ -19,7 +19,7 @@ use crate::config::source::MyConfig;
 use crate::config::{MigrationType, TaskConfig};
 use crate::error::{redact_url, Error, ErrorKind, Result};
 use crate::layout;
-use crate::mapping::TableMappings;
+use crate::mapping::{Lobs, TableMappings};
 use crate::source::{Capture, Report, Snapshot, Source};
 use snapshot::MySnapshot;
 
@@ -36,8 +36,8 @@ const SESSION_SETUP: &[&str] = &[
 struct Selection {
     config: MyConfig,
     mappings: TableMappings,
-    support_lobs: bool,
-    lob_max_bytes: Option<usize>,
+    /// The task-wide LOB settings (`SupportLobs`, `LobMaxSize`); lob-settings rules refine them.
+    lobs: Lobs,
     /// `MaxFullLoadSubTasks`: the snapshot's reader sessions.
     readers: usize,
 }
@@ -45,13 +45,7 @@ struct Selection {
 impl Selection {
     /// A consistent snapshot of the selected tables with its binlog position.
     async fn export(&self) -> Result<MySnapshot> {
-        MySnapshot::export(
-            &self.config,
-            &self.mappings,
-            self.support_lobs,
-            self.readers,
-        )
-        .await
+        MySnapshot::export(&self.config, &self.mappings, self.lobs, self.readers).await
     }
 }
 
@@ -68,8 +62,10 @@ impl MySource {
             sel: Selection {
                 config,
                 mappings: task.mappings.clone(),
-                support_lobs: task.settings.support_lobs,
-                lob_max_bytes: task.settings.lob_max_bytes,
+                lobs: Lobs {
+                    support: task.settings.support_lobs,
+                    max_bytes: task.settings.lob_max_bytes,
+                },
                 readers: task.settings.max_sub_tasks,
             },
             migration: task.migration_type,
@@ -80,7 +76,7 @@ impl MySource {
     /// the binlog settings and replication privileges.
     async fn checks(&self, conn: &mut Conn, report: &mut Report) -> Result<()> {
         let sel = &self.sel;
-        let tables = catalog::selected_tables(conn, &sel.mappings, sel.support_lobs).await?;
+        let tables = catalog::selected_tables(conn, &sel.mappings, sel.lobs).await?;
         if tables.is_empty() {
             report.problems.push(Error::config(
                 "table_mappings select no table in the source",

@@ -15,7 +15,7 @@ use super::{binlog_position, connect, my_error};
 use crate::change::{BinlogPos, RowBatch};
 use crate::config::source::MyConfig;
 use crate::error::{Error, Result};
-use crate::mapping::TableMappings;
+use crate::mapping::{Lobs, TableMappings};
 use crate::source::{lob_cut_len, ReadOptions, ReadProgress, Snapshot, SourceTable};
 
 /// A batch is handed to the writer once it holds this many bytes of cell data...
@@ -46,7 +46,7 @@ impl MySnapshot {
     pub(super) async fn export(
         source: &MyConfig,
         mappings: &TableMappings,
-        support_lobs: bool,
+        lobs: Lobs,
         workers: usize,
     ) -> Result<MySnapshot> {
         let mut control = connect(source).await?;
@@ -79,7 +79,7 @@ impl MySnapshot {
             } else {
                 None
             };
-            let tables = catalog::selected_tables(&mut control, mappings, support_lobs).await?;
+            let tables = catalog::selected_tables(&mut control, mappings, lobs).await?;
             for c in &mut pool {
                 c.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
                     .await

@@ -132,7 +132,8 @@ impl MyStream {
             Some(c) => c,
             slot => slot.insert(connect(&self.sel.config).await?),
         };
-        let described = catalog::describe(admin, db, table, self.sel.support_lobs).await;
+        let support = self.sel.mappings.lobs(db, table, self.sel.lobs).support;
+        let described = catalog::describe(admin, db, table, support).await;
         let t = Arc::new(described.inspect_err(|e| {
             if e.kind == ErrorKind::SourceConnect {
                 self.admin = None;
@@ -158,7 +159,8 @@ impl MyStream {
             return Ok(());
         }
         let described = self.describe(&db, &table).await?;
-        let version = Arc::new(TableVersion::new(&described, &tme, self.sel.support_lobs)?);
+        let support = self.sel.mappings.lobs(&db, &table, self.sel.lobs).support;
+        let version = Arc::new(TableVersion::new(&described, &tme, support)?);
         sink.shape(&version.schema).await?;
         let codecs = rows::codecs(&tme)?.into();
         self.maps.insert(id, Some(Mapped { codecs, version }));
@@ -198,7 +200,12 @@ impl MyStream {
             .unwrap_or_default();
         let version = mapped.version.clone();
         let codecs = mapped.codecs.clone();
-        let lob_max = self.sel.lob_max_bytes;
+        let s = &version.schema;
+        let lob_max = self
+            .sel
+            .mappings
+            .lobs(&s.schema, &s.table, self.sel.lobs)
+            .max_bytes;
         let mut buf = ParseBuf(r.rows_data());
         let (mut b, mut a) = (Vec::new(), Vec::new());
         while !buf.0.is_empty() {

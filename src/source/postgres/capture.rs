@@ -34,13 +34,12 @@ impl PgCapture {
         if let Some(first) = slot::check_prerequisites(&admin).await?.into_iter().next() {
             return Err(first);
         }
-        let tables: Vec<String> =
-            super::catalog::selected_tables(&admin, &sel.mappings, sel.support_lobs)
-                .await?
-                .iter()
-                .filter(|t| t.source.kind == crate::mapping::RelationKind::Table)
-                .map(|t| t.source.schema.qualified())
-                .collect();
+        let tables: Vec<String> = super::catalog::selected_tables(&admin, &sel.mappings, sel.lobs)
+            .await?
+            .iter()
+            .filter(|t| t.source.kind == crate::mapping::RelationKind::Table)
+            .map(|t| t.source.schema.qualified())
+            .collect();
         if tables.is_empty() {
             return Err(no_tables());
         }
@@ -80,8 +79,7 @@ impl PgCapture {
             .snapshot
             .ok_or_else(|| Error::internal("the replication slot exported no snapshot"))?;
         let sel = &self.sel;
-        let snapshot =
-            PgSnapshot::import(&sel.config, &exported, &sel.mappings, sel.support_lobs).await?;
+        let snapshot = PgSnapshot::import(&sel.config, &exported, &sel.mappings, sel.lobs).await?;
         Ok(Handoff {
             position: Position::Postgres(created.consistent_point),
             snapshot: Box::new(SlotSnapshot {

@@ -9,7 +9,7 @@ use super::pg_error;
 use crate::change::{Column, DmsType, TableSchema};
 use crate::error::Result;
 use crate::mapping::filter::Dialect;
-use crate::mapping::{RelationKind, TableMappings};
+use crate::mapping::{Lobs, RelationKind, TableMappings};
 use crate::source::SourceTable;
 
 /// A column plus the SELECT expression that yields its canonical text.
@@ -195,7 +195,7 @@ fn map_type(
 pub(super) async fn selected_tables(
     client: &Client,
     mappings: &TableMappings,
-    support_lobs: bool,
+    lobs: Lobs,
 ) -> Result<Vec<PgTable>> {
     let rels = client
         .query(
@@ -271,10 +271,11 @@ pub(super) async fn selected_tables(
         let source_type: String = r.get(6);
         let ident = quote_ident(&name);
         let (dms_type, select) = map_type(&typname, &typtype, &category, typmod, &ident);
-        if dms_type.is_lob() && !support_lobs {
-            continue;
-        }
         if let Some(t) = picked.get_mut(&oid) {
+            let s = &t.source.schema;
+            if dms_type.is_lob() && !mappings.lobs(&s.schema, &s.table, lobs).support {
+                continue;
+            }
             t.columns.push(PgColumn {
                 column: Column {
                     name,

@@ -11,7 +11,7 @@ use super::{pg_error, Helper};
 use crate::change::{Column, RowBatch, TableSchema};
 use crate::config::source::UnchangedToast;
 use crate::error::{Error, ErrorKind, Result};
-use crate::mapping::{RelationKind, TableMappings};
+use crate::mapping::{Lobs, RelationKind, TableMappings};
 use crate::source::lob_cut_len;
 
 /// How one output column is filled from a pgoutput tuple.
@@ -47,10 +47,9 @@ pub(super) struct Rel {
 pub(super) struct RowOptions {
     /// Table selection.
     pub(crate) mappings: TableMappings,
-    /// `SupportLobs`: false drops LOB columns.
-    pub(crate) support_lobs: bool,
-    /// LobMaxSize in bytes.
-    pub(crate) lob_max_bytes: Option<usize>,
+    /// The task-wide LOB settings (`SupportLobs`, `LobMaxSize`), refined per table by the
+    /// mapping's lob-settings rules.
+    pub(crate) lobs: Lobs,
     /// What an unchanged, unsent TOASTed value becomes.
     pub(crate) unchanged: UnchangedToast,
 }
@@ -115,6 +114,10 @@ impl Relations {
         let mut cols = Vec::new();
         let mut key_cols = Vec::new();
         if selected {
+            let lobs = self
+                .opts
+                .mappings
+                .lobs(&r.namespace, &r.name, self.opts.lobs);
             for (i, c) in r.columns.iter().enumerate() {
                 let t = self.types.get(&c.type_oid).ok_or_else(|| {
                     Error::internal(format!(
@@ -126,13 +129,13 @@ impl Relations {
                     key_cols.push((i, c.name.clone(), t.display.clone()));
                 }
                 let dms_type = catalog::dms_type_of(t, c.type_modifier);
-                if dms_type.is_lob() && !self.opts.support_lobs {
+                if dms_type.is_lob() && !lobs.support {
                     continue;
                 }
                 cols.push(ColumnMap {
                     src: i,
                     norm: Normalize::for_type(&t.typname),
-                    lob_cut: crate::source::lob_limit(self.opts.lob_max_bytes, dms_type),
+                    lob_cut: crate::source::lob_limit(lobs.max_bytes, dms_type),
                     type_name: t.display.clone(),
                 });
                 columns.push(Column {

@@ -19,7 +19,7 @@ use crate::config::source::{PgConfig, UnchangedToast};
 use crate::config::{MigrationType, TaskConfig};
 use crate::error::{redact_url, Error, ErrorKind, Result};
 use crate::layout;
-use crate::mapping::{RelationKind, TableMappings};
+use crate::mapping::{Lobs, RelationKind, TableMappings};
 use crate::source::{Capture, Report, Snapshot, Source};
 use snapshot::PgSnapshot;
 
@@ -35,8 +35,8 @@ struct Selection {
     task_id: String,
     config: PgConfig,
     mappings: TableMappings,
-    support_lobs: bool,
-    lob_max_bytes: Option<usize>,
+    /// The task-wide LOB settings (`SupportLobs`, `LobMaxSize`); lob-settings rules refine them.
+    lobs: Lobs,
 }
 
 /// A PostgreSQL source.
@@ -53,8 +53,10 @@ impl PgSource {
                 task_id: task.id.clone(),
                 config,
                 mappings: task.mappings.clone(),
-                support_lobs: task.settings.support_lobs,
-                lob_max_bytes: task.settings.lob_max_bytes,
+                lobs: Lobs {
+                    support: task.settings.support_lobs,
+                    max_bytes: task.settings.lob_max_bytes,
+                },
             },
             migration: task.migration_type,
         }
@@ -118,7 +120,7 @@ impl PgSource {
     /// `schema.table` of every selected table (views are not published).
     async fn published_tables(&self, client: &Client) -> Result<Vec<String>> {
         Ok(
-            catalog::selected_tables(client, &self.sel.mappings, self.sel.support_lobs)
+            catalog::selected_tables(client, &self.sel.mappings, self.sel.lobs)
                 .await?
                 .iter()
                 .filter(|t| t.source.kind == RelationKind::Table)
@@ -141,7 +143,7 @@ impl Source for PgSource {
                 Err(e) => return report.problems.push(e),
             }
         }
-        match PgSnapshot::export(&sel.config, &sel.mappings, sel.support_lobs).await {
+        match PgSnapshot::export(&sel.config, &sel.mappings, sel.lobs).await {
             Ok(snapshot) => {
                 report
                     .ok
@@ -177,7 +179,7 @@ impl Source for PgSource {
     async fn snapshot(&self) -> Result<Box<dyn Snapshot>> {
         let sel = &self.sel;
         Ok(Box::new(
-            PgSnapshot::export(&sel.config, &sel.mappings, sel.support_lobs).await?,
+            PgSnapshot::export(&sel.config, &sel.mappings, sel.lobs).await?,
         ))
     }
 

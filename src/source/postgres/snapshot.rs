@@ -15,7 +15,7 @@ use super::{connect, pg_error};
 use crate::change::RowBatch;
 use crate::config::source::PgConfig;
 use crate::error::{Error, ErrorKind, Result};
-use crate::mapping::TableMappings;
+use crate::mapping::{Lobs, TableMappings};
 use crate::source::{ReadOptions, ReadProgress, Snapshot, SourceTable};
 
 /// A batch is handed to the writer once it holds this many bytes of cell data...
@@ -119,7 +119,7 @@ impl PgSnapshot {
     pub(super) async fn export(
         source: &PgConfig,
         mappings: &TableMappings,
-        support_lobs: bool,
+        lobs: Lobs,
     ) -> Result<PgSnapshot> {
         let client = connect(source).await?;
         client
@@ -131,7 +131,7 @@ impl PgSnapshot {
             .await
             .map_err(|e| pg_error(e, "exporting the snapshot"))?;
         let snapshot_id: String = row.get(0);
-        let tables = catalog::selected_tables(&client, mappings, support_lobs).await?;
+        let tables = catalog::selected_tables(&client, mappings, lobs).await?;
         Ok(PgSnapshot {
             source: source.clone(),
             holder: Mutex::new(Some(client)),
@@ -147,7 +147,7 @@ impl PgSnapshot {
         source: &PgConfig,
         snapshot_id: &str,
         mappings: &TableMappings,
-        support_lobs: bool,
+        lobs: Lobs,
     ) -> Result<PgSnapshot> {
         let client = connect(source).await?;
         client
@@ -157,7 +157,7 @@ impl PgSnapshot {
             ))
             .await
             .map_err(|e| pg_error(e, "importing the replication slot's snapshot"))?;
-        let tables = catalog::selected_tables(&client, mappings, support_lobs).await?;
+        let tables = catalog::selected_tables(&client, mappings, lobs).await?;
         Ok(PgSnapshot {
             source: source.clone(),
             holder: Mutex::new(Some(client)),

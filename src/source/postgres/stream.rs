@@ -42,8 +42,7 @@ impl PgStream {
         PgStream {
             rels: Relations::new(RowOptions {
                 mappings: sel.mappings.clone(),
-                support_lobs: sel.support_lobs,
-                lob_max_bytes: sel.lob_max_bytes,
+                lobs: sel.lobs,
                 unchanged: sel.config.unchanged_toast.clone(),
             }),
             helper: Helper::new(sel.config.clone()),
