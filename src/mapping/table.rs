@@ -63,7 +63,7 @@ impl TableMappings {
         for (i, c) in source.columns.iter().enumerate() {
             let rules: Vec<&&Rule> = column_rules
                 .iter()
-                .filter(|r| r.covers_column(schema, table, &c.name))
+                .filter(|r| r.covers_column(schema, table, c))
                 .collect();
             let has = |a: Action| rules.iter().any(|r| r.rule_action == a);
             if has(Action::RemoveColumn) || (includes && !has(Action::IncludeColumn)) {
@@ -193,7 +193,7 @@ impl TableMappings {
                 Target::Column => t
                     .columns
                     .iter()
-                    .any(|c| r.covers_column(&t.schema, &t.table, &c.name)),
+                    .any(|c| r.covers_column(&t.schema, &t.table, c)),
                 Target::TableTablespace | Target::IndexTablespace => true,
             });
             if !hit {

@@ -152,7 +152,7 @@ rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-targ
 rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"table","object-locator":{"schema-name":"s","table-name":"t"},"rule-action":"define-primary-key","primary-key-def":{}} | rule 5: define-primary-key rules are not supported yet
 rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"table","object-locator":{"schema-name":"s","table-name":"t"},"rule-action":"add-before-image-columns"} | rule 5: add-before-image-columns rules are not supported yet
 rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"column","object-locator":{"schema-name":"s","table-name":"t","column-name":"c"},"rule-action":"change-data-type"} | rule 5: change-data-type needs data-type
-rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"column","object-locator":{"schema-name":"s","table-name":"t","column-name":"c","data-type":"int4"},"rule-action":"rename","value":"x"} | rule 5: object-locator data-type
+rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"column","object-locator":{"schema-name":"s","table-name":"t","column-name":"c","data-type":"integer"},"rule-action":"rename","value":"x"} | rule 5: object-locator data-type; must be a DMS type name
 rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"table","object-locator":{"schema-name":"s","table-name":"t"},"rule-action":"rename","value":"x","valeu":"y"} | rule 5; unknown field `valeu`
 rule    | {"rule-id":"5","rule-type":"table-settings"} | rule 5: table-settings rule without parallel-load or lob-settings
 rule    | {"rule-id":"5","rule-type":"table-settings","parallel-load":{"type":"partitions-auto"}} | rule 5: table-settings parallel-load (segmented full loads): not supported yet
@@ -409,4 +409,24 @@ impl RowBatchFor {
     fn batch(&mut self) -> crate::change::RowBatch {
         self.0.clone()
     }
+}
+
+/// An object-locator `data-type` narrows a column rule to columns of that DMS type.
+#[test]
+fn data_type_locators_pick_columns_by_type() {
+    let m = mapping(&[
+        sel("1", "include", "%", "%", ""),
+        tr("2", "column", r#""schema-name":"%","table-name":"%","column-name":"%","data-type":"INT8""#, "add-suffix", r#","value":"_n""#),
+    ]);
+    let mut t = (*orders(&["id", "name"])).clone();
+    t.columns[0].dms_type = crate::change::DmsType::Int8;
+    let names: Vec<String> = m
+        .table_map(&std::sync::Arc::new(t))
+        .unwrap()
+        .target
+        .columns
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    assert_eq!(names, ["id_n", "name"]);
 }

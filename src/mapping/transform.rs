@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{fail, name_like, wildcard_match};
-use crate::change::DmsType;
+use crate::change::{Column, DmsType};
 use crate::error::Result;
 
 /// What a transformation rule applies to.
@@ -63,7 +63,7 @@ pub(super) struct Locator {
     /// Column pattern (column rules).
     #[serde(default)]
     pub(super) column_name: Option<String>,
-    /// Columns of one DMS type only; see [`parse`].
+    /// Columns of one DMS type only (`int8`, `string`, `numeric`, …; case-insensitive).
     #[serde(default)]
     data_type: Option<String>,
     /// Oracle tablespace locators, accepted for tablespace rules.
@@ -149,14 +149,19 @@ impl Rule {
                 .is_none_or(|p| wildcard_match(p, table))
     }
 
-    /// True if the locator covers `column` of `schema.table`.
-    pub(super) fn covers_column(&self, schema: &str, table: &str, column: &str) -> bool {
+    /// True if the locator covers `column` of `schema.table`: its name, and its DMS type when
+    /// the locator names one.
+    pub(super) fn covers_column(&self, schema: &str, table: &str, column: &Column) -> bool {
+        let loc = &self.object_locator;
         self.covers_table(schema, table)
-            && self
-                .object_locator
+            && loc
                 .column_name
                 .as_deref()
-                .is_none_or(|p| wildcard_match(p, column))
+                .is_none_or(|p| wildcard_match(p, &column.name))
+            && loc
+                .data_type
+                .as_deref()
+                .is_none_or(|t| type_name(column.dms_type).eq_ignore_ascii_case(t))
     }
 
     /// The rule's edit applied to `name`; `None` for actions that are not name edits.
@@ -194,13 +199,17 @@ pub(super) fn parse(raw: &Value, id: &str, ctx: &str) -> Result<Rule> {
         let msg = "tablespace locators belong to table-tablespace and index-tablespace rules";
         return fail(ctx, msg, "remove them, or set the matching rule-target");
     }
-    if loc.data_type.is_some() {
-        let msg = "object-locator data-type (columns chosen by type) is not supported yet";
-        return fail(
-            ctx,
-            msg,
-            "name the columns with column-name patterns instead",
-        );
+    if let Some(t) = &loc.data_type {
+        let probe = DataType {
+            name: t.clone(),
+            length: None,
+            precision: None,
+            scale: None,
+        };
+        if target != Target::Column || dms_type(&probe).is_err() {
+            let msg = format!("object-locator data-type {t:?} must be a DMS type name, on a column rule");
+            return fail(ctx, msg, "use e.g. \"data-type\": \"int8\" with rule-target column");
+        }
     }
     let needs_table = target != Target::Schema;
     if needs_table != loc.table_name.is_some() {
@@ -307,6 +316,31 @@ pub(super) fn parse(raw: &Value, id: &str, ctx: &str) -> Result<Rule> {
             fail(ctx, msg, format!("remove rule {id}, or keep this task on AWS DMS until Tributary supports it (ignoring it would write different output than DMS)"))
         }
         _ => Ok(rule),
+    }
+}
+
+/// DMS's name of a type, as `data-type` locators write it (`int8`, `numeric`, `wstring`, …).
+fn type_name(t: DmsType) -> &'static str {
+    match t {
+        DmsType::Boolean => "boolean",
+        DmsType::Int1 => "int1",
+        DmsType::Int2 => "int2",
+        DmsType::Int4 => "int4",
+        DmsType::Int8 => "int8",
+        DmsType::UInt1 => "uint1",
+        DmsType::UInt2 => "uint2",
+        DmsType::UInt4 => "uint4",
+        DmsType::UInt8 => "uint8",
+        DmsType::Numeric { .. } => "numeric",
+        DmsType::Real4 => "real4",
+        DmsType::Real8 => "real8",
+        DmsType::Date => "date",
+        DmsType::Time => "time",
+        DmsType::DateTime => "datetime",
+        DmsType::String { lob: false } => "wstring",
+        DmsType::String { lob: true } => "nclob",
+        DmsType::Bytes { lob: false } => "bytes",
+        DmsType::Bytes { lob: true } => "blob",
     }
 }
 
