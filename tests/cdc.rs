@@ -366,8 +366,9 @@ async fn kill_9_at_random_moments_still_writes_every_change_once() {
     fence_stop_and_compare(&client, &task, 9, child).await;
 }
 
-/// The same with a mapping that removes a column and adds two (an expression and the stream
-/// position): the replay still equals the source, and every file's added columns are right.
+/// The same with a mapping that removes a column, adds two (an expression and the stream
+/// position) and renames one: the replay still equals the source, and every file's added
+/// columns are right.
 #[tokio::test]
 async fn kill_9_with_column_rules_still_writes_every_change_once() {
     let items = r#""schema-name":"c","table-name":"items""#;
@@ -375,7 +376,8 @@ async fn kill_9_with_column_rules_still_writes_every_change_once() {
         r#"{{"rule-type":"selection","rule-id":"1","rule-name":"1","object-locator":{{"schema-name":"c","table-name":"%"}},"rule-action":"include"}},
            {{"rule-type":"transformation","rule-id":"2","rule-name":"2","rule-target":"column","object-locator":{{{items},"column-name":"big"}},"rule-action":"remove-column"}},
            {{"rule-type":"transformation","rule-id":"3","rule-name":"3","rule-target":"column","object-locator":{{{items}}},"rule-action":"add-column","value":"shout","expression":"upper($name) || '!'","data-type":{{"type":"string","length":50}}}},
-           {{"rule-type":"transformation","rule-id":"4","rule-name":"4","rule-target":"column","object-locator":{{{items}}},"rule-action":"add-column","value":"pos","expression":"$AR_H_STREAM_POSITION","data-type":{{"type":"string","length":50}}}}"#
+           {{"rule-type":"transformation","rule-id":"4","rule-name":"4","rule-target":"column","object-locator":{{{items}}},"rule-action":"add-column","value":"pos","expression":"$AR_H_STREAM_POSITION","data-type":{{"type":"string","length":50}}}},
+           {{"rule-type":"transformation","rule-id":"5","rule-name":"5","rule-target":"column","object-locator":{{"schema-name":"c","table-name":"plain","column-name":"v"}},"rule-action":"rename","value":"value"}}"#
     );
     let (client, task) = kill_9_rounds("cdc_kill_rules", Some(&rules)).await;
     let mut child = spawn(&task, 9);
@@ -387,7 +389,21 @@ async fn kill_9_with_column_rules_still_writes_every_change_once() {
     terminate(&task, 9, child);
     let lake = task.lake();
     assert_matches_source(&client, &lake, "c.items", &["id", "rev", "name", "amount"]).await;
-    assert_matches_source(&client, &lake, "c.plain", &["id", "rev", "v"]).await;
+    let plain: Vec<Row> = replay(&lake, "c/plain")
+        .values()
+        .map(|r| {
+            ["id", "rev", "value"]
+                .iter()
+                .map(|c| r[*c].clone())
+                .collect()
+        })
+        .collect();
+    let source = query_rows(
+        &client,
+        "SELECT id::text AS key, rev::text, v FROM c.plain ORDER BY id",
+    )
+    .await;
+    assert_rows_eq(&plain, &source, "c.plain, v renamed to value");
     for (is_cdc, row) in read_table_files(&lake, "c/items") {
         assert!(!row.contains_key("big"), "{row:?}");
         let shout = row["name"]

@@ -416,7 +416,13 @@ impl RowBatchFor {
 fn data_type_locators_pick_columns_by_type() {
     let m = mapping(&[
         sel("1", "include", "%", "%", ""),
-        tr("2", "column", r#""schema-name":"%","table-name":"%","column-name":"%","data-type":"INT8""#, "add-suffix", r#","value":"_n""#),
+        tr(
+            "2",
+            "column",
+            r#""schema-name":"%","table-name":"%","column-name":"%","data-type":"INT8""#,
+            "add-suffix",
+            r#","value":"_n""#,
+        ),
     ]);
     let mut t = (*orders(&["id", "name"])).clone();
     t.columns[0].dms_type = crate::change::DmsType::Int8;

@@ -207,8 +207,13 @@ pub(super) fn parse(raw: &Value, id: &str, ctx: &str) -> Result<Rule> {
             scale: None,
         };
         if target != Target::Column || dms_type(&probe).is_err() {
-            let msg = format!("object-locator data-type {t:?} must be a DMS type name, on a column rule");
-            return fail(ctx, msg, "use e.g. \"data-type\": \"int8\" with rule-target column");
+            let msg =
+                format!("object-locator data-type {t:?} must be a DMS type name, on a column rule");
+            return fail(
+                ctx,
+                msg,
+                "use e.g. \"data-type\": \"int8\" with rule-target column",
+            );
         }
     }
     let needs_table = target != Target::Schema;
