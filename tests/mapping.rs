@@ -258,20 +258,8 @@ async fn postgres_rules_shape_folders_columns_and_rows() {
 #[tokio::test]
 async fn mysql_rules_shape_folders_columns_and_rows() {
     let db = "map_my";
-    let url = format!("{}{db}", env("TRIBUTARY_TEST_MYSQL_URL"));
-    let root = env("TRIBUTARY_TEST_MYSQL_URL");
-    let mut admin = mysql_async::Conn::new(mysql_async::Opts::from_url(&root).unwrap())
-        .await
-        .unwrap();
-    admin
-        .query_drop(format!(
-            "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}"
-        ))
-        .await
-        .unwrap();
-    let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap())
-        .await
-        .unwrap();
+    let url = crate::mysql::my_url(db);
+    let mut conn = crate::mysql::my_db(db).await;
     conn.query_drop(
         "CREATE TABLE orders (id INT PRIMARY KEY, rev INT NOT NULL, region VARCHAR(10), secret VARCHAR(10), amount DECIMAL(10,2));
          CREATE TABLE fence (id BIGINT PRIMARY KEY, rev INT NOT NULL);
@@ -712,20 +700,8 @@ async fn lob_settings_rules_set_each_tables_lob_mode() {
 #[tokio::test]
 async fn mysql_lob_settings_rules_set_each_tables_lob_mode() {
     let db = "map_my_lob";
-    let url = format!("{}{db}", env("TRIBUTARY_TEST_MYSQL_URL"));
-    let root = env("TRIBUTARY_TEST_MYSQL_URL");
-    let mut admin = mysql_async::Conn::new(mysql_async::Opts::from_url(&root).unwrap())
-        .await
-        .unwrap();
-    admin
-        .query_drop(format!(
-            "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}"
-        ))
-        .await
-        .unwrap();
-    let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap())
-        .await
-        .unwrap();
+    let url = crate::mysql::my_url(db);
+    let mut conn = crate::mysql::my_db(db).await;
     conn.query_drop(
         "CREATE TABLE cut (id INT PRIMARY KEY, body LONGTEXT);
          CREATE TABLE dropped (id INT PRIMARY KEY, body MEDIUMTEXT);

@@ -15,12 +15,12 @@ use crate::cdc::{log, replay, spawn, terminate, wait_for, wait_streaming};
 use crate::common::*;
 
 /// Root URL of the private MariaDB for database `db`.
-fn my_url(db: &str) -> String {
+pub(crate) fn my_url(db: &str) -> String {
     format!("{}{db}", env("TRIBUTARY_TEST_MYSQL_URL"))
 }
 
 /// Recreates database `name` and returns a session on it.
-async fn my_db(name: &str) -> Conn {
+pub(crate) async fn my_db(name: &str) -> Conn {
     let mut admin = Conn::new(mysql_async::Opts::from_url(&my_url("")).unwrap())
         .await
         .expect("connect to test MariaDB");

@@ -85,6 +85,8 @@ pub(crate) struct Expr {
     /// the parser resolves every `$name`).
     #[cfg(test)]
     columns: Vec<usize>,
+    /// Reads `$AR_H_STREAM_POSITION` or `$AR_H_CHANGE_SEQ`.
+    log_position: bool,
 }
 
 impl Expr {
@@ -94,15 +96,27 @@ impl Expr {
     /// where (e.g. "unknown column $foo at offset 0; the table has id, name" or "unexpected ')' at
     /// offset 12").
     pub(crate) fn compile(text: &str, columns: &[Column]) -> Result<Expr, String> {
-        let mut used = Vec::new();
+        let mut used = parse::Refs::default();
         let root = parse::parse(text, columns, &mut used)?;
-        used.sort_unstable();
-        used.dedup();
+        #[cfg(test)]
+        let columns = {
+            let mut c = used.columns;
+            c.sort_unstable();
+            c.dedup();
+            c
+        };
         Ok(Expr {
             root,
             #[cfg(test)]
-            columns: used,
+            columns,
+            log_position: used.log_position,
         })
+    }
+
+    /// True when the expression reads the change's log position (`$AR_H_STREAM_POSITION`,
+    /// `$AR_H_CHANGE_SEQ`): callers build that text per change only then.
+    pub(crate) fn reads_log_position(&self) -> bool {
+        self.log_position
     }
 
     /// Source column indexes the expression reads, ascending.

@@ -42,7 +42,9 @@ struct RawRule {
     _rule_type: IgnoredAny,
     #[serde(rename = "rule-id")]
     _rule_id: IgnoredAny,
-    rule_name: Value,
+    /// Checked by `TableMappings::parse` for every rule type.
+    #[serde(rename = "rule-name")]
+    _rule_name: IgnoredAny,
     object_locator: Locator,
     lob_settings: Settings,
 }
@@ -83,10 +85,6 @@ pub(crate) struct Lobs {
 pub(super) fn parse(rules: &mut LobRules, raw: &Value, id: &str, ctx: &str) -> Result<()> {
     let fix = format!("correct rule {id}; keys and values are case-sensitive");
     let rule = RawRule::deserialize(raw).or_else(|e| fail(ctx, e, fix))?;
-    if name_like(&rule.rule_name).is_none() {
-        let msg = "rule-name is missing, empty or not a string/integer";
-        return fail(ctx, msg, format!("add \"rule-name\": \"{id}\""));
-    }
     let loc = &rule.object_locator;
     if loc.schema_name.contains('%') || loc.table_name.contains('%') {
         let msg = "table-settings rules name one table: the % wildcard is not allowed (as in DMS)";

@@ -61,8 +61,9 @@ struct SelectionRule {
     _rule_type: IgnoredAny,
     /// Checked by hand before this struct is built; kept to name the rule in later errors.
     rule_id: Value,
-    /// A string or number; DMS requires it but gives it no meaning.
-    rule_name: Value,
+    /// Checked by `TableMappings::parse` for every rule type.
+    #[serde(rename = "rule-name")]
+    _rule_name: IgnoredAny,
     /// What the rule does to the objects it matches.
     rule_action: Action,
     /// Which objects the rule matches.
@@ -207,7 +208,23 @@ impl TableMappings {
             if !ids.insert(id.clone()) {
                 return fail(&ctx, "duplicate rule-id", fix_id);
             }
-            match raw.get("rule-type").and_then(Value::as_str) {
+            let kind = raw.get("rule-type").and_then(Value::as_str);
+            let known = [
+                "selection",
+                "transformation",
+                "table-settings",
+                "post-processing",
+            ];
+            if !kind.is_some_and(|k| known.contains(&k)) {
+                let fix = "use selection, transformation, table-settings or post-processing";
+                return fail(&ctx, "rule-type is missing or unknown", fix);
+            }
+            // DMS requires a rule-name on every rule but gives it no meaning.
+            if raw.get("rule-name").and_then(name_like).is_none() {
+                let msg = "rule-name is missing, empty or not a string/integer";
+                return fail(&ctx, msg, format!("add \"rule-name\": \"{id}\""));
+            }
+            match kind {
                 Some("selection") => rules.push(parse_selection(raw, &id, &ctx)?),
                 Some("transformation") => transforms.push(transform::parse(raw, &id, &ctx)?),
                 Some("post-processing") => tags::parse(&mut tags, raw, &id, &ctx)?,
@@ -223,10 +240,7 @@ impl TableMappings {
                     let msg = "table-settings rule without parallel-load or lob-settings";
                     return fail(&ctx, msg, "add lob-settings, or remove the rule");
                 }
-                _ => {
-                    let fix = "use selection, transformation, table-settings or post-processing";
-                    return fail(&ctx, "rule-type is missing or unknown", fix);
-                }
+                _ => unreachable!("rule-type checked above"),
             }
         }
         // A mapping that can only exclude would start a task that loads nothing, silently.
@@ -329,10 +343,6 @@ impl SelectionRule {
 fn parse_selection(raw: &Value, id: &str, ctx: &str) -> Result<SelectionRule> {
     let fix = format!("correct rule {id}; keys and values are case-sensitive");
     let rule = SelectionRule::deserialize(raw).or_else(|e| fail(ctx, e, fix))?;
-    if name_like(&rule.rule_name).is_none() {
-        let msg = "rule-name is missing, empty or not a string/integer";
-        return fail(ctx, msg, format!("add \"rule-name\": \"{id}\""));
-    }
     let loc = &rule.object_locator;
     if loc.schema_name.is_empty() || loc.table_name.is_empty() {
         let fix = "give a name or a pattern such as \"%\"";

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::convert::convert;
 use super::expr::{Expr, Vars};
-use super::filter::RowFilter;
+use super::filter::{Dialect, RowFilter};
 use super::transform::{dms_type, Action, Rule, Target};
 use super::{Action as Selection, Filter, TableMappings};
 use crate::change::{Column, DmsType, Op, RowBatch, TableSchema};
@@ -34,6 +34,8 @@ pub(crate) struct TableMap {
     filter: Option<RowFilter>,
     /// Output cells are the source cells in source order (renames change only names).
     same_cells: bool,
+    /// An added column reads the change's log position.
+    log_position: bool,
 }
 
 impl std::fmt::Debug for TableMap {
@@ -133,7 +135,11 @@ impl TableMappings {
                 "keep at least one column (check the include-column and remove-column rules)",
             ));
         }
+        let log_position = outputs
+            .iter()
+            .any(|o| matches!(o, Output::Computed(e, _) if e.reads_log_position()));
         Ok(TableMap {
+            log_position,
             target: Arc::new(TableSchema {
                 schema: source.schema.clone(),
                 table: source.table.clone(),
@@ -258,6 +264,15 @@ impl TableMappings {
 }
 
 impl TableMap {
+    /// The full load's ` WHERE …` for the table's source filter ("" without one); `quote`
+    /// quotes an identifier in `dialect`.
+    pub(crate) fn where_clause(&self, dialect: Dialect, quote: &dyn Fn(&str) -> String) -> String {
+        self.filter
+            .as_ref()
+            .map(|f| format!(" WHERE {}", f.sql(dialect, quote)))
+            .unwrap_or_default()
+    }
+
     /// The table's source filter, if any.
     pub(crate) fn filter(&self) -> Option<&RowFilter> {
         self.filter.as_ref()
@@ -268,13 +283,21 @@ impl TableMap {
         !self.same_cells
     }
 
+    /// True when an added column reads the change's log position (see
+    /// [`Expr::reads_log_position`]).
+    pub(crate) fn reads_log_position(&self) -> bool {
+        self.log_position
+    }
+
     /// True when the rules change nothing about the rows (names may still change).
     pub(crate) fn passes_rows(&self) -> bool {
         self.same_cells && self.filter.is_none()
     }
 
     /// Appends one output row's cells for the source row `cell` to `out` (the caller ends the
-    /// row). A value an expression cannot compute is a data error naming the column.
+    /// row). A value an expression or a conversion cannot compute is a data error naming the
+    /// column and the value (the caller names the table, and drops the partial row: the CDC
+    /// writer's fill does, a full-load batch is dropped whole).
     pub(crate) fn project<'a>(
         &self,
         cell: &dyn Fn(usize) -> Option<&'a [u8]>,
@@ -291,12 +314,10 @@ impl TableMap {
                     Some(v) => {
                         let converted = convert(*from, *to, v, out.cell_buf());
                         if let Err(m) = converted {
-                            out.discard_partial_row();
                             return Err(Error::new(
                                 ErrorKind::Data,
                                 format!(
-                                    "{}: column {}: value {:?} {m} (change-data-type to {to})",
-                                    self.target.qualified(),
+                                    "column {}: value {:?} {m} (change-data-type to {to})",
                                     column.name,
                                     String::from_utf8_lossy(v)
                                 ),
@@ -322,10 +343,9 @@ impl TableMap {
                         }
                         Ok(false) => out.push_null(),
                         Err(m) => {
-                            out.discard_partial_row();
                             return Err(Error::new(
                                 ErrorKind::Data,
-                                format!("{}: column {}: {m}", self.target.qualified(), column.name),
+                                format!("column {}: {m}", column.name),
                                 "fix the add-column expression",
                             ));
                         }

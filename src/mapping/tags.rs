@@ -10,7 +10,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{fail, name_like, wildcard_match};
+use super::{fail, wildcard_match};
 use crate::error::{Error, Result};
 
 /// S3's limits on one object's tags.
@@ -28,7 +28,9 @@ struct RawRule {
     _rule_type: IgnoredAny,
     #[serde(rename = "rule-id")]
     _rule_id: IgnoredAny,
-    rule_name: Value,
+    /// Checked by `TableMappings::parse` for every rule type.
+    #[serde(rename = "rule-name")]
+    _rule_name: IgnoredAny,
     rule_action: String,
     object_locator: Locator,
     tag_set: Vec<Tag>,
@@ -74,10 +76,6 @@ pub(super) fn parse(rules: &mut TagRules, raw: &Value, id: &str, ctx: &str) -> R
             rule.rule_action
         );
         return fail(ctx, msg, "the only post-processing action is add-tag");
-    }
-    if name_like(&rule.rule_name).is_none() {
-        let msg = "rule-name is missing, empty or not a string/integer";
-        return fail(ctx, msg, format!("add \"rule-name\": \"{id}\""));
     }
     if rule.tag_set.is_empty() || rule.tag_set.len() > MAX_TAGS {
         let msg = format!("tag-set must hold 1 to {MAX_TAGS} tags (S3's limit per object)");

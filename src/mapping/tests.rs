@@ -141,7 +141,7 @@ doc     | {"rules":[{"rule-id":"2","rule-type":"selection","rule-name":"2","rule
 doc     | {"rules":[],"Rules":[]}    | unknown top-level key; Rules
 rule    | {"rule-id":1}              | rule 1: duplicate rule-id
 rule    | {"rule-id":"5","rule-type":"selektion"}      | rule 5: rule-type is missing or unknown
-rule    | {"rule-id":"5","rule-type":"transformation"} | rule 5; missing field
+rule    | {"rule-id":"5","rule-type":"transformation"} | rule 5: rule-name is missing
 rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"table","object-locator":{"schema-name":"s","table-name":"t"},"rule-action":"rename"} | rule 5: needs a non-empty value
 rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"schema","object-locator":{"schema-name":"s","table-name":"t"},"rule-action":"convert-lowercase"} | rule 5: a schema rule's object-locator has no table-name
 rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"column","object-locator":{"schema-name":"s","table-name":"t"},"rule-action":"remove-column"} | rule 5: needs object-locator column-name
@@ -154,8 +154,8 @@ rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-targ
 rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"column","object-locator":{"schema-name":"s","table-name":"t","column-name":"c"},"rule-action":"change-data-type"} | rule 5: change-data-type needs data-type
 rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"column","object-locator":{"schema-name":"s","table-name":"t","column-name":"c","data-type":"integer"},"rule-action":"rename","value":"x"} | rule 5: object-locator data-type; must be a DMS type name
 rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"table","object-locator":{"schema-name":"s","table-name":"t"},"rule-action":"rename","value":"x","valeu":"y"} | rule 5; unknown field `valeu`
-rule    | {"rule-id":"5","rule-type":"table-settings"} | rule 5: table-settings rule without parallel-load or lob-settings
-rule    | {"rule-id":"5","rule-type":"table-settings","parallel-load":{"type":"partitions-auto"}} | rule 5: table-settings parallel-load (segmented full loads): not supported yet
+rule    | {"rule-id":"5","rule-type":"table-settings","rule-name":"5"} | rule 5: table-settings rule without parallel-load or lob-settings
+rule    | {"rule-id":"5","rule-type":"table-settings","rule-name":"5","parallel-load":{"type":"partitions-auto"}} | rule 5: table-settings parallel-load (segmented full loads): not supported yet
 rule    | {"rule-id":"5","rule-type":"table-settings","rule-name":"5","object-locator":{"schema-name":"s","table-name":"%"},"lob-settings":{"mode":"none"}} | rule 5: table-settings rules name one table
 rule    | {"rule-id":"5","rule-type":"post-processing","rule-name":"5","rule-action":"add-tag","object-locator":{"schema-name":"s","table-name":"t"}} | rule 5; missing field `tag-set`
 rule    | {"rule-id":"5","rule-type":"post-processing","rule-name":"5","rule-action":"add-tags","object-locator":{"schema-name":"s","table-name":"t"},"tag-set":[{"key":"a","value":"b"}]} | rule 5: post-processing rule-action; add-tags; is unknown

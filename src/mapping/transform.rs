@@ -102,8 +102,9 @@ pub(super) struct Rule {
     /// Kept as text; see [`Rule::id`].
     #[serde(rename = "rule-id")]
     raw_id: Value,
-    /// DMS requires it but gives it no meaning.
-    rule_name: Value,
+    /// Checked by `TableMappings::parse` for every rule type.
+    #[serde(rename = "rule-name")]
+    _rule_name: IgnoredAny,
     /// What the rule applies to.
     pub(super) rule_target: Target,
     /// Which objects.
@@ -185,10 +186,6 @@ pub(super) fn parse(raw: &Value, id: &str, ctx: &str) -> Result<Rule> {
             .unwrap_or(u64::MAX),
         id.to_owned(),
     );
-    if name_like(&rule.rule_name).is_none() {
-        let msg = "rule-name is missing, empty or not a string/integer";
-        return fail(ctx, msg, format!("add \"rule-name\": \"{id}\""));
-    }
     let loc = &rule.object_locator;
     let (target, action) = (rule.rule_target, rule.rule_action);
     use Action::*;

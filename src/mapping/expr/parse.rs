@@ -61,8 +61,8 @@ struct Parser<'s> {
     pos: usize,
     /// The table's columns.
     columns: &'s [Column],
-    /// Column indexes referenced so far.
-    used: &'s mut Vec<usize>,
+    /// What the expression references so far.
+    used: &'s mut Refs,
     /// Current nesting of `prefix` calls: parentheses and prefix operators recurse before any
     /// node exists, so the tree height check alone would come too late to protect the stack.
     depth: u32,
@@ -97,8 +97,17 @@ const MUL: u8 = 9;
 /// `||`.
 const CONCAT: u8 = 10;
 
-/// Parses `src` against the table's `columns`, recording referenced column indexes in `used`.
-pub(super) fn parse(src: &str, columns: &[Column], used: &mut Vec<usize>) -> Result<Node, String> {
+/// What an expression references besides literals.
+#[derive(Debug, Default)]
+pub(super) struct Refs {
+    /// Column indexes, in the order met (repeats included).
+    pub(super) columns: Vec<usize>,
+    /// `$AR_H_STREAM_POSITION` or `$AR_H_CHANGE_SEQ` (text the caller builds per change).
+    pub(super) log_position: bool,
+}
+
+/// Parses `src` against the table's `columns`, recording what it references in `used`.
+pub(super) fn parse(src: &str, columns: &[Column], used: &mut Refs) -> Result<Node, String> {
     let toks = tokenize(src)?;
     let mut p = Parser {
         src,
@@ -542,10 +551,13 @@ impl Parser<'_> {
     /// Resolves `$name` (at offset `at`) to a header variable or a column.
     fn reference(&mut self, name: &str, at: usize) -> Result<Node, String> {
         if let Some((_, v)) = VARS.iter().find(|(n, _)| *n == name) {
+            if matches!(v, VarKind::StreamPosition | VarKind::ChangeSeq) {
+                self.used.log_position = true;
+            }
             return Ok(Node::Var(*v));
         }
         if let Some(i) = self.columns.iter().position(|c| c.name == name) {
-            self.used.push(i);
+            self.used.columns.push(i);
             let kind = match self.columns[i].dms_type {
                 DmsType::Boolean => ColKind::Bool,
                 DmsType::Int1

@@ -116,8 +116,8 @@ pub(super) struct MyTable {
     pub(crate) key: Vec<String>,
     /// Number of source columns, dropped LOB columns included (binlog rows carry them all).
     pub(crate) total_columns: usize,
-    /// The WHERE condition of its selection rules' source filters (full load).
-    pub(crate) filter: Option<String>,
+    /// ` WHERE …` of its selection rules' source filters for the full load ("" without).
+    pub(crate) filter: String,
 }
 
 /// Quotes an identifier with backticks.
@@ -275,7 +275,7 @@ pub(super) async fn selected_tables(
         t.source.kind = kind;
         t.source.estimated_rows = rows;
         let map = mappings.table_map(&t.source.schema)?;
-        t.filter = map.filter().map(|f| f.sql(Dialect::MySql, &quote_ident));
+        t.filter = map.where_clause(Dialect::MySql, &quote_ident);
         out.push(t);
     }
     Ok(out)
@@ -313,7 +313,7 @@ pub(super) async fn describe(
         kept,
         key,
         total_columns,
-        filter: None,
+        filter: String::new(),
     })
 }
 

@@ -144,16 +144,12 @@ async fn read_rows(
         .iter()
         .map(|c| catalog::quote_ident(&c.column.name))
         .collect();
-    let filter = table
-        .filter
-        .as_ref()
-        .map(|f| format!(" WHERE {f}"))
-        .unwrap_or_default();
     let query = format!(
-        "SELECT {} FROM {}.{}{filter}",
+        "SELECT {} FROM {}.{}{}",
         select.join(", "),
         catalog::quote_ident(&schema.schema),
-        catalog::quote_ident(&schema.table)
+        catalog::quote_ident(&schema.table),
+        table.filter
     );
     let mut result = conn
         .query_iter(query)

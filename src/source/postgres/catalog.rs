@@ -30,8 +30,8 @@ pub(super) struct PgTable {
     pub(crate) columns: Vec<PgColumn>,
     /// Whether the user may SELECT from it.
     pub(crate) can_select: bool,
-    /// The WHERE condition of its selection rules' source filters.
-    pub(crate) filter: Option<String>,
+    /// ` WHERE …` of its selection rules' source filters ("" without).
+    pub(crate) filter: String,
 }
 
 /// Quotes an identifier for SQL.
@@ -241,7 +241,7 @@ pub(super) async fn selected_tables(
                 },
                 columns: Vec::new(),
                 can_select: r.get(5),
-                filter: None,
+                filter: String::new(),
             },
         );
     }
@@ -301,7 +301,7 @@ pub(super) async fn selected_tables(
                 columns: t.columns.iter().map(|c| c.column.clone()).collect(),
             });
             let map = mappings.table_map(&schema)?;
-            t.filter = map.filter().map(|f| f.sql(Dialect::Postgres, &quote_ident));
+            t.filter = map.where_clause(Dialect::Postgres, &quote_ident);
             t.source.schema = schema;
             Ok(t)
         })

@@ -42,16 +42,12 @@ async fn copy_table(
         .await
         .map_err(|e| pg_error(e, &format!("importing the snapshot for {name}")))?;
     let select: Vec<&str> = pg.columns.iter().map(|c| c.select.as_str()).collect();
-    let filter = pg
-        .filter
-        .as_ref()
-        .map(|f| format!(" WHERE {f}"))
-        .unwrap_or_default();
     let query = format!(
-        "COPY (SELECT {} FROM {}.{}{filter}) TO STDOUT",
+        "COPY (SELECT {} FROM {}.{}{}) TO STDOUT",
         select.join(", "),
         catalog::quote_ident(&schema.schema),
-        catalog::quote_ident(&schema.table)
+        catalog::quote_ident(&schema.table),
+        pg.filter
     );
     let stream = client
         .copy_out(query.as_str())

@@ -91,7 +91,12 @@ impl Mapper {
                 .await
                 .map(Some);
         }
-        let (position, seq) = (pos.stream_position(), pos.change_seq(commit_us));
+        // Two Strings per change: built only for tables whose expressions read them.
+        let (position, seq) = if map.reads_log_position() {
+            (pos.stream_position(), pos.change_seq(commit_us))
+        } else {
+            (String::new(), String::new())
+        };
         let vars = Vars {
             operation: match op {
                 Op::Insert => "INSERT",
@@ -114,5 +119,6 @@ impl Mapper {
             .push(table, op, commit_us, pos, &mut project)
             .await
             .map(Some)
+            .map_err(|e| e.context(format!("table {table}")))
     }
 }
