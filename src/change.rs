@@ -113,6 +113,10 @@ pub(crate) struct TableSchema {
     pub(crate) table: String,
     /// Columns in ordinal order.
     pub(crate) columns: Vec<Column>,
+    /// Indexes (ascending) of the columns that identify a row at the source: the primary key
+    /// (PostgreSQL: the replica identity's columns, or the primary key under REPLICA IDENTITY
+    /// FULL); empty when the table has none.
+    pub(crate) key: Vec<usize>,
 }
 
 impl TableSchema {
@@ -130,6 +134,7 @@ impl TableSchema {
                     source_type: "text".into(),
                 })
                 .collect(),
+            key: Vec::new(),
         })
     }
 

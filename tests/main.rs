@@ -8,6 +8,7 @@ mod cdc;
 mod common;
 mod errors;
 mod full_load;
+mod keys;
 mod mapping;
 mod mysql;
 mod resilience;

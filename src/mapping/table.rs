@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::convert::convert;
 use super::expr::{Expr, Vars};
 use super::filter::{Dialect, RowFilter};
-use super::transform::{dms_type, Action, Rule, Target};
+use super::transform::{dms_type, Action, BeforeImageFilter, Rule, Target};
 use super::{Action as Selection, Filter, TableMappings};
 use crate::change::{Column, DmsType, Op, RowBatch, TableSchema};
 use crate::error::{Error, ErrorKind, Result};
@@ -23,6 +23,9 @@ enum Output {
     Converted(usize, DmsType, DmsType),
     /// An `add-column` expression.
     Computed(Box<Expr>, DmsType),
+    /// `add-before-image-columns`: output `.0` (a source column) computed from the change's
+    /// before-image; NULL for inserts and full-load rows.
+    Before(usize),
 }
 
 /// One selected table as the rules make it.
@@ -36,6 +39,11 @@ pub(crate) struct TableMap {
     same_cells: bool,
     /// An added column reads the change's log position.
     log_position: bool,
+    /// Source indexes of the columns that identify a row: a `define-primary-key` rule's, else
+    /// the source's key.
+    key: Vec<usize>,
+    /// Source indexes of the columns whose before-image is written (`add-before-image-columns`).
+    before: Vec<usize>,
 }
 
 impl std::fmt::Debug for TableMap {
@@ -125,6 +133,8 @@ impl TableMappings {
             });
             outputs.push(Output::Computed(Box::new(expr), dms));
         }
+        let key = self.key_of(source)?;
+        let before = self.before_image_outputs(source, &key, &mut columns, &mut outputs)?;
         let same_cells = same_cells && outputs.len() == source.columns.len();
         if columns.is_empty() {
             return Err(Error::config(
@@ -144,11 +154,103 @@ impl TableMappings {
                 schema: source.schema.clone(),
                 table: source.table.clone(),
                 columns,
+                key: Vec::new(),
             }),
             outputs,
             filter,
             same_cells,
+            key,
+            before,
         })
+    }
+
+    /// The key of `source` (source column indexes, ascending): the last `define-primary-key`
+    /// rule covering it, else the source's own.
+    pub(crate) fn key_of(&self, source: &TableSchema) -> Result<Vec<usize>> {
+        let Some(rule) = self.transforms.iter().rev().find(|r| {
+            r.rule_action == Action::DefinePrimaryKey
+                && r.covers_table(&source.schema, &source.table)
+        }) else {
+            return Ok(source.key.clone());
+        };
+        let names = rule
+            .primary_key_def
+            .as_ref()
+            .map_or(&[][..], |d| &d.columns);
+        let mut key = Vec::new();
+        for n in names {
+            let i = source.columns.iter().position(|c| &c.name == n).ok_or_else(|| {
+                Error::config(
+                    format!("table mapping rule {}: primary-key-def names column {n:?}, which {} does not have", rule.id(), source.qualified()),
+                    "name the key's source columns (case-sensitive)",
+                )
+            })?;
+            key.push(i);
+        }
+        key.sort_unstable();
+        key.dedup();
+        Ok(key)
+    }
+
+    /// Appends the before-image columns of the `add-before-image-columns` rule covering
+    /// `source` (after every other column, in output order) and returns the source columns
+    /// they copy.
+    fn before_image_outputs(
+        &self,
+        source: &TableSchema,
+        key: &[usize],
+        columns: &mut Vec<Column>,
+        outputs: &mut Vec<Output>,
+    ) -> Result<Vec<usize>> {
+        let mut rules = self.transforms.iter().filter(|r| {
+            r.rule_action == Action::AddBeforeImageColumns
+                && r.covers_table(&source.schema, &source.table)
+        });
+        let Some(rule) = rules.next() else {
+            return Ok(Vec::new());
+        };
+        if let Some(other) = rules.next() {
+            return Err(Error::config(
+                format!(
+                    "table mapping rules {} and {} both add before-image columns to {}",
+                    rule.id(),
+                    other.id(),
+                    source.qualified()
+                ),
+                "keep one add-before-image-columns rule per table",
+            ));
+        }
+        let def = rule.before_image_def.clone().unwrap_or_default();
+        if def.column_filter == BeforeImageFilter::PkOnly && key.is_empty() {
+            return Err(Error::config(
+                format!(
+                    "table mapping rule {}: column-filter pk-only, but {} has no primary key",
+                    rule.id(),
+                    source.qualified()
+                ),
+                "add a define-primary-key rule for the table, or use column-filter all",
+            ));
+        }
+        let mut before = Vec::new();
+        for o in 0..outputs.len() {
+            let i = match outputs[o] {
+                Output::Source(i) | Output::Converted(i, ..) => i,
+                _ => continue,
+            };
+            let wanted = match def.column_filter {
+                BeforeImageFilter::PkOnly => key.contains(&i),
+                BeforeImageFilter::NonLob => !source.columns[i].dms_type.is_lob(),
+                BeforeImageFilter::All => true,
+            };
+            if wanted {
+                let c = columns[o].clone();
+                let name = format!("{}{}{}", def.column_prefix, c.name, def.column_suffix);
+                columns.push(Column { name, ..c });
+                outputs.push(Output::Before(o));
+                before.push(i);
+            }
+        }
+        Ok(before)
     }
 
     /// The source filters of the include/explicit rules selecting `source`, AND-ed.
@@ -193,7 +295,12 @@ impl TableMappings {
         for r in &self.transforms {
             let hit = tables.iter().any(|t| match r.rule_target {
                 Target::Schema | Target::Table => r.covers_table(&t.schema, &t.table),
-                Target::Column if r.rule_action == Action::AddColumn => {
+                Target::Column
+                    if matches!(
+                        r.rule_action,
+                        Action::AddColumn | Action::AddBeforeImageColumns
+                    ) =>
+                {
                     r.covers_table(&t.schema, &t.table)
                 }
                 Target::Column => t
@@ -294,64 +401,98 @@ impl TableMap {
         self.same_cells && self.filter.is_none()
     }
 
+    /// Source indexes of the key columns (see [`TableMappings::table_map`]).
+    pub(crate) fn key(&self) -> &[usize] {
+        &self.key
+    }
+
+    /// Source indexes of the columns whose before-image the files hold (empty without an
+    /// `add-before-image-columns` rule).
+    pub(crate) fn before_columns(&self) -> &[usize] {
+        &self.before
+    }
+
     /// Appends one output row's cells for the source row `cell` to `out` (the caller ends the
-    /// row). A value an expression or a conversion cannot compute is a data error naming the
-    /// column and the value (the caller names the table, and drops the partial row: the CDC
-    /// writer's fill does, a full-load batch is dropped whole).
+    /// row); `before` is the change's before-image, when it has one. A value an expression or a
+    /// conversion cannot compute is a data error naming the column and the value (the caller
+    /// names the table, and drops the partial row: the CDC writer's fill does, a full-load
+    /// batch is dropped whole).
     pub(crate) fn project<'a>(
         &self,
         cell: &dyn Fn(usize) -> Option<&'a [u8]>,
+        before: Option<&dyn Fn(usize) -> Option<&'a [u8]>>,
         vars: &Vars,
         out: &mut RowBatch,
     ) -> Result<()> {
         for (o, column) in self.outputs.iter().zip(&self.target.columns) {
-            match o {
-                Output::Source(i) => match cell(*i) {
-                    Some(v) => out.push_cell(v),
-                    None => out.push_null(),
-                },
-                Output::Converted(i, from, to) => match cell(*i) {
-                    Some(v) => {
-                        let converted = convert(*from, *to, v, out.cell_buf());
-                        if let Err(m) = converted {
-                            return Err(Error::new(
-                                ErrorKind::Data,
-                                format!(
-                                    "column {}: value {:?} {m} (change-data-type to {to})",
-                                    column.name,
-                                    String::from_utf8_lossy(v)
-                                ),
-                                "fix the value at the source, or choose a data-type that holds it",
-                            ));
+            match (o, before) {
+                (Output::Before(of), Some(before)) => {
+                    self.output(&self.outputs[*of], column, before, vars, out)?
+                }
+                (Output::Before(_), None) => out.push_null(),
+                _ => self.output(o, column, cell, vars, out)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends the cell of output `o` (named `column`) for the source row `cell`.
+    fn output<'a>(
+        &self,
+        o: &Output,
+        column: &Column,
+        cell: &dyn Fn(usize) -> Option<&'a [u8]>,
+        vars: &Vars,
+        out: &mut RowBatch,
+    ) -> Result<()> {
+        match o {
+            Output::Source(i) => match cell(*i) {
+                Some(v) => out.push_cell(v),
+                None => out.push_null(),
+            },
+            Output::Converted(i, from, to) => match cell(*i) {
+                Some(v) => {
+                    let converted = convert(*from, *to, v, out.cell_buf());
+                    if let Err(m) = converted {
+                        return Err(Error::new(
+                            ErrorKind::Data,
+                            format!(
+                                "column {}: value {:?} {m} (change-data-type to {to})",
+                                column.name,
+                                String::from_utf8_lossy(v)
+                            ),
+                            "fix the value at the source, or choose a data-type that holds it",
+                        ));
+                    }
+                    out.end_cell();
+                }
+                None => out.push_null(),
+            },
+            Output::Computed(expr, dms) => {
+                let buf = out.cell_buf();
+                let start = buf.len();
+                match expr.eval(cell, vars, buf) {
+                    Ok(true) => {
+                        if *dms == DmsType::Boolean {
+                            // SQLite has no booleans: 0 is false, any other number true.
+                            let truth = !matches!(&buf[start..], b"0" | b"0.0" | b"f");
+                            buf.truncate(start);
+                            buf.push(if truth { b't' } else { b'f' });
                         }
                         out.end_cell();
                     }
-                    None => out.push_null(),
-                },
-                Output::Computed(expr, dms) => {
-                    let buf = out.cell_buf();
-                    let start = buf.len();
-                    match expr.eval(cell, vars, buf) {
-                        Ok(true) => {
-                            if *dms == DmsType::Boolean {
-                                // SQLite has no booleans: 0 is false, any other number true.
-                                let truth = !matches!(&buf[start..], b"0" | b"0.0" | b"f");
-                                buf.truncate(start);
-                                buf.push(if truth { b't' } else { b'f' });
-                            }
-                            out.end_cell();
-                        }
-                        Ok(false) => out.push_null(),
-                        Err(m) => {
-                            return Err(Error::new(
-                                ErrorKind::Data,
-                                format!("column {}: {m}", column.name),
-                                "fix the add-column expression",
-                            ));
-                        }
+                    Ok(false) => out.push_null(),
+                    Err(m) => {
+                        return Err(Error::new(
+                            ErrorKind::Data,
+                            format!("column {}: {m}", column.name),
+                            "fix the add-column expression",
+                        ));
                     }
                 }
             }
+            // A before-image of a before-image does not exist: outputs never nest.
+            Output::Before(_) => out.push_null(),
         }
         Ok(())
     }
@@ -383,7 +524,7 @@ impl TableMap {
                 schema: &self.target.schema,
                 table: &self.target.table,
             };
-            self.project(&|c| src.get(row, c), &vars, &mut out)?;
+            self.project(&|c| src.get(row, c), None, &vars, &mut out)?;
             out.end_row(Op::Insert, time)?;
         }
         Ok(out)

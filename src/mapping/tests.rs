@@ -149,8 +149,14 @@ rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-targ
 rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"column","object-locator":{"schema-name":"s","table-name":"t"},"rule-action":"add-column","value":"c","data-type":{"type":"string"}} | rule 5: add-column needs an expression
 rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"column","object-locator":{"schema-name":"s","table-name":"t"},"rule-action":"add-column","value":"c","expression":"1","data-type":{"type":"text"}} | rule 5: unknown data-type
 rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"column","object-locator":{"schema-name":"s","table-name":"t"},"rule-action":"add-column","value":"c","expression":"1","data-type":{"type":"numeric","precision":39}} | rule 5: numeric(39,0)
-rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"table","object-locator":{"schema-name":"s","table-name":"t"},"rule-action":"define-primary-key","primary-key-def":{}} | rule 5: define-primary-key rules are not supported yet
-rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"table","object-locator":{"schema-name":"s","table-name":"t"},"rule-action":"add-before-image-columns"} | rule 5: add-before-image-columns rules are not supported yet
+rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"table","object-locator":{"schema-name":"s","table-name":"t"},"rule-action":"define-primary-key"} | rule 5: define-primary-key needs primary-key-def
+rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"table","object-locator":{"schema-name":"s","table-name":"t"},"rule-action":"define-primary-key","primary-key-def":{}} | rule 5; missing field `columns`
+rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"table","object-locator":{"schema-name":"s","table-name":"t"},"rule-action":"define-primary-key","primary-key-def":{"columns":[]}} | rule 5: primary-key-def.columns must name at least one column
+rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"table","object-locator":{"schema-name":"s","table-name":"t"},"rule-action":"define-primary-key","primary-key-def":{"origin":"index","columns":["a"]}} | rule 5: primary-key-def.origin; neither primary-key nor unique-index
+rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"column","object-locator":{"schema-name":"s","table-name":"t"},"rule-action":"define-primary-key","primary-key-def":{"columns":["a"]}} | rule 5; does not apply to rule-target
+rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"column","object-locator":{"schema-name":"s","table-name":"t","column-name":"c"},"rule-action":"add-before-image-columns"} | rule 5; picks its columns by before-image-def column-filter
+rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"column","object-locator":{"schema-name":"s","table-name":"t"},"rule-action":"add-before-image-columns","before-image-def":{"column-prefix":""}} | rule 5: column-prefix and column-suffix are both empty
+rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"column","object-locator":{"schema-name":"s","table-name":"t"},"rule-action":"add-before-image-columns","before-image-def":{"column-filter":"pk"}} | rule 5; unknown variant `pk`
 rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"column","object-locator":{"schema-name":"s","table-name":"t","column-name":"c"},"rule-action":"change-data-type"} | rule 5: change-data-type needs data-type
 rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"column","object-locator":{"schema-name":"s","table-name":"t","column-name":"c","data-type":"integer"},"rule-action":"rename","value":"x"} | rule 5: object-locator data-type; must be a DMS type name
 rule    | {"rule-id":"5","rule-type":"transformation","rule-name":"5","rule-target":"table","object-locator":{"schema-name":"s","table-name":"t"},"rule-action":"rename","value":"x","valeu":"y"} | rule 5; unknown field `valeu`
@@ -435,4 +441,111 @@ fn data_type_locators_pick_columns_by_type() {
         .map(|c| c.name.clone())
         .collect();
     assert_eq!(names, ["id_n", "name"]);
+}
+
+/// Before-image columns go after every other column, named with the prefix and suffix, for the
+/// key (pk-only: the defined key over the source's), the non-LOB or all written columns; the
+/// full load leaves them NULL, a change fills them from its before-image.
+#[test]
+fn before_image_columns_follow_the_key_and_filter() {
+    let table = r#""schema-name":"Sales","table-name":"Orders""#;
+    let bi = |filter: &str, extra: &str| {
+        tr(
+            "7",
+            "column",
+            table,
+            "add-before-image-columns",
+            &format!(r#","before-image-def":{{"column-filter":"{filter}"{extra}}}"#),
+        )
+    };
+    let mut t = (*orders(&["id", "name", "note"])).clone();
+    t.key = vec![0];
+    t.columns[2].dms_type = crate::change::DmsType::String { lob: true };
+    let t = std::sync::Arc::new(t);
+    let names = |m: &TableMappings| -> Vec<String> {
+        let map = m.table_map(&t).unwrap();
+        map.target.columns.iter().map(|c| c.name.clone()).collect()
+    };
+    let base = sel("1", "include", "%", "%", "");
+    let added = tr(
+        "5",
+        "column",
+        table,
+        "add-column",
+        r#","value":"x","expression":"1","data-type":{"type":"int4"}"#,
+    );
+    let m = mapping(&[base.clone(), added.clone(), bi("pk-only", "")]);
+    assert_eq!(names(&m), ["id", "name", "note", "x", "BI_id"]);
+    let m = mapping(&[
+        base.clone(),
+        bi("non-lob", r#","column-prefix":"","column-suffix":"_old""#),
+    ]);
+    assert_eq!(names(&m), ["id", "name", "note", "id_old", "name_old"]);
+    let key = tr(
+        "6",
+        "table",
+        table,
+        "define-primary-key",
+        r#","primary-key-def":{"name":"k","origin":"unique-index","columns":["note","name"]}"#,
+    );
+    let m = mapping(&[base.clone(), key.clone(), bi("pk-only", "")]);
+    assert_eq!(names(&m), ["id", "name", "note", "BI_name", "BI_note"]);
+    let map = m.table_map(&t).unwrap();
+    assert_eq!(map.key(), [1, 2]);
+    assert_eq!(map.before_columns(), [1, 2]);
+
+    // Full load: NULL; a change: the before-image's cells.
+    let m = mapping(&[base.clone(), bi("all", "")]);
+    let map = m.table_map(&t).unwrap();
+    let mut src = RowBatchFor::new(&["1", "new", "n"]);
+    let out = map.project_load(&src.batch()).unwrap();
+    assert_eq!((out.get(0, 3), out.get(0, 5)), (None, None));
+    let after = [&b"1"[..], b"new", b"n"];
+    let before = [&b"1"[..], b"old", b"n"];
+    let mut row = crate::change::RowBatch::new(6);
+    let vars = crate::mapping::expr::Vars {
+        operation: "UPDATE",
+        stream_position: "",
+        change_seq: "",
+        timestamp_us: 0,
+        commit_timestamp_us: 0,
+        user: "",
+        schema: "Sales",
+        table: "Orders",
+    };
+    map.project(
+        &|c| Some(after[c]),
+        Some(&|c| Some(before[c])),
+        &vars,
+        &mut row,
+    )
+    .unwrap();
+    row.end_row(crate::change::Op::Update, 0).unwrap();
+    let cells: Vec<_> = (0..6).map(|c| row.get(0, c).unwrap()).collect();
+    assert_eq!(cells, [&b"1"[..], b"new", b"n", b"1", b"old", b"n"]);
+
+    // A key the table does not have, or pk-only on a table without a key, names the rule.
+    let bad_key = tr(
+        "6",
+        "table",
+        table,
+        "define-primary-key",
+        r#","primary-key-def":{"columns":["nope"]}"#,
+    );
+    let e = mapping(&[base.clone(), bad_key]).table_map(&t).unwrap_err();
+    assert!(
+        e.message.contains("rule 6") && e.message.contains("\"nope\""),
+        "{e:?}"
+    );
+    let keyless = orders(&["a"]);
+    let e = mapping(&[
+        base,
+        tr("7", "column", table, "add-before-image-columns", ""),
+    ])
+    .table_map(&keyless)
+    .unwrap_err();
+    assert!(
+        e.message.contains("pk-only") && e.fix.contains("define-primary-key"),
+        "{e:?}"
+    );
 }

@@ -92,6 +92,56 @@ pub(super) struct DataType {
     pub(super) scale: Option<Value>,
 }
 
+/// `primary-key-def` of a `define-primary-key` rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub(super) struct PrimaryKeyDef {
+    /// The key's name on a database target; nothing on S3 depends on it.
+    #[serde(default, rename = "name")]
+    _name: Option<IgnoredAny>,
+    /// `primary-key` or `unique-index`: the same to a file target.
+    #[serde(default)]
+    origin: Option<String>,
+    /// The key's source columns, in key order.
+    pub(super) columns: Vec<String>,
+}
+
+/// Which columns `add-before-image-columns` copies (DMS `column-filter`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum BeforeImageFilter {
+    /// The key columns (the default).
+    #[default]
+    PkOnly,
+    /// Every column that is not a LOB.
+    NonLob,
+    /// Every column.
+    All,
+}
+
+/// `before-image-def` of an `add-before-image-columns` rule.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub(super) struct BeforeImageDef {
+    /// Put before the column's name (DMS default `BI_`).
+    #[serde(default = "default_bi_prefix")]
+    pub(super) column_prefix: String,
+    /// Put after the column's name (default empty).
+    #[serde(default)]
+    pub(super) column_suffix: String,
+    /// Which columns get a before-image column.
+    #[serde(default)]
+    pub(super) column_filter: BeforeImageFilter,
+}
+
+/// DMS's default before-image column prefix.
+pub(super) const DEFAULT_BI_PREFIX: &str = "BI_";
+
+/// Serde default of [`BeforeImageDef::column_prefix`].
+fn default_bi_prefix() -> String {
+    DEFAULT_BI_PREFIX.to_owned()
+}
+
 /// A transformation rule as written (validated by [`parse`]).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -123,12 +173,12 @@ pub(super) struct Rule {
     /// SQLite expression of an added column.
     #[serde(default)]
     pub(super) expression: Option<String>,
-    /// `add-before-image-columns` settings (the action is refused for now).
-    #[serde(default, rename = "before-image-def")]
-    _before_image_def: Option<IgnoredAny>,
-    /// `define-primary-key` settings (as `_before_image_def`).
-    #[serde(default, rename = "primary-key-def")]
-    _primary_key_def: Option<IgnoredAny>,
+    /// `add-before-image-columns` settings.
+    #[serde(default)]
+    pub(super) before_image_def: Option<BeforeImageDef>,
+    /// `define-primary-key` settings.
+    #[serde(default)]
+    pub(super) primary_key_def: Option<PrimaryKeyDef>,
     /// Rule order: parsed rule-id, numeric ids before text ones.
     #[serde(skip)]
     pub(super) order: (u64, String),
@@ -236,8 +286,11 @@ pub(super) fn parse(raw: &Value, id: &str, ctx: &str) -> Result<Rule> {
         (_, true) => Target::Table,
         _ => target,
     };
-    // add-column is written with rule-target column (or table, in older examples).
-    let ok = target == wanted || (action == AddColumn && target == Target::Table);
+    // add-column is written with rule-target column (or table, in older examples);
+    // add-before-image-columns with rule-target column (DMS's example) or table.
+    let ok = target == wanted
+        || (matches!(action, AddColumn | AddBeforeImageColumns)
+            && matches!(target, Target::Table | Target::Column));
     if !ok {
         return fail(
             ctx,
@@ -245,9 +298,12 @@ pub(super) fn parse(raw: &Value, id: &str, ctx: &str) -> Result<Rule> {
             "see the DMS transformation-rule reference for the allowed pairs",
         );
     }
-    if (target == Target::Column && action != AddColumn) != loc.column_name.is_some() {
+    let whole_table = matches!(action, AddColumn | AddBeforeImageColumns);
+    if (target == Target::Column && !whole_table) != loc.column_name.is_some() {
         let msg = if action == AddColumn {
             "add-column names its column in value, not in object-locator column-name"
+        } else if action == AddBeforeImageColumns {
+            "add-before-image-columns picks its columns by before-image-def column-filter, not by object-locator column-name"
         } else {
             "needs object-locator column-name"
         };
@@ -308,14 +364,43 @@ pub(super) fn parse(raw: &Value, id: &str, ctx: &str) -> Result<Rule> {
             dms_type(dt).map_err(|m| crate::error::Error::config(format!("{ctx}: {m}"), "use a DMS type name: string, int4, int8, numeric, real8, date, datetime, boolean, ..."))?;
             Ok(rule)
         }
-        DefinePrimaryKey | AddBeforeImageColumns => {
-            let what = match action {
-                DefinePrimaryKey => "define-primary-key",
-                _ => "add-before-image-columns",
+        DefinePrimaryKey => {
+            let Some(def) = &rule.primary_key_def else {
+                return fail(
+                    ctx,
+                    "define-primary-key needs primary-key-def",
+                    "add \"primary-key-def\": {\"name\": \"pk\", \"columns\": [\"id\"]}",
+                );
             };
-            let msg =
-                format!("{what} rules are not supported yet (a current Tributary limitation)");
-            fail(ctx, msg, format!("remove rule {id}, or keep this task on AWS DMS until Tributary supports it (ignoring it would write different output than DMS)"))
+            if def.columns.is_empty() || def.columns.iter().any(String::is_empty) {
+                return fail(
+                    ctx,
+                    "primary-key-def.columns must name at least one column",
+                    "list the key's source columns",
+                );
+            }
+            if let Some(o) = def
+                .origin
+                .as_deref()
+                .filter(|o| !matches!(*o, "primary-key" | "unique-index"))
+            {
+                return fail(
+                    ctx,
+                    format!("primary-key-def.origin {o:?} is neither primary-key nor unique-index"),
+                    "use one of them (or leave origin out)",
+                );
+            }
+            Ok(rule)
+        }
+        AddBeforeImageColumns => {
+            let def = rule.before_image_def.get_or_insert_with(|| BeforeImageDef {
+                column_prefix: default_bi_prefix(),
+                ..BeforeImageDef::default()
+            });
+            if def.column_prefix.is_empty() && def.column_suffix.is_empty() {
+                return fail(ctx, "column-prefix and column-suffix are both empty: the before-image columns would have the names of the columns they copy", "keep DMS's default prefix BI_, or set one");
+            }
+            Ok(rule)
         }
         _ => Ok(rule),
     }

@@ -42,6 +42,16 @@ pub(crate) trait ChangeSink: Send {
         pos: ChangePos,
         fill: &mut Fill<'_>,
     ) -> Result<()>;
+    /// An UPDATE of `table`: as [`change`](Self::change) with [`Op::Update`], and `before`
+    /// fills the row's before-image (columns the source did not send are NULL). `before` is
+    /// called after `fill`, and only when the table's rules write before-image columns.
+    async fn update(
+        &mut self,
+        table: &str,
+        pos: ChangePos,
+        fill: &mut Fill<'_>,
+        before: &mut Fill<'_>,
+    ) -> Result<()>;
     /// The source truncated `schema.table` at `pos`.
     async fn truncate(&mut self, schema: &str, table: &str, pos: ChangePos) -> Result<()>;
     /// The open transaction is complete; `next` is where the following one can start.

@@ -329,6 +329,49 @@ impl<'a> Apply<'a> {
 
     /// True when the change at `pos` is already written: in `series` before a restart, or in
     /// the LOAD files of a snapshot of its table (series `own`) taken after its transaction.
+    /// Writes one row change (see [`ChangeSink::change`]); `before` fills an update's
+    /// before-image.
+    async fn push(
+        &mut self,
+        table: &str,
+        op: Op,
+        pos: ChangePos,
+        fill: &mut Fill<'_>,
+        before: Option<&mut Fill<'_>>,
+    ) -> Result<()> {
+        if !self.writer.wants(op) {
+            return Ok(());
+        }
+        let (series, own) = self
+            .writer
+            .keys(table)
+            .ok_or_else(|| Error::internal(format!("no shape for {table}")))?;
+        if self.already_written(series, own, &pos) {
+            return Ok(());
+        }
+        let commit_us = match &self.txn {
+            Some((_, t)) => *t,
+            None => return Err(Error::internal("row change outside a transaction")),
+        };
+        let pushed = self
+            .mapper
+            .push(&mut self.writer, table, op, commit_us, pos, fill, before)
+            .await?;
+        let Some(raw) = pushed else {
+            return Ok(());
+        };
+        if raw >= self.policy.min_file_bytes {
+            let series = self.writer.keys(table).expect("pushed above").0.clone();
+            self.seal(&series, SealReason::Size).await?;
+        }
+        if self.writer.memory() > self.policy.memory_budget {
+            if let Some(largest) = self.writer.largest() {
+                self.seal(&largest, SealReason::Memory).await?;
+            }
+        }
+        Ok(())
+    }
+
     fn already_written(&self, series: &StreamKey, own: &StreamKey, pos: &ChangePos) -> bool {
         let Some(c) = self.cp.cdc.as_ref() else {
             return false;
@@ -417,37 +460,17 @@ impl ChangeSink for Apply<'_> {
         pos: ChangePos,
         fill: &mut Fill<'_>,
     ) -> Result<()> {
-        if !self.writer.wants(op) {
-            return Ok(());
-        }
-        let (series, own) = self
-            .writer
-            .keys(table)
-            .ok_or_else(|| Error::internal(format!("no shape for {table}")))?;
-        if self.already_written(series, own, &pos) {
-            return Ok(());
-        }
-        let commit_us = match &self.txn {
-            Some((_, t)) => *t,
-            None => return Err(Error::internal("row change outside a transaction")),
-        };
-        let pushed = self
-            .mapper
-            .push(&mut self.writer, table, op, commit_us, pos, fill)
-            .await?;
-        let Some(raw) = pushed else {
-            return Ok(());
-        };
-        if raw >= self.policy.min_file_bytes {
-            let series = self.writer.keys(table).expect("pushed above").0.clone();
-            self.seal(&series, SealReason::Size).await?;
-        }
-        if self.writer.memory() > self.policy.memory_budget {
-            if let Some(largest) = self.writer.largest() {
-                self.seal(&largest, SealReason::Memory).await?;
-            }
-        }
-        Ok(())
+        self.push(table, op, pos, fill, None).await
+    }
+
+    async fn update(
+        &mut self,
+        table: &str,
+        pos: ChangePos,
+        fill: &mut Fill<'_>,
+        before: &mut Fill<'_>,
+    ) -> Result<()> {
+        self.push(table, Op::Update, pos, fill, Some(before)).await
     }
 
     async fn truncate(&mut self, schema: &str, table: &str, pos: ChangePos) -> Result<()> {

@@ -430,6 +430,7 @@ mod tests {
                     source_type: "text".into(),
                 })
                 .collect(),
+            key: Vec::new(),
         };
         Arc::new(EncodeSpec::full_load(&s, &table))
     }

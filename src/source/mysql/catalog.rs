@@ -281,6 +281,18 @@ pub(super) async fn selected_tables(
     Ok(out)
 }
 
+/// Indexes (ascending) of the columns named `key` among `columns`.
+pub(super) fn key_indexes<'a>(
+    key: &[String],
+    columns: impl Iterator<Item = &'a Column>,
+) -> Vec<usize> {
+    columns
+        .enumerate()
+        .filter(|(_, c)| key.contains(&c.name))
+        .map(|(i, _)| i)
+        .collect()
+}
+
 /// One table's columns and primary key, as the catalog has them now.
 pub(super) async fn describe(
     conn: &mut Conn,
@@ -305,6 +317,7 @@ pub(super) async fn describe(
                 schema: schema.to_string(),
                 table: table.to_string(),
                 columns: columns.iter().map(|c| c.column.clone()).collect(),
+                key: key_indexes(&key, columns.iter().map(|c| &c.column)),
             }),
             kind: RelationKind::Table,
             estimated_rows: None,

@@ -186,6 +186,7 @@ impl TableVersion {
                 schema: table.source.schema.schema.clone(),
                 table: table.source.schema.table.clone(),
                 columns: columns.iter().map(|c| c.column.clone()).collect(),
+                key: catalog::key_indexes(&table.key, columns.iter().map(|c| &c.column)),
             })
         };
         let key_cols = table
@@ -355,7 +356,7 @@ fn write_fraction(buf: &mut Vec<u8>, us: u32, fsp: u8) {
 /// Appends one binlog value as the canonical cell of `col`.
 pub(super) fn push_binlog_value(
     col: &MyColumn,
-    v: Option<BinlogValue<'_>>,
+    v: Option<&BinlogValue<'_>>,
     out: &mut RowBatch,
 ) -> Result<()> {
     let v =
@@ -366,7 +367,8 @@ pub(super) fn push_binlog_value(
             }
             Some(BinlogValue::Value(v)) => v,
             Some(BinlogValue::Jsonb(j)) => {
-                let json = serde_json::Value::try_from(j).map_err(|e| {
+                // The one copy of a value here: JSON is rare, and the conversion consumes.
+                let json = serde_json::Value::try_from(j.clone()).map_err(|e| {
                     Error::new(
                         ErrorKind::Data,
                         format!(
@@ -394,8 +396,8 @@ pub(super) fn push_binlog_value(
         };
     use std::io::Write;
     let timestamp = col.kind == ValueKind::Timestamp;
-    match v {
-        Value::Bytes(b) if col.is_set => {
+    match *v {
+        Value::Bytes(ref b) if col.is_set => {
             let mut mask = 0u64;
             for (i, byte) in b.iter().enumerate().take(8) {
                 mask |= u64::from(*byte) << (8 * i);
@@ -412,9 +414,9 @@ pub(super) fn push_binlog_value(
             }
             out.end_cell();
         }
-        Value::Bytes(b) if timestamp => {
+        Value::Bytes(ref b) if timestamp => {
             // TIMESTAMP2 arrives as "seconds[.micros]" since the epoch; 0 is the zero date.
-            let text = std::str::from_utf8(&b).unwrap_or("0");
+            let text = std::str::from_utf8(b).unwrap_or("0");
             let (sec, us) = text.split_once('.').unwrap_or((text, "0"));
             push_epoch(
                 sec.parse().unwrap_or(0),
@@ -423,7 +425,7 @@ pub(super) fn push_binlog_value(
                 out,
             );
         }
-        Value::Bytes(b) => catalog::push_value(col.kind, &b, out),
+        Value::Bytes(ref b) => catalog::push_value(col.kind, b, out),
         Value::Int(n) if !col.labels.is_empty() => {
             // ENUM: 1-based index; 0 is MySQL's "invalid value" empty string.
             let label = usize::try_from(n)
@@ -532,7 +534,7 @@ mod tests {
 
     fn render(c: &MyColumn, v: Value) -> Option<String> {
         let mut b = RowBatch::new(1);
-        push_binlog_value(c, Some(BinlogValue::Value(v)), &mut b).unwrap();
+        push_binlog_value(c, Some(&BinlogValue::Value(v)), &mut b).unwrap();
         b.end_row(Op::Insert, 0).unwrap();
         b.get(0, 0).map(|v| String::from_utf8(v.to_vec()).unwrap())
     }

@@ -160,7 +160,10 @@ impl MyStream {
         }
         let described = self.describe(&db, &table).await?;
         let support = self.sel.mappings.lobs(&db, &table, self.sel.lobs).support;
-        let version = Arc::new(TableVersion::new(&described, &tme, support)?);
+        let mut version = TableVersion::new(&described, &tme, support)?;
+        // The row's key as the mappings define it (define-primary-key), else the table's.
+        version.key_cols = self.sel.mappings.key_of(&version.schema)?;
+        let version = Arc::new(version);
         sink.shape(&version.schema).await?;
         let codecs = rows::codecs(&tme)?.into();
         self.maps.insert(id, Some(Mapped { codecs, version }));
@@ -224,43 +227,56 @@ impl MyStream {
                     .any(|&k| version.from_binlog[k].is_some_and(|i| b.get(i) != a.get(i)));
                 if key_moved {
                     // The old key's row is gone: a replay must delete it.
-                    self.emit(sink, &version, Op::Delete, &mut b, lob_max)
-                        .await?;
+                    self.seq += 1;
+                    let pos = self.change_pos()?;
+                    let fill = &mut |out: &mut RowBatch| fill_row(&version, &b, lob_max, out);
+                    sink.change(&version.key, Op::Delete, pos, fill).await?;
                 }
             }
-            let image = if kind == Op::Delete { &mut b } else { &mut a };
-            self.emit(sink, &version, kind, image, lob_max).await?;
+            self.seq += 1;
+            let pos = self.change_pos()?;
+            let table = &version.key;
+            match kind {
+                Op::Update => {
+                    let fill = &mut |out: &mut RowBatch| fill_row(&version, &a, lob_max, out);
+                    let image = &mut |out: &mut RowBatch| fill_row(&version, &b, lob_max, out);
+                    sink.update(table, pos, fill, image).await?;
+                }
+                Op::Insert => {
+                    let fill = &mut |out: &mut RowBatch| fill_row(&version, &a, lob_max, out);
+                    sink.change(table, kind, pos, fill).await?;
+                }
+                Op::Delete => {
+                    let fill = &mut |out: &mut RowBatch| fill_row(&version, &b, lob_max, out);
+                    sink.change(table, kind, pos, fill).await?;
+                }
+            }
         }
         Ok(())
     }
+}
 
-    /// Hands one row image to the sink.
-    async fn emit(
-        &mut self,
-        sink: &mut dyn ChangeSink,
-        version: &TableVersion,
-        op: Op,
-        row: &mut [Option<BinlogValue<'_>>],
-        lob_max: Option<usize>,
-    ) -> Result<()> {
-        self.seq += 1;
-        let pos = self.change_pos()?;
-        let fill = &mut |out: &mut RowBatch| -> Result<u64> {
-            for (c, col) in version.columns.iter().enumerate() {
-                let v = version.from_binlog[c]
-                    .and_then(|i| row.get_mut(i))
-                    .and_then(Option::take);
-                rows::push_binlog_value(col, v, out)?;
-                if let Some((max, is_bytes)) = lob_limit(lob_max, col.column.dms_type) {
-                    if let Some(len) = lob_cut_len(out.last_cell(), max, is_bytes) {
-                        out.truncate_last_cell(len);
-                    }
-                }
+/// Pushes one row image of `version` into `out` (cells in output order, LOBs cut to
+/// `lob_max`). Values are borrowed from the event's bytes; an image may be read twice (a moved
+/// row's delete, then the update's before-image).
+fn fill_row(
+    version: &TableVersion,
+    row: &[Option<BinlogValue<'_>>],
+    lob_max: Option<usize>,
+    out: &mut RowBatch,
+) -> Result<u64> {
+    for (c, col) in version.columns.iter().enumerate() {
+        let v = version.from_binlog[c]
+            .and_then(|i| row.get(i))
+            .and_then(Option::as_ref);
+        rows::push_binlog_value(col, v, out)?;
+        if let Some((max, is_bytes)) = lob_limit(lob_max, col.column.dms_type) {
+            if let Some(len) = lob_cut_len(out.last_cell(), max, is_bytes) {
+                out.truncate_last_cell(len);
             }
-            Ok(0)
-        };
-        sink.change(&version.key, op, pos, fill).await
+        }
     }
+    Ok(0)
 }
 
 #[async_trait]

@@ -34,12 +34,20 @@ impl PgCapture {
         if let Some(first) = slot::check_prerequisites(&admin).await?.into_iter().next() {
             return Err(first);
         }
-        let tables: Vec<String> = super::catalog::selected_tables(&admin, &sel.mappings, sel.lobs)
+        let selected: Vec<_> = super::catalog::selected_tables(&admin, &sel.mappings, sel.lobs)
             .await?
-            .iter()
+            .into_iter()
             .filter(|t| t.source.kind == crate::mapping::RelationKind::Table)
-            .map(|t| t.source.schema.qualified())
+            .map(|t| t.source.schema)
             .collect();
+        if let Some(first) = slot::identity_problems(&admin, &selected, &sel.mappings)
+            .await?
+            .into_iter()
+            .next()
+        {
+            return Err(first);
+        }
+        let tables: Vec<String> = selected.iter().map(|t| t.qualified()).collect();
         if tables.is_empty() {
             return Err(no_tables());
         }

@@ -234,6 +234,7 @@ pub(super) async fn selected_tables(
                         schema,
                         table,
                         columns: Vec::new(),
+                        key: Vec::new(),
                     }),
                     kind,
                     // -1 means "never analyzed" (PostgreSQL 14+).
@@ -286,19 +287,21 @@ pub(super) async fn selected_tables(
             });
         }
     }
+    let keys = key_columns(client, &oids).await?;
     let mut tables: Vec<PgTable> = picked
-        .into_values()
-        .filter(|t| {
+        .into_iter()
+        .filter(|(_, t)| {
             if t.columns.is_empty() {
                 tracing::warn!(table = %t.source.schema.qualified(), "skipped: no columns to write");
             }
             !t.columns.is_empty()
         })
-        .map(|mut t| {
+        .map(|(oid, mut t)| {
             let schema = Arc::new(TableSchema {
                 schema: t.source.schema.schema.clone(),
                 table: t.source.schema.table.clone(),
                 columns: t.columns.iter().map(|c| c.column.clone()).collect(),
+                key: key_indexes(keys.get(&oid), &t.columns),
             });
             let map = mappings.table_map(&schema)?;
             t.filter = map.where_clause(Dialect::Postgres, &quote_ident);
@@ -314,6 +317,45 @@ pub(super) async fn selected_tables(
             .then(b.source.estimated_rows.cmp(&a.source.estimated_rows))
     });
     Ok(tables)
+}
+
+/// The key columns (see [`TableSchema::key`]) of each relation in `oids`: those of the replica
+/// identity index (the primary key by default), or of the primary key under REPLICA IDENTITY
+/// FULL — the columns pgoutput flags as the key, except that FULL flags every column.
+pub(super) async fn key_columns(
+    client: &Client,
+    oids: &[u32],
+) -> Result<std::collections::HashMap<u32, Vec<String>>> {
+    let rows = client
+        .query(
+            "SELECT c.oid, a.attname
+             FROM pg_class c JOIN pg_index i ON i.indrelid = c.oid
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(i.indkey)
+             WHERE c.oid = ANY($1) AND CASE c.relreplident WHEN 'i' THEN i.indisreplident
+                                                        WHEN 'n' THEN false
+                                                        ELSE i.indisprimary END",
+            &[&oids],
+        )
+        .await
+        .map_err(|e| pg_error(e, "reading key columns"))?;
+    let mut keys: std::collections::HashMap<u32, Vec<String>> = Default::default();
+    for r in rows {
+        keys.entry(r.get(0)).or_default().push(r.get(1));
+    }
+    Ok(keys)
+}
+
+/// Indexes (ascending) of the columns named in `key` among `columns`.
+fn key_indexes(key: Option<&Vec<String>>, columns: &[PgColumn]) -> Vec<usize> {
+    let Some(key) = key else {
+        return Vec::new();
+    };
+    columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| key.contains(&c.column.name))
+        .map(|(i, _)| i)
+        .collect()
 }
 
 #[cfg(test)]

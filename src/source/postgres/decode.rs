@@ -38,6 +38,9 @@ pub(super) struct Rel {
     cols: Vec<ColumnMap>,
     /// Replica-identity key columns: (relation column index, name, type), for lookups.
     key_cols: Vec<(usize, String, String)>,
+    /// Relation column indexes of the row's key as the mappings define it: an UPDATE that
+    /// changes one of them moved the row.
+    moved_key: Vec<usize>,
     /// Relation column names, by index.
     names: Vec<String>,
 }
@@ -113,6 +116,8 @@ impl Relations {
         let mut columns = Vec::new();
         let mut cols = Vec::new();
         let mut key_cols = Vec::new();
+        let mut key = Vec::new();
+        let full = r.replica_identity == b'f';
         if selected {
             let lobs = self
                 .opts
@@ -132,6 +137,9 @@ impl Relations {
                 if dms_type.is_lob() && !lobs.support {
                     continue;
                 }
+                if c.key && !full {
+                    key.push(columns.len());
+                }
                 cols.push(ColumnMap {
                     src: i,
                     norm: Normalize::for_type(&t.typname),
@@ -145,16 +153,50 @@ impl Relations {
                 });
             }
         }
+        if selected && full {
+            // FULL flags every column as the key; the row's key is the primary key's.
+            let mut again = true;
+            let pk = loop {
+                match catalog::key_columns(helper.client().await?, &[r.oid]).await {
+                    Ok(mut found) => break found.remove(&r.oid).unwrap_or_default(),
+                    Err(e) if helper.reset_if_lost(&e) && std::mem::take(&mut again) => {}
+                    Err(e) => return Err(e),
+                }
+            };
+            key = (0..columns.len())
+                .filter(|&i| pk.contains(&columns[i].name))
+                .collect();
+        }
+        let schema = Arc::new(TableSchema {
+            schema: r.namespace.clone(),
+            table: r.name.clone(),
+            columns,
+            key,
+        });
+        let mut moved_key = Vec::new();
+        if selected {
+            let map = self.opts.mappings.table_map(&schema)?;
+            moved_key = map.key().iter().map(|&k| cols[k].src).collect();
+            if !full {
+                let unsent: Vec<&str> = map
+                    .key()
+                    .iter()
+                    .chain(map.before_columns())
+                    .filter(|&&k| !r.columns[cols[k].src].key)
+                    .map(|&k| schema.columns[k].name.as_str())
+                    .collect();
+                if !unsent.is_empty() {
+                    return Err(needs_full_identity(&schema.qualified(), &unsent));
+                }
+            }
+        }
         let rel = Rel {
             key: format!("{}.{}", r.namespace, r.name),
-            schema: Arc::new(TableSchema {
-                schema: r.namespace.clone(),
-                table: r.name.clone(),
-                columns,
-            }),
+            schema,
             selected,
             cols,
             key_cols,
+            moved_key,
             names: r.columns.iter().map(|c| c.name.clone()).collect(),
         };
         self.rels.insert(r.oid, rel);
@@ -271,15 +313,7 @@ impl Relations {
             }
             match value {
                 Value::Null => out.push_null(),
-                Value::Text(bytes) => {
-                    normalize(c.norm, bytes, out.cell_buf());
-                    out.end_cell();
-                    if let Some((max, is_bytes)) = c.lob_cut {
-                        if let Some(len) = lob_cut_len(out.last_cell(), max, is_bytes) {
-                            out.truncate_last_cell(len);
-                        }
-                    }
-                }
+                Value::Text(bytes) => push_text(c, bytes, out),
                 Value::Unchanged => {
                     out.push_cell(self.marker(rel, out_col, &c.type_name)?.as_bytes());
                     markers += 1;
@@ -334,15 +368,72 @@ impl Relations {
     ) -> Result<u64> {
         for c in &rel.cols {
             match old.values.get(c.src).copied().unwrap_or(Value::Null) {
-                Value::Text(bytes) => {
-                    normalize(c.norm, bytes, out.cell_buf());
-                    out.end_cell();
-                }
+                Value::Text(bytes) => push_text(c, bytes, out),
                 _ => out.push_null(),
             }
         }
         Ok(0)
     }
+
+    /// Pushes an UPDATE's before-image: the old tuple the server sent (the whole row under
+    /// REPLICA IDENTITY FULL, the identity columns when they changed), else the identity
+    /// columns of `new` (unchanged, so the same) and NULL for the others — which the mappings
+    /// never read (see [`needs_full_identity`]).
+    pub(super) fn push_update_before(
+        &self,
+        rel: &Rel,
+        old: Option<&Tuple<'_>>,
+        new: &Tuple<'_>,
+        out: &mut RowBatch,
+    ) -> Result<u64> {
+        if let Some(old) = old {
+            return self.push_before_image(rel, old, out);
+        }
+        for c in &rel.cols {
+            let identity = rel.key_cols.iter().any(|(i, ..)| *i == c.src);
+            match new.values.get(c.src).copied() {
+                Some(Value::Text(bytes)) if identity => push_text(c, bytes, out),
+                _ => out.push_null(),
+            }
+        }
+        Ok(0)
+    }
+
+    /// True when an UPDATE moved its row: a key column (as the mappings define the key)
+    /// differs between the old tuple the server sent and `new`. Without an old tuple the
+    /// identity columns, which hold the key, did not change.
+    pub(super) fn moved(&self, rel: &Rel, old: Option<&Tuple<'_>>, new: &Tuple<'_>) -> bool {
+        let Some(old) = old else {
+            return false;
+        };
+        rel.moved_key.iter().any(|&i| {
+            let after = new.values.get(i);
+            after != Some(&Value::Unchanged) && old.values.get(i) != after
+        })
+    }
+}
+
+/// Appends the text value `bytes` of column `c` in canonical form, cut to the LOB limit.
+fn push_text(c: &ColumnMap, bytes: &[u8], out: &mut RowBatch) {
+    normalize(c.norm, bytes, out.cell_buf());
+    out.end_cell();
+    if let Some((max, is_bytes)) = c.lob_cut {
+        if let Some(len) = lob_cut_len(out.last_cell(), max, is_bytes) {
+            out.truncate_last_cell(len);
+        }
+    }
+}
+
+/// The error for a table whose mapping rules need before-images of `columns` that PostgreSQL
+/// sends only under REPLICA IDENTITY FULL.
+pub(super) fn needs_full_identity(table: &str, columns: &[&str]) -> Error {
+    Error::config(
+        format!(
+            "the table mappings need the before-image of {} of {table} (define-primary-key or add-before-image-columns), which PostgreSQL sends only under REPLICA IDENTITY FULL",
+            columns.join(", ")
+        ),
+        format!("ALTER TABLE {table} REPLICA IDENTITY FULL, or change the rules to the table's replica identity columns"),
+    )
 }
 
 /// Appends `v` in canonical form.

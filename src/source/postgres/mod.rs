@@ -74,7 +74,16 @@ impl PgSource {
             );
         }
         report.problems.extend(found);
-        let tables = self.published_tables(client).await?;
+        let selected: Vec<_> = catalog::selected_tables(client, &self.sel.mappings, self.sel.lobs)
+            .await?
+            .into_iter()
+            .filter(|t| t.source.kind == RelationKind::Table)
+            .map(|t| t.source.schema)
+            .collect();
+        report
+            .problems
+            .extend(slot::identity_problems(client, &selected, &self.sel.mappings).await?);
+        let tables: Vec<String> = selected.iter().map(|t| t.qualified()).collect();
         for t in slot::tables_without_identity(client, &tables).await? {
             report.problems.push(Error::config(
                 format!("{t} has no primary key or replica identity; UPDATE/DELETE on it would fail once published"),
@@ -115,18 +124,6 @@ impl PgSource {
             }
         }
         Ok(())
-    }
-
-    /// `schema.table` of every selected table (views are not published).
-    async fn published_tables(&self, client: &Client) -> Result<Vec<String>> {
-        Ok(
-            catalog::selected_tables(client, &self.sel.mappings, self.sel.lobs)
-                .await?
-                .iter()
-                .filter(|t| t.source.kind == RelationKind::Table)
-                .map(|t| t.source.schema.qualified())
-                .collect(),
-        )
     }
 }
 

@@ -83,6 +83,51 @@ pub(super) async fn tables_without_identity(
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
+/// Tables whose mapping rules (define-primary-key, add-before-image-columns) read columns of
+/// the before-image that PostgreSQL sends only under REPLICA IDENTITY FULL, which they lack.
+pub(super) async fn identity_problems(
+    client: &Client,
+    tables: &[std::sync::Arc<crate::change::TableSchema>],
+    mappings: &crate::mapping::TableMappings,
+) -> Result<Vec<crate::error::Error>> {
+    let mut wanting = Vec::new();
+    for t in tables {
+        let map = mappings.table_map(t)?;
+        let unsent: Vec<String> = map
+            .key()
+            .iter()
+            .chain(map.before_columns())
+            .filter(|k| !t.key.contains(k))
+            .map(|&k| t.columns[k].name.clone())
+            .collect();
+        if !unsent.is_empty() {
+            wanting.push((t.qualified(), unsent));
+        }
+    }
+    if wanting.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names: Vec<&String> = wanting.iter().map(|(t, _)| t).collect();
+    let rows = client
+        .query(
+            "SELECT n.nspname || '.' || c.relname
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname || '.' || c.relname = ANY($1) AND c.relreplident = 'f'",
+            &[&names],
+        )
+        .await
+        .map_err(|e| pg_error(e, "reading replica identities"))?;
+    let full: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    Ok(wanting
+        .iter()
+        .filter(|(t, _)| !full.contains(t))
+        .map(|(t, cols)| {
+            let cols: Vec<&str> = cols.iter().map(String::as_str).collect();
+            super::decode::needs_full_identity(t, &cols)
+        })
+        .collect())
+}
+
 /// Selected tables whose unchanged large values cannot be recovered in updates (replica identity
 /// not FULL while they have TOASTable columns).
 pub(super) async fn tables_with_toast_risk(

@@ -94,15 +94,23 @@ impl PgStream {
                 old,
                 new,
             } => {
-                // The key changed: the old key's row is gone, so a replay must delete it.
-                let moved = key.as_ref().map(|_| self.next_pos()).transpose()?;
+                // The old tuple the server sent: the identity columns when they changed, the
+                // whole row under REPLICA IDENTITY FULL.
+                let before = key.as_ref().or(old.as_ref());
+                // The key changed: the old key's row is gone, so a replay must delete it. A
+                // sent key tuple always takes a position (as before keys could be defined).
+                let moved = selected(&self.rels, relation)?
+                    .is_some_and(|rel| self.rels.moved(rel, before, &new));
+                let moved_at = (key.is_some() || moved)
+                    .then(|| self.next_pos())
+                    .transpose()?;
                 let pos = self.next_pos()?;
                 let Self { rels, helper, .. } = self;
                 let Some(rel) = selected(rels, relation)? else {
                     return Ok(());
                 };
-                if let (Some(k), Some(at)) = (&key, moved) {
-                    let fill = &mut |out: &mut _| rels.push_before_image(rel, k, out);
+                if let (Some(old_row), Some(at), true) = (before, moved_at, moved) {
+                    let fill = &mut |out: &mut _| rels.push_before_image(rel, old_row, out);
                     sink.change(&rel.key, Op::Delete, at, fill).await?;
                 }
                 let missing = rels.missing(rel, &new, old.as_ref());
@@ -113,7 +121,8 @@ impl PgStream {
                     _ => Looked::new(),
                 };
                 let fill = &mut |out: &mut _| rels.push_row(rel, &new, old.as_ref(), &looked, out);
-                sink.change(&rel.key, Op::Update, pos, fill).await?;
+                let image = &mut |out: &mut _| rels.push_update_before(rel, before, &new, out);
+                sink.update(&rel.key, pos, fill, image).await?;
             }
             Message::Delete { relation, key, old } => {
                 let pos = self.next_pos()?;

@@ -21,6 +21,8 @@ pub(super) struct Mapper {
     tables: HashMap<String, (Arc<TableSchema>, TableMap)>,
     /// The source row of the change being mapped.
     scratch: RowBatch,
+    /// Its before-image, for tables that write before-image columns.
+    before: RowBatch,
 }
 
 impl Mapper {
@@ -42,8 +44,10 @@ impl Mapper {
         Ok((target, changed))
     }
 
-    /// Pushes one change of `table` to `writer` through the table's rules. Returns the raw
-    /// bytes of the file it went to, or None when the source filter drops it.
+    /// Pushes one change of `table` to `writer` through the table's rules (`before` fills an
+    /// update's before-image). Returns the raw bytes of the file it went to, or None when the
+    /// source filter drops it.
+    #[allow(clippy::too_many_arguments)] // one change: its table, op, time, position and images
     pub(super) async fn push(
         &mut self,
         writer: &mut CdcWriter<'_>,
@@ -52,25 +56,32 @@ impl Mapper {
         commit_us: i64,
         pos: ChangePos,
         fill: &mut Fill<'_>,
+        before: Option<&mut Fill<'_>>,
     ) -> Result<Option<u64>> {
-        let Mapper { tables, scratch } = self;
+        let Mapper {
+            tables,
+            scratch,
+            before: before_row,
+        } = self;
         let Some((source, map)) = tables.get(table).filter(|(_, m)| !m.passes_rows()) else {
             return writer.push(table, op, commit_us, pos, fill).await.map(Some);
         };
         let ncols = source.columns.len();
-        if scratch.ncols() == ncols {
-            scratch.clear();
-        } else {
-            *scratch = RowBatch::new(ncols);
-        }
-        let markers = match fill(scratch) {
-            Ok(m) => m,
-            Err(e) => {
-                scratch.discard_partial_row();
-                return Err(e);
+        let markers = fill_one(scratch, ncols, fill, op, commit_us)?;
+        // Where the before-image columns read from: an update's before-image, a delete's row.
+        let has_before = match (op, before) {
+            (Op::Update, Some(before)) if !map.before_columns().is_empty() => {
+                fill_one(before_row, ncols, before, op, commit_us)?;
+                true
             }
+            (Op::Delete, _) => true,
+            _ => false,
         };
-        scratch.end_row(op, commit_us)?;
+        let before_row: &RowBatch = if op == Op::Delete {
+            scratch
+        } else {
+            before_row
+        };
         let row: &RowBatch = scratch;
         let cell = |c: usize| row.get(0, c);
         if map.filter().is_some_and(|f| !f.keeps(&cell, op)) {
@@ -111,8 +122,12 @@ impl Mapper {
             schema: &source.schema,
             table: &source.table,
         };
+        let before_cell = |c: usize| before_row.get(0, c);
         let mut project = |out: &mut RowBatch| {
-            map.project(&cell, &vars, out)?;
+            match has_before {
+                true => map.project(&cell, Some(&before_cell), &vars, out)?,
+                false => map.project(&cell, None, &vars, out)?,
+            }
             Ok(markers)
         };
         writer
@@ -121,4 +136,28 @@ impl Mapper {
             .map(Some)
             .map_err(|e| e.context(format!("table {table}")))
     }
+}
+
+/// Fills `row` (made one row of `ncols` source cells) from `fill`: the row's marker count.
+fn fill_one(
+    row: &mut RowBatch,
+    ncols: usize,
+    fill: &mut Fill<'_>,
+    op: Op,
+    commit_us: i64,
+) -> Result<u64> {
+    if row.ncols() == ncols {
+        row.clear();
+    } else {
+        *row = RowBatch::new(ncols);
+    }
+    let markers = match fill(row) {
+        Ok(m) => m,
+        Err(e) => {
+            row.discard_partial_row();
+            return Err(e);
+        }
+    };
+    row.end_row(op, commit_us)?;
+    Ok(markers)
 }
