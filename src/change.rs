@@ -609,6 +609,17 @@ impl RowBatch {
         })
     }
 
+    /// Appends row `row` of `src` (same columns) as a whole row.
+    pub(crate) fn push_row_from(&mut self, src: &RowBatch, row: usize) -> crate::error::Result<()> {
+        for c in 0..src.ncols() {
+            match src.get(row, c) {
+                Some(v) => self.push_cell(v),
+                None => self.push_null(),
+            }
+        }
+        self.end_row(src.ops[row], src.times[row])
+    }
+
     /// Shortens cell `col` of row `row` to `len` bytes in place (LOB truncation). The cell must
     /// be the last one pushed, since later cells would shift.
     pub(crate) fn truncate_last_cell(&mut self, len: usize) {

@@ -167,6 +167,15 @@ pub(crate) struct TableStats {
     /// TOASTed value unchanged and did not send it).
     #[serde(default)]
     pub(crate) unchanged_markers: u64,
+    /// Why the table is in error (`Table error`): the cause and its fix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<String>,
+    /// Times the table failed as a whole, over runs (`TableErrorEscalationCount`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(crate) table_errors: u64,
+    /// Records skipped by `DataErrorPolicy` `LOG_ERROR`/`IGNORE_RECORD`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(crate) data_errors: u64,
 }
 
 impl TableStats {
@@ -257,6 +266,10 @@ pub(crate) struct SeriesState {
     /// that re-reads the log from an earlier position does not count it again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) ddl_counted_at: Option<Position>,
+    /// The table is suspended (`ErrorBehavior`) since the transaction at this position: its
+    /// changes are not written until it is reloaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) suspended_at: Option<Position>,
 }
 
 /// What one CDC file holds, counted per operation (and unchanged-value markers).
@@ -360,6 +373,12 @@ impl Checkpoint {
     /// Adds one durable file's changes to the statistics of `table` (created for tables that
     /// only ever had changes).
     pub(crate) fn add_changes(&mut self, table: &str, counts: &FileCounts) {
+        self.table_mut(table).add_changes(counts);
+    }
+
+    /// The statistics of `table` (`schema.table`), created for tables that only ever had
+    /// changes.
+    pub(crate) fn table_mut(&mut self, table: &str) -> &mut TableStats {
         let (schema, name) = table.split_once('.').unwrap_or(("", table));
         self.tables
             .entry(table.to_string())
@@ -369,7 +388,19 @@ impl Checkpoint {
                 table_state: TableState::Completed,
                 ..TableStats::default()
             })
-            .add_changes(counts);
+    }
+
+    /// Tables whose changes are not written (suspended by `ErrorBehavior`), by `schema.table`.
+    pub(crate) fn suspended(&self) -> Vec<String> {
+        self.cdc
+            .iter()
+            .flat_map(|c| c.tables.iter())
+            .filter(|(_, s)| s.suspended_at.is_some())
+            .filter_map(|(k, _)| match k {
+                StreamKey::Table(t) => Some(t.clone()),
+                StreamKey::Transactions => None,
+            })
+            .collect()
     }
 }
 

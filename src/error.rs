@@ -29,6 +29,8 @@ pub enum ErrorKind {
     State,
     /// The task was interrupted (SIGINT/SIGTERM).
     Interrupted,
+    /// The run ended, but some tables failed and were suspended (`TableErrorPolicy`).
+    TablesFailed,
     /// A bug: an invariant did not hold.
     Internal,
 }
@@ -100,11 +102,25 @@ impl Error {
         matches!(self.kind, ErrorKind::SourceConnect | ErrorKind::TargetWrite)
     }
 
+    /// True when the error concerns one table — its data, its definition, its rows on the
+    /// source — so `TableErrorPolicy` `SUSPEND_TABLE` can stop that table and let the others
+    /// finish. Connection, credential, target and state errors concern every table.
+    pub(crate) fn table_scoped(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::Data
+                | ErrorKind::SourceSchema
+                | ErrorKind::Source
+                | ErrorKind::SourcePrivilege
+        )
+    }
+
     /// Process exit code for this error (distinct codes let scripts tell config errors apart).
     pub fn exit_code(&self) -> i32 {
         match self.kind {
             ErrorKind::Config => 2,
             ErrorKind::Interrupted => 130,
+            ErrorKind::TablesFailed => 3,
             _ => 1,
         }
     }

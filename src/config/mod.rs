@@ -1,6 +1,7 @@
 //! The task file: parsed and validated once at start, into types the rest of the program trusts.
 //! Units are converted here (bytes, `Duration`); defaults are named constants.
 
+pub(crate) mod errors;
 pub(crate) mod settings;
 pub(crate) mod source;
 pub(crate) mod target;

@@ -1,5 +1,6 @@
 //! Task-level DMS settings (`[task.settings]`) and the task's stop position.
 
+use super::errors::{ErrorBehavior, ERROR_BEHAVIOR_SETTINGS};
 use super::settings::SettingsBag;
 use crate::error::{Error, Result};
 
@@ -33,6 +34,8 @@ pub(crate) struct TaskSettings {
     /// `ChangeProcessingDdlHandlingPolicy.HandleSourceTableTruncated` (default true, as in DMS):
     /// a source TRUNCATE deletes the table's objects.
     pub(crate) handle_truncate: bool,
+    /// `ErrorBehavior`: what a failing table or record does.
+    pub(crate) errors: ErrorBehavior,
 }
 
 /// Every name `[task.settings]` accepts.
@@ -117,13 +120,20 @@ impl TaskSettings {
             "ChangeProcessingDdlHandlingPolicy.HandleSourceTableAltered",
             true,
         )?;
-        bag.finish(TASK_SETTINGS)?;
+        let errors = ErrorBehavior::parse(&mut bag)?;
+        let accepted: Vec<&str> = TASK_SETTINGS
+            .iter()
+            .chain(ERROR_BEHAVIOR_SETTINGS)
+            .copied()
+            .collect();
+        bag.finish(&accepted)?;
         Ok(TaskSettings {
             prep_mode,
             max_sub_tasks,
             support_lobs,
             lob_max_bytes,
             handle_truncate,
+            errors,
         })
     }
 }

@@ -498,8 +498,13 @@ impl TableMap {
     }
 
     /// The full-load rows of `src` as output rows (header variables take their full-load
-    /// values: operation INSERT, empty stream position, timestamps the row's).
-    pub(crate) fn project_load(&self, src: &RowBatch) -> Result<RowBatch> {
+    /// values: operation INSERT, empty stream position, timestamps the row's). A row whose
+    /// value the rules cannot compute goes to `on_error`: Ok skips the row, an error ends.
+    pub(crate) fn project_load(
+        &self,
+        src: &RowBatch,
+        on_error: &mut dyn FnMut(Error) -> Result<()>,
+    ) -> Result<RowBatch> {
         // Room for the source's bytes plus a short value per added column: one allocation per
         // batch in the common case (a batch grown by doubling holds up to twice its data).
         let added = self
@@ -524,8 +529,13 @@ impl TableMap {
                 schema: &self.target.schema,
                 table: &self.target.table,
             };
-            self.project(&|c| src.get(row, c), None, &vars, &mut out)?;
-            out.end_row(Op::Insert, time)?;
+            match self.project(&|c| src.get(row, c), None, &vars, &mut out) {
+                Ok(()) => out.end_row(Op::Insert, time)?,
+                Err(e) => {
+                    out.discard_partial_row();
+                    on_error(e)?;
+                }
+            }
         }
         Ok(out)
     }

@@ -303,7 +303,7 @@ fn column_rules_shape_the_output() {
     assert_eq!(names, ["id", "amount", "copy"]);
     assert!(map.projects());
     let mut src = RowBatchFor::new(&["7", "123-45", "9.5"]);
-    let out = map.project_load(&src.batch()).unwrap();
+    let out = map.project_load(&src.batch(), &mut Err).unwrap();
     assert_eq!(
         (out.get(0, 0), out.get(0, 1), out.get(0, 2)),
         (Some(&b"7"[..]), Some(&b"9.5"[..]), Some(&b"7"[..]))
@@ -498,7 +498,7 @@ fn before_image_columns_follow_the_key_and_filter() {
     let m = mapping(&[base.clone(), bi("all", "")]);
     let map = m.table_map(&t).unwrap();
     let mut src = RowBatchFor::new(&["1", "new", "n"]);
-    let out = map.project_load(&src.batch()).unwrap();
+    let out = map.project_load(&src.batch(), &mut Err).unwrap();
     assert_eq!((out.get(0, 3), out.get(0, 5)), (None, None));
     let after = [&b"1"[..], b"new", b"n"];
     let before = [&b"1"[..], b"old", b"n"];

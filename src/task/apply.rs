@@ -10,7 +10,9 @@
 //! clean stop.
 
 mod mapped;
+mod suspend;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +24,7 @@ use super::{commit, metrics, Context};
 use crate::change::{ChangePos, Op, Position, StreamKey, TableSchema};
 use crate::checkpoint::{Checkpoint, StopReason, TableState, TableStats};
 use crate::config::{CdcStop, S3Settings};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::retry::{self, Backoff};
 use crate::source::stream::{ChangeSink, ChangeStream, Fill};
 use crate::store;
@@ -115,6 +117,8 @@ pub(crate) struct Apply<'a> {
     events: u64,
     /// The mapping's filters and column rules per table.
     mapper: Mapper,
+    /// Tables whose changes are dropped (`ErrorBehavior` suspended them), by `schema.table`.
+    suspended: HashSet<String>,
 }
 
 impl<'a> Apply<'a> {
@@ -131,6 +135,7 @@ impl<'a> Apply<'a> {
             .filter_map(|(k, s)| s.last_stamp.clone().map(|st| (k.clone(), st)))
             .collect();
         let settings = &ctx.task.target.settings;
+        let suspended = cp.suspended().into_iter().collect();
         Apply {
             writer: CdcWriter::new(ctx.store, ctx.layout, settings, clock, stamps),
             policy: FlushPolicy::new(settings),
@@ -142,6 +147,7 @@ impl<'a> Apply<'a> {
             stop: None,
             events: 0,
             mapper: Mapper::default(),
+            suspended,
         }
     }
 
@@ -327,8 +333,6 @@ impl<'a> Apply<'a> {
         Ok(())
     }
 
-    /// True when the change at `pos` is already written: in `series` before a restart, or in
-    /// the LOAD files of a snapshot of its table (series `own`) taken after its transaction.
     /// Writes one row change (see [`ChangeSink::change`]); `before` fills an update's
     /// before-image.
     async fn push(
@@ -339,7 +343,7 @@ impl<'a> Apply<'a> {
         fill: &mut Fill<'_>,
         before: Option<&mut Fill<'_>>,
     ) -> Result<()> {
-        if !self.writer.wants(op) {
+        if !self.writer.wants(op) || self.is_suspended(table) {
             return Ok(());
         }
         let (series, own) = self
@@ -353,10 +357,14 @@ impl<'a> Apply<'a> {
             Some((_, t)) => *t,
             None => return Err(Error::internal("row change outside a transaction")),
         };
-        let pushed = self
+        let pushed = match self
             .mapper
             .push(&mut self.writer, table, op, commit_us, pos, fill, before)
-            .await?;
+            .await
+        {
+            Err(e) if e.kind == ErrorKind::Data => return self.data_error(table, e).await,
+            r => r?,
+        };
         let Some(raw) = pushed else {
             return Ok(());
         };
@@ -372,6 +380,8 @@ impl<'a> Apply<'a> {
         Ok(())
     }
 
+    /// True when the change at `pos` is already written: in `series` before a restart, or in
+    /// the LOAD files of a snapshot of its table (series `own`) taken after its transaction.
     fn already_written(&self, series: &StreamKey, own: &StreamKey, pos: &ChangePos) -> bool {
         let Some(c) = self.cp.cdc.as_ref() else {
             return false;
@@ -476,7 +486,7 @@ impl ChangeSink for Apply<'_> {
     async fn truncate(&mut self, schema: &str, table: &str, pos: ChangePos) -> Result<()> {
         let key = format!("{schema}.{table}");
         let own = StreamKey::Table(key.clone());
-        if self.already_written(&own, &own, &pos) {
+        if self.already_written(&own, &own, &pos) || self.is_suspended(&key) {
             return Ok(());
         }
         self.count_ddl(&key, Some(&pos.commit));

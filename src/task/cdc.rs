@@ -15,9 +15,9 @@ use super::Context;
 use crate::change::StreamKey;
 use crate::checkpoint::{CdcPhase, CdcState, Checkpoint, TableState};
 use crate::config::MigrationType;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::layout;
-use crate::source::{Handoff, Source};
+use crate::source::{Capture, Handoff, Source};
 use crate::writer::cdc::SystemClock;
 
 /// Runs a CDC task until a signal or its stop position.
@@ -46,14 +46,16 @@ pub(crate) async fn run(
         let handoff = started?;
         ctx.checkpoints.save(cp)?;
         if let Some(h) = handoff {
-            load_from(ctx, cp, h).await?;
+            load_from(ctx, cp, h, None).await?;
         }
     } else {
         let loading = state.phase == CdcPhase::FullLoad;
         cp.cdc = Some(state);
         if loading {
             let h = capture.reload().await?;
-            load_from(ctx, cp, h).await?;
+            load_from(ctx, cp, h, None).await?;
+        } else {
+            reload_suspended(ctx, cp, capture.as_mut()).await?;
         }
     }
     let mut stream = capture.stream().await?;
@@ -62,18 +64,49 @@ pub(crate) async fn run(
         .await
 }
 
-/// Loads every unfinished table from the hand-off's snapshot (its changes end at the
-/// hand-off's position, so those tables skip changes before it), then enters the replication
-/// phase.
-async fn load_from(ctx: &Context<'_>, cp: &mut Checkpoint, handoff: Handoff) -> Result<()> {
+/// Loads the suspended tables again from a fresh snapshot, so a run after the cause is fixed
+/// takes them back: each is loaded as of the snapshot and takes the changes after it.
+async fn reload_suspended(
+    ctx: &Context<'_>,
+    cp: &mut Checkpoint,
+    capture: &mut dyn Capture,
+) -> Result<()> {
+    let suspended = cp.suspended();
+    if suspended.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(tables = ?suspended, "reloading the suspended tables from a fresh snapshot");
+    for t in &suspended {
+        cp.cdc_mut()
+            .series(&StreamKey::Table(t.clone()))
+            .suspended_at = None;
+        if let Some(stats) = cp.tables.get_mut(t) {
+            // Loaded as the prep mode says (DROP_AND_CREATE clears its folder), with fresh numbers.
+            stats.table_state = TableState::Error;
+            stats.first_load_file = None;
+        }
+    }
+    let h = capture.reload().await?;
+    load_from(ctx, cp, h, Some(&suspended)).await
+}
+
+/// Loads every unfinished table (or only the tables in `only`) from the hand-off's snapshot
+/// (its changes end at the hand-off's position, so those tables skip changes before it), then
+/// enters the replication phase. Tables whose load fails are suspended.
+async fn load_from(
+    ctx: &Context<'_>,
+    cp: &mut Checkpoint,
+    handoff: Handoff,
+    only: Option<&[String]>,
+) -> Result<()> {
     let Handoff { position, snapshot } = handoff;
     let r = async {
-        let tables = snapshot.tables().await?;
+        let mut tables = snapshot.tables().await?;
         if tables.is_empty() {
-            return Err(Error::config(
-                "table_mappings select no table in the source",
-                "check schema-name/table-name patterns (% and _ are wildcards)",
-            ));
+            return super::no_tables(ctx.task);
+        }
+        if let Some(only) = only {
+            tables.retain(|t| only.contains(&t.schema.qualified()));
         }
         let schemas: Vec<_> = tables.iter().map(|t| t.schema.clone()).collect();
         layout::check_tables(&ctx.task.mappings, &schemas)?;
@@ -96,6 +129,16 @@ async fn load_from(ctx: &Context<'_>, cp: &mut Checkpoint, handoff: Handoff) -> 
     .await;
     let _ = snapshot.close().await;
     r?;
+    // Tables whose load failed are suspended: the stream goes on without them.
+    let failed: Vec<String> = cp
+        .tables
+        .iter()
+        .filter(|(_, s)| s.table_state == TableState::Error)
+        .map(|(t, _)| t.clone())
+        .collect();
+    for t in failed {
+        cp.cdc_mut().series(&StreamKey::Table(t)).suspended_at = Some(position.clone());
+    }
     cp.cdc_mut().phase = CdcPhase::Replication;
     ctx.checkpoints.save(cp)?;
     tracing::info!("load complete, replication ongoing");

@@ -1,6 +1,7 @@
 //! The full load: every selected table from one snapshot, `MaxFullLoadSubTasks` at a time, each
 //! streamed source → writer → store, with the checkpoint updated when a table is durable.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -10,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::Context;
 use crate::change::RowBatch;
 use crate::checkpoint::{now, Checkpoint, TableState, TableStats};
+use crate::config::errors::Policy;
 use crate::config::PrepMode;
 use crate::error::{Error, ErrorKind, Result};
 use crate::layout::Layout;
@@ -29,8 +31,10 @@ pub(crate) struct FullLoad<'a> {
     /// The run's checkpoint, updated as tables progress.
     checkpoint: Mutex<Checkpoint>,
     progress: Progress,
-    /// Cancelled on SIGINT/SIGTERM or on the first table error.
+    /// Cancelled on SIGINT/SIGTERM or on the first error that stops the task.
     cancel: CancellationToken,
+    /// Set when `DataErrorEscalationPolicy` `STOP_TASK` escalated a table's data errors.
+    stop_task: Arc<AtomicBool>,
 }
 
 impl<'a> FullLoad<'a> {
@@ -42,6 +46,7 @@ impl<'a> FullLoad<'a> {
             progress: Progress::new(ctx.progress),
             // A child: one table's error stops the others, and a signal stops them all.
             cancel: ctx.cancel.child_token(),
+            stop_task: Arc::default(),
         }
     }
 
@@ -77,7 +82,10 @@ impl<'a> FullLoad<'a> {
         };
         let results: Vec<Result<()>> = futures::stream::iter(tables)
             .map(|t| async move {
-                let r = self.load_table(snapshot, &t, opts).await;
+                let r = match self.load_table(snapshot, &t, opts).await {
+                    Err(e) if self.suspends(&e) => self.suspend(&t, e).await,
+                    r => r,
+                };
                 if r.is_err() {
                     self.cancel.cancel();
                 }
@@ -93,6 +101,40 @@ impl<'a> FullLoad<'a> {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// True when `e`, which ended one table's load, suspends only that table (`ErrorBehavior`).
+    fn suspends(&self, e: &Error) -> bool {
+        let errors = &self.ctx.task.settings.errors;
+        if self.stop_task.load(Ordering::Relaxed) || !e.table_scoped() {
+            return false;
+        }
+        match e.kind {
+            ErrorKind::Data => errors.data != Policy::StopTask,
+            _ => errors.table == Policy::SuspendTable,
+        }
+    }
+
+    /// Leaves `table` in error (its files of this attempt are already removed) while the
+    /// others go on — unless it failed `TableErrorEscalationCount` times, which stops the task.
+    async fn suspend(&self, table: &SourceTable, e: Error) -> Result<()> {
+        let key = table.schema.qualified();
+        let failures = self
+            .checkpoint
+            .lock()
+            .await
+            .tables
+            .get(&key)
+            .map_or(1, |s| s.table_errors);
+        if let Some(limit) = self.ctx.task.settings.errors.table_escalation {
+            if failures >= limit {
+                return Err(e.context(format!(
+                    "table {key} failed {failures} times (TableErrorEscalationCount = {limit})"
+                )));
+            }
+        }
+        tracing::error!(table = %key, error = %e, "table suspended (TableErrorPolicy=SUSPEND_TABLE): the other tables go on; rerun the task to load it again");
+        Ok(())
     }
 
     async fn update(&self, key: &str, f: impl FnOnce(&mut TableStats)) -> Result<()> {
@@ -174,6 +216,8 @@ impl<'a> FullLoad<'a> {
                 table_state: TableState::FullLoad,
                 full_load_start_time: Some(now()),
                 first_load_file: Some(first),
+                // Failures count over runs (TableErrorEscalationCount).
+                table_errors: previous.as_ref().map_or(0, |p| p.table_errors),
                 ..TableStats::default()
             };
         })
@@ -210,9 +254,19 @@ impl<'a> FullLoad<'a> {
             lob_max_bytes: mappings.lobs(schema, name, task_lobs).max_bytes,
             ..opts
         };
+        let errors = &self.ctx.task.settings.errors;
+        let skipper = Arc::new(Skipper {
+            table: key.clone(),
+            policy: errors.data,
+            count: AtomicU64::new(0),
+            escalation: errors.data_escalation,
+            stop_task: self.stop_task.clone(),
+        });
+        let skips = skipper.policy.skips_record().then(|| skipper.clone());
         let read = tokio::spawn(snapshot.read_table(table, opts, tx, counters.clone()));
-        let convert =
-            tokio::task::spawn_blocking(move || convert_all(&spec, map.as_ref(), rx, prepared_tx));
+        let convert = tokio::task::spawn_blocking(move || {
+            convert_all(&spec, map.as_ref(), skips.as_deref(), rx, prepared_tx)
+        });
         let write = self.write_all(&mut writer, prepared_rx);
         let (read, write, _) = tokio::join!(read, write, convert);
         let read =
@@ -244,6 +298,7 @@ impl<'a> FullLoad<'a> {
                     s.full_load_files = files.len() as u64;
                     s.full_load_bytes = bytes;
                     s.truncated_lobs = truncated;
+                    s.data_errors = skipper.count.load(Ordering::Relaxed);
                 })
                 .await?;
                 shown.done(TableState::Completed.as_str());
@@ -254,14 +309,25 @@ impl<'a> FullLoad<'a> {
                 if let Err(e) = self.ctx.store.delete(&written).await {
                     tracing::error!(table = %key, error = %e, files = ?written, "could not remove the table's files of this attempt; the next run removes them");
                 }
-                let state = if err.kind == ErrorKind::Interrupted {
-                    TableState::Cancelled
+                let err = err.context(format!("table {key}"));
+                let interrupted = err.kind == ErrorKind::Interrupted;
+                let _ = self
+                    .update(&key, |s| {
+                        if interrupted {
+                            s.table_state = TableState::Cancelled;
+                        } else {
+                            s.table_state = TableState::Error;
+                            s.error = Some(err.to_string());
+                            s.table_errors += 1;
+                        }
+                    })
+                    .await;
+                shown.done(if interrupted {
+                    "Table cancelled"
                 } else {
-                    TableState::Error
-                };
-                let _ = self.update(&key, |s| s.table_state = state).await;
-                shown.done(state.as_str());
-                Err(err.context(format!("table {key}")))
+                    "Table error"
+                });
+                Err(err)
             }
         }
     }
@@ -287,22 +353,97 @@ impl<'a> FullLoad<'a> {
 }
 
 /// The converter stage: prepares each batch for the encoder until the reader is done or the
-/// writer stops listening; a conversion error is passed on and ends the stage.
+/// writer stops listening; an error is passed on and ends the stage. `skips` drops records
+/// whose values cannot be written (`DataErrorPolicy` `LOG_ERROR`/`IGNORE_RECORD`).
 fn convert_all(
     spec: &EncodeSpec,
     map: Option<&TableMap>,
+    skips: Option<&Skipper>,
     mut rx: mpsc::Receiver<RowBatch>,
     tx: mpsc::Sender<Result<Prepared>>,
 ) {
     while let Some(batch) = rx.blocking_recv() {
-        let batch = match map {
-            Some(map) => map.project_load(&batch),
-            None => Ok(batch),
-        };
-        let prepared = batch.and_then(|b| spec.prepare(b));
+        let prepared = prepare(spec, map, skips, batch);
         let failed = prepared.is_err();
         if tx.blocking_send(prepared).is_err() || failed {
             return;
+        }
+    }
+}
+
+/// One batch through the rules and into the encoder's form.
+fn prepare(
+    spec: &EncodeSpec,
+    map: Option<&TableMap>,
+    skips: Option<&Skipper>,
+    batch: RowBatch,
+) -> Result<Prepared> {
+    let mut on_error = |e: Error| match skips {
+        Some(s) => s.skip(e),
+        None => Err(e),
+    };
+    let batch = match map {
+        Some(map) => map.project_load(&batch, &mut on_error)?,
+        None => batch,
+    };
+    let Some(skips) = skips else {
+        return spec.prepare(batch);
+    };
+    // Records are skipped one by one: the batch is kept so that, on the error path only, the
+    // rows the format refuses can be found and the others prepared.
+    match spec.prepare(batch.clone()) {
+        Err(e) if e.kind == ErrorKind::Data => {
+            let mut good = RowBatch::with_capacity(batch.ncols(), batch.len(), batch.data_bytes());
+            for row in 0..batch.len() {
+                let mut one = RowBatch::new(batch.ncols());
+                one.push_row_from(&batch, row)?;
+                match spec.prepare(one) {
+                    Ok(_) => good.push_row_from(&batch, row)?,
+                    Err(e) => skips.skip(e)?,
+                }
+            }
+            spec.prepare(good)
+        }
+        r => r,
+    }
+}
+
+/// Skips the records of one table whose values cannot be written, counting them, until
+/// `DataErrorEscalationCount` escalates.
+struct Skipper {
+    /// `schema.table`, for the log.
+    table: String,
+    /// `DataErrorPolicy`.
+    policy: Policy,
+    /// Records skipped so far.
+    count: AtomicU64,
+    /// `DataErrorEscalationCount` and `DataErrorEscalationPolicy`.
+    escalation: Option<(u64, Policy)>,
+    /// Set when the escalation stops the task.
+    stop_task: Arc<AtomicBool>,
+}
+
+impl Skipper {
+    /// Skips the record that failed with `e` (Ok), or ends the table (Err): `e` is not a data
+    /// error, or the table reached its escalation count.
+    fn skip(&self, e: Error) -> Result<()> {
+        if e.kind != ErrorKind::Data {
+            return Err(e);
+        }
+        let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.policy == Policy::LogError {
+            tracing::warn!(table = %self.table, error = %e, "record skipped (DataErrorPolicy=LOG_ERROR)");
+        }
+        match self.escalation {
+            Some((limit, policy)) if n >= limit => {
+                if policy == Policy::StopTask {
+                    self.stop_task.store(true, Ordering::Relaxed);
+                }
+                Err(e.context(format!(
+                    "{n} records skipped (DataErrorEscalationCount = {limit}); the last"
+                )))
+            }
+            _ => Ok(()),
         }
     }
 }

@@ -10,7 +10,9 @@ pub mod status;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::checkpoint::{now, Checkpoint, CheckpointStore, StopReason, TableStats, TaskStatus};
+use crate::checkpoint::{
+    now, Checkpoint, CheckpointStore, StopReason, TableState, TableStats, TaskStatus,
+};
 use crate::config::{MigrationType, TaskConfig};
 use crate::error::{Error, ErrorKind, Result};
 use crate::layout::{self, Layout};
@@ -97,7 +99,11 @@ pub async fn run(
         _ => cdc::run(&ctx, source.as_ref(), &mut checkpoint)
             .await
             .map(|s| s.reason()),
-    };
+    }
+    .and_then(|reason| match tables_failed(&checkpoint) {
+        Some(e) => Err(e),
+        None => Ok(reason),
+    });
     checkpoint.stop_date = Some(now());
     match &result {
         Ok(reason) => {
@@ -160,10 +166,7 @@ async fn full_load(ctx: &Context<'_>, source: &dyn Source, cp: &mut Checkpoint) 
     let result = async {
         let tables = snapshot.tables().await?;
         if tables.is_empty() {
-            return Err(Error::config(
-                "table_mappings select no table in the source",
-                "check schema-name/table-name patterns (case-sensitive; % and _ are wildcards)",
-            ));
+            return no_tables(ctx.task);
         }
         let schemas: Vec<_> = tables.iter().map(|t| t.schema.clone()).collect();
         layout::check_tables(&ctx.task.mappings, &schemas)?;
@@ -175,6 +178,49 @@ async fn full_load(ctx: &Context<'_>, source: &dyn Source, cp: &mut Checkpoint) 
     .await;
     let _ = snapshot.close().await;
     result
+}
+
+/// The error of a run that ended with tables in error (suspended by `ErrorBehavior`), naming
+/// each with its cause; None when every table is fine.
+fn tables_failed(cp: &Checkpoint) -> Option<Error> {
+    let failed: Vec<String> = cp
+        .tables
+        .iter()
+        .filter(|(_, s)| s.table_state == TableState::Error)
+        .map(|(t, s)| {
+            format!(
+                "{t} ({})",
+                s.error.as_deref().unwrap_or("no cause recorded")
+            )
+        })
+        .collect();
+    if failed.is_empty() {
+        return None;
+    }
+    Some(Error::new(
+        ErrorKind::TablesFailed,
+        format!(
+            "{} table{} failed and {} suspended while the others went on: {}",
+            failed.len(),
+            if failed.len() == 1 { "" } else { "s" },
+            if failed.len() == 1 { "was" } else { "were" },
+            failed.join("; ")
+        ),
+        "fix each cause, then run the same command again: finished tables are kept and the failed ones are loaded again",
+    ))
+}
+
+/// What a task whose mappings select no table does: fail (`FailOnNoTablesCaptured`, default)
+/// or finish with nothing to do.
+pub(crate) fn no_tables(task: &TaskConfig) -> Result<()> {
+    if task.settings.errors.fail_on_no_tables {
+        return Err(Error::config(
+            "table_mappings select no table in the source",
+            "check schema-name/table-name patterns (case-sensitive; % and _ are wildcards), or set ErrorBehavior.FailOnNoTablesCaptured = false",
+        ));
+    }
+    tracing::warn!("table_mappings select no table in the source; nothing to load (ErrorBehavior.FailOnNoTablesCaptured = false)");
+    Ok(())
 }
 
 /// Renders the table-statistics summary printed at the end of a run.

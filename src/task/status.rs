@@ -133,5 +133,19 @@ pub fn render(s: &Status) -> String {
             t.unchanged_markers
         ));
     }
+    for t in &s.table_statistics {
+        if let Some(e) = &t.error {
+            out.push_str(&format!(
+                "{}.{}: Table error: {e}\n",
+                t.schema_name, t.table_name
+            ));
+        }
+        if t.data_errors > 0 {
+            out.push_str(&format!(
+                "{}.{}: {} records skipped (DataErrorPolicy)\n",
+                t.schema_name, t.table_name, t.data_errors
+            ));
+        }
+    }
     out
 }

@@ -1,0 +1,77 @@
+//! `ErrorBehavior` in change capture: a change whose value cannot be written is skipped or
+//! suspends its table (`DataErrorPolicy`), and a suspended table's changes are dropped while the
+//! stream goes on for the others — so the source's log is released and a resume does not meet
+//! the same bad row again and again.
+
+use super::Apply;
+use crate::checkpoint::TableState;
+use crate::config::errors::Policy;
+use crate::error::{Error, Result};
+
+impl Apply<'_> {
+    /// True when `table`'s changes are dropped (it is suspended).
+    pub(super) fn is_suspended(&self, table: &str) -> bool {
+        !self.suspended.is_empty() && self.suspended.contains(table)
+    }
+
+    /// Applies `DataErrorPolicy` to a change of `table` that failed with the data error `e`.
+    pub(super) async fn data_error(&mut self, table: &str, e: Error) -> Result<()> {
+        let e = if e.message.starts_with("table ") {
+            e
+        } else {
+            e.context(format!("table {table}"))
+        };
+        let errors = self.ctx.task.settings.errors.clone();
+        match errors.data {
+            Policy::StopTask => Err(e),
+            Policy::SuspendTable => self.suspend(table, e),
+            Policy::LogError | Policy::IgnoreRecord => {
+                let stats = self.cp.table_mut(table);
+                stats.data_errors += 1;
+                let n = stats.data_errors;
+                self.dirty = true;
+                if errors.data == Policy::LogError {
+                    tracing::warn!(table, error = %e, "change skipped (DataErrorPolicy=LOG_ERROR)");
+                }
+                match errors.data_escalation {
+                    Some((limit, policy)) if n >= limit => {
+                        let e = e.context(format!(
+                            "{n} changes skipped (DataErrorEscalationCount = {limit}); the last"
+                        ));
+                        match policy {
+                            Policy::StopTask => Err(e),
+                            _ => self.suspend(table, e),
+                        }
+                    }
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// Suspends `table`: its later changes are dropped, and the checkpoint records since when
+    /// and why (`status` shows it; the next run reloads it). What it buffered before the bad
+    /// change is written as usual. A table that failed `TableErrorEscalationCount` times stops
+    /// the task instead.
+    pub(super) fn suspend(&mut self, table: &str, e: Error) -> Result<()> {
+        let at = self.txn.as_ref().map(|(at, _)| at.clone());
+        let stats = self.cp.table_mut(table);
+        stats.table_state = TableState::Error;
+        stats.error = Some(e.to_string());
+        stats.table_errors += 1;
+        let failures = stats.table_errors;
+        if let Some(limit) = self.ctx.task.settings.errors.table_escalation {
+            if failures >= limit {
+                return Err(e.context(format!(
+                    "table {table} failed {failures} times (TableErrorEscalationCount = {limit})"
+                )));
+            }
+        }
+        let series = crate::change::StreamKey::Table(table.to_string());
+        self.cp.cdc_mut().series(&series).suspended_at = at.or(self.last_end.clone());
+        self.ctx.checkpoints.save(self.cp)?;
+        self.suspended.insert(table.to_string());
+        tracing::error!(table, error = %e, "table suspended: its changes are not written, the other tables go on; fix the cause and run the task again to reload it");
+        Ok(())
+    }
+}

@@ -1,0 +1,209 @@
+//! `ErrorBehavior` end to end: one table whose data cannot be written is suspended while the
+//! others load and stream; `status` names it and why; the run exits 3; once the cause is fixed,
+//! the next run reloads it and the files replay to the source. Record-level policies skip just
+//! the bad change.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, ExitStatus};
+
+use mysql_async::prelude::Queryable;
+
+use crate::cdc::{log, spawn, wait_for, wait_streaming};
+use crate::common::*;
+use crate::mapping::set_mapping;
+
+/// Sends SIGTERM and returns how the run exited.
+fn stop(child: &mut Child) -> ExitStatus {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    child.wait().unwrap()
+}
+
+/// `tributary status` of the task: (exit success, text).
+fn status(task: &Task) -> String {
+    let out = tributary(&["status", "--config", task.path.to_str().unwrap()]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Current state of `folder`'s files by `id`: I/U upsert, D delete, as (id → v).
+fn replayed(lake: &std::path::Path, folder: &str) -> BTreeMap<i64, Option<String>> {
+    let mut state = BTreeMap::new();
+    for (is_cdc, row) in crate::cdc::read_table_files(lake, folder) {
+        let id: i64 = row["id"].as_deref().unwrap().parse().unwrap();
+        let op = match is_cdc {
+            true => row["Op"].clone().unwrap(),
+            false => "I".into(),
+        };
+        if op == "D" {
+            state.remove(&id);
+        } else {
+            state.insert(id, row["v"].clone());
+        }
+    }
+    state
+}
+
+/// Mapping: every table of `schema`, with `bad.v` retyped to int4 (a text value such as 'x'
+/// cannot be converted: a data error).
+fn rules(schema: &str) -> String {
+    format!(
+        r#"{{"rule-type":"selection","rule-id":"1","rule-name":"1","object-locator":{{"schema-name":"{schema}","table-name":"%"}},"rule-action":"include"}},
+           {{"rule-type":"transformation","rule-id":"2","rule-name":"2","rule-target":"column","object-locator":{{"schema-name":"{schema}","table-name":"bad","column-name":"v"}},"rule-action":"change-data-type","data-type":{{"type":"int4"}}}}"#
+    )
+}
+
+/// PostgreSQL, full load and CDC: `bad` fails its load on 'x' and is suspended; `good` loads
+/// and streams; changes to `bad` are dropped; the run exits 3 and `status` shows the cause.
+/// After the value is fixed, the next run reloads `bad` from a fresh snapshot and both tables
+/// replay to the source.
+#[tokio::test]
+async fn postgres_a_poisoned_table_is_suspended_and_reloaded_after_the_fix() {
+    let db = "susp_pg";
+    let client = fresh_db(db).await;
+    client
+        .batch_execute(
+            "CREATE SCHEMA s;
+             CREATE TABLE s.good (id int PRIMARY KEY, v text);
+             CREATE TABLE s.bad (id int PRIMARY KEY, v text);
+             CREATE TABLE s.fence (id int PRIMARY KEY, v text);
+             INSERT INTO s.good VALUES (1, 'a'), (2, 'b');
+             INSERT INTO s.bad VALUES (1, '10'), (2, 'x'), (3, '30');",
+        )
+        .await
+        .unwrap();
+    let task = crate::cdc::cdc_task(
+        db,
+        "full-load-and-cdc",
+        "AddColumnName = true\nCdcMaxBatchInterval = 1",
+        "",
+    );
+    set_mapping(&task, &rules("s"));
+    let mut child = spawn(&task, 0);
+    wait_streaming(&task, 0, &mut child);
+    client
+        .batch_execute(
+            "INSERT INTO s.good VALUES (3, 'c');
+             INSERT INTO s.bad VALUES (4, '40');
+             INSERT INTO s.fence VALUES (1, 'f');",
+        )
+        .await
+        .unwrap();
+    let lake = task.lake();
+    wait_for(&task, 0, &mut child, 60, "the fence row", |fs| {
+        fs.iter()
+            .any(|f| f.starts_with("s/fence/") && !f.contains("LOAD"))
+    });
+    let exit = stop(&mut child);
+    assert_eq!(exit.code(), Some(3), "{}", log(&task, 0));
+    assert!(
+        files(&lake).iter().all(|f| !f.starts_with("s/bad/")),
+        "nothing of the suspended table: {:?}",
+        files(&lake)
+    );
+    let good: BTreeMap<i64, Option<String>> = [(1, "a"), (2, "b"), (3, "c")]
+        .map(|(i, v)| (i, Some(v.into())))
+        .into();
+    assert_eq!(replayed(&lake, "s/good"), good);
+    let shown = status(&task);
+    assert!(
+        shown.contains("s.bad: Table error") && shown.contains("\"x\""),
+        "{shown}"
+    );
+
+    // The fix, then a change while the task is down, then the next run.
+    client
+        .batch_execute(
+            "UPDATE s.bad SET v = '20' WHERE id = 2;
+             INSERT INTO s.bad VALUES (5, '50');",
+        )
+        .await
+        .unwrap();
+    let mut child = spawn(&task, 1);
+    wait_streaming(&task, 1, &mut child);
+    client
+        .batch_execute(
+            "UPDATE s.bad SET v = '60' WHERE id = 1;
+             INSERT INTO s.fence VALUES (2, 'f');",
+        )
+        .await
+        .unwrap();
+    wait_for(
+        &task,
+        1,
+        &mut child,
+        60,
+        "the change after the reload",
+        |fs| {
+            fs.iter()
+                .any(|f| f.starts_with("s/bad/") && !f.contains("LOAD"))
+        },
+    );
+    let exit = stop(&mut child);
+    assert!(exit.success(), "{exit}\n{}", log(&task, 1));
+    let bad: BTreeMap<i64, Option<String>> =
+        [(1, "60"), (2, "20"), (3, "30"), (4, "40"), (5, "50")]
+            .map(|(i, v)| (i, Some(v.into())))
+            .into();
+    assert_eq!(replayed(&lake, "s/bad"), bad, "{}", log(&task, 1));
+    assert_eq!(replayed(&lake, "s/good"), good);
+    assert!(!status(&task).contains("Table error"));
+}
+
+/// MariaDB, CDC: with `DataErrorPolicy = LOG_ERROR` a change that cannot be converted is
+/// skipped, logged and counted, and the table goes on; with the default (`SUSPEND_TABLE`) the
+/// table stops while another streams on.
+#[tokio::test]
+async fn mysql_data_errors_follow_the_data_error_policy() {
+    for (n, policy) in ["LOG_ERROR", "SUSPEND_TABLE"].iter().enumerate() {
+        let db = format!("susp_my{n}");
+        let url = crate::mysql::my_url(&db);
+        let mut conn = crate::mysql::my_db(&db).await;
+        conn.query_drop(
+            "CREATE TABLE bad (id INT PRIMARY KEY, v VARCHAR(10));
+             CREATE TABLE fence (id INT PRIMARY KEY, v VARCHAR(10));",
+        )
+        .await
+        .unwrap();
+        let task = crate::mysql::my_task_at(&url, &db, "cdc", "CdcMaxBatchInterval = 1", "");
+        let text = std::fs::read_to_string(&task.path).unwrap().replace(
+            "[source]",
+            &format!("[task.settings]\n\"ErrorBehavior.DataErrorPolicy\" = \"{policy}\"\n[source]"),
+        );
+        std::fs::write(&task.path, text).unwrap();
+        set_mapping(&task, &rules(&db));
+        let mut child = spawn(&task, 0);
+        wait_streaming(&task, 0, &mut child);
+        conn.query_drop(
+            "INSERT INTO bad VALUES (1, '1'), (2, 'x'), (3, '3');
+             INSERT INTO fence VALUES (1, 'f');",
+        )
+        .await
+        .unwrap();
+        let lake = task.lake();
+        let fence = format!("{db}/fence/");
+        wait_for(&task, 0, &mut child, 60, "the fence row", |fs| {
+            fs.iter().any(|f| f.starts_with(&fence))
+        });
+        let exit = stop(&mut child);
+        let got = replayed(&lake, &format!("{db}/bad"));
+        let shown = status(&task);
+        if *policy == "LOG_ERROR" {
+            assert!(exit.success(), "{exit}\n{}", log(&task, 0));
+            let want: BTreeMap<i64, Option<String>> = [(1, "1"), (3, "3")]
+                .map(|(i, v)| (i, Some(v.into())))
+                .into();
+            assert_eq!(got, want, "{}", log(&task, 0));
+            assert!(log(&task, 0).contains("DataErrorPolicy=LOG_ERROR"));
+            assert!(shown.contains("1 records skipped"), "{shown}");
+        } else {
+            assert_eq!(exit.code(), Some(3), "{}", log(&task, 0));
+            let want: BTreeMap<i64, Option<String>> = [(1, Some("1".to_string()))].into();
+            assert_eq!(got, want, "rows before the bad one are kept");
+            assert!(shown.contains("bad: Table error"), "{shown}");
+        }
+    }
+}
