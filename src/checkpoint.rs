@@ -176,6 +176,29 @@ pub(crate) struct TableStats {
     /// Records skipped by `DataErrorPolicy` `LOG_ERROR`/`IGNORE_RECORD`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub(crate) data_errors: u64,
+    /// The segments of a segmented load (`parallel-load`), by segment name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) segments: BTreeMap<String, SegmentStats>,
+}
+
+/// One segment of a segmented full load.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct SegmentStats {
+    /// `Full load` while loading, `Table completed` once every file is durable.
+    pub(crate) state: TableState,
+    /// Rows written.
+    pub(crate) rows: u64,
+    /// Files written.
+    pub(crate) files: u64,
+    /// Bytes written.
+    pub(crate) bytes: u64,
+    /// LOAD counter of the attempt's first file (a resume removes its files from it upward).
+    pub(crate) first_load_file: Option<u64>,
+    /// The first counter a failed attempt never used: its files are removed, but their names
+    /// are not given to other content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) next_load_file: Option<u64>,
 }
 
 impl TableStats {

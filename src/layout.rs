@@ -4,6 +4,7 @@
 //! by a test, and so resume logic can recompute keys without touching S3.
 
 use crate::error::{Error, Result};
+use crate::mapping::segments::SegmentPlace;
 use crate::mapping::{Names, TableMappings, TagRules};
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use chrono_tz::Tz;
@@ -120,7 +121,21 @@ impl Layout {
     }
 
     /// Full-load file key: "[folder/]schema/table/LOAD%08X.ext"; `counter` starts at 1.
+    #[cfg(test)]
     pub(crate) fn load_key(&self, schema: &str, table: &str, counter: u64) -> Result<String> {
+        self.load_key_in(schema, table, None, counter)
+    }
+
+    /// Full-load file key of segment `place` of the table (reference §2.3):
+    /// `…/table/<folder>/LOAD%08X.ext` or `…/table/SEGMENT<n>_LOAD%08X.ext`; None: the table's
+    /// own `…/table/LOAD%08X.ext`.
+    pub(crate) fn load_key_in(
+        &self,
+        schema: &str,
+        table: &str,
+        place: Option<&SegmentPlace>,
+        counter: u64,
+    ) -> Result<String> {
         // Wider counters would break the fixed 8-digit width that listing order relies on.
         if counter == 0 || counter > u64::from(u32::MAX) {
             return Err(Error::config(
@@ -129,7 +144,27 @@ impl Layout {
             ));
         }
         let prefix = self.table_prefix(schema, table);
-        Ok(format!("{prefix}LOAD{counter:08X}{}", self.extension()))
+        let ext = self.extension();
+        Ok(match place {
+            None => format!("{prefix}LOAD{counter:08X}{ext}"),
+            Some(SegmentPlace::Folder(f)) => format!("{prefix}{f}/LOAD{counter:08X}{ext}"),
+            Some(SegmentPlace::Numbered(n)) => {
+                format!("{prefix}SEGMENT{n}_LOAD{counter:08X}{ext}")
+            }
+        })
+    }
+
+    /// The LOAD counter of `rel` (a key below the table's prefix) when it is a file of segment
+    /// `place`, as [`load_key_in`](Self::load_key_in) names them.
+    pub(crate) fn segment_counter(place: &SegmentPlace, rel: &str) -> Option<u32> {
+        let name = match place {
+            SegmentPlace::Folder(f) => rel.strip_prefix(f.as_str())?.strip_prefix('/')?,
+            SegmentPlace::Numbered(n) => rel.strip_prefix(&format!("SEGMENT{n}_"))?,
+        };
+        if name.contains('/') {
+            return None;
+        }
+        Layout::parse_load_counter(name)
     }
 
     /// Parses the LOAD counter out of a key or file name produced by `load_key` (any extension).

@@ -14,4 +14,5 @@ mod mysql;
 mod resilience;
 mod resume;
 mod s3;
+mod segments;
 mod suspend;

@@ -81,17 +81,11 @@ impl RowFilter {
             let column = &columns[index];
             // DMS refuses LOB columns; text ones are allowed here because PostgreSQL's `text`
             // maps to NCLOB, and its values arrive whole in the load and in CDC.
-            let kind = match column.dms_type {
-                DmsType::Bytes { .. } => {
-                    return Err(format!(
-                        "column {} holds bytes, which filters cannot compare",
-                        column.name
-                    ));
-                }
-                DmsType::Boolean => Kind::Boolean,
-                DmsType::Date | DmsType::Time | DmsType::DateTime => Kind::Time,
-                DmsType::String { .. } => Kind::Text,
-                _ => Kind::Number,
+            let Some(kind) = kind_of(column.dms_type) else {
+                return Err(format!(
+                    "column {} holds bytes, which filters cannot compare",
+                    column.name
+                ));
             };
             let value = |v: &str| {
                 canonical(column.dms_type, kind, v).map_err(|e| {
@@ -354,6 +348,49 @@ fn literal(kind: Kind, dialect: Dialect, v: &[u8]) -> String {
         // Checked by `canonical`: digits, signs, '.', exponents, ':', '-' and spaces only.
         _ => format!("'{}'", String::from_utf8_lossy(v)),
     }
+}
+
+/// How values of type `t` compare; None for bytes, which do not.
+fn kind_of(t: DmsType) -> Option<Kind> {
+    Some(match t {
+        DmsType::Bytes { .. } => return None,
+        DmsType::Boolean => Kind::Boolean,
+        DmsType::Date | DmsType::Time | DmsType::DateTime => Kind::Time,
+        DmsType::String { .. } => Kind::Text,
+        _ => Kind::Number,
+    })
+}
+
+/// A `ranges` boundary value for a column of type `t`, as a literal of `dialect` — checked
+/// and written like a filter value (data, never SQL).
+pub(crate) fn bound_literal(t: DmsType, dialect: Dialect, v: &str) -> Result<String, String> {
+    let kind = kind_of(t).ok_or("is for a bytes column, which cannot be compared")?;
+    Ok(literal(kind, dialect, &canonical(t, kind, v)?))
+}
+
+/// SQL that is true when the tuple of `cols` (quoted name, type) sorts before `bound` (its
+/// literals), lexicographically; text compares byte by byte, as in filters, so every row falls
+/// on one side whatever the column's collation.
+pub(crate) fn tuple_below(
+    cols: &[(String, DmsType)],
+    bound: &[String],
+    dialect: Dialect,
+) -> String {
+    let col = |(c, t): &(String, DmsType)| match (kind_of(*t), dialect) {
+        (Some(Kind::Text), Dialect::Postgres) => format!("{c} COLLATE \"C\""),
+        (Some(Kind::Text), Dialect::MySql) => format!("CAST({c} AS BINARY)"),
+        _ => c.clone(),
+    };
+    let terms: Vec<String> = (0..cols.len())
+        .map(|i| {
+            let mut parts: Vec<String> = (0..i)
+                .map(|j| format!("{} = {}", col(&cols[j]), bound[j]))
+                .collect();
+            parts.push(format!("{} < {}", col(&cols[i]), bound[i]));
+            format!("({})", parts.join(" AND "))
+        })
+        .collect();
+    terms.join(" OR ")
 }
 
 /// Lower-case hex of `v`.

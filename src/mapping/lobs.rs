@@ -47,6 +47,9 @@ struct RawRule {
     _rule_name: IgnoredAny,
     object_locator: Locator,
     lob_settings: Settings,
+    /// Parsed by `segments`.
+    #[serde(default, rename = "parallel-load")]
+    _parallel_load: Option<IgnoredAny>,
 }
 
 /// The one table a table-settings rule names.

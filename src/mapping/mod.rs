@@ -10,6 +10,7 @@ mod convert;
 pub(crate) mod expr;
 pub(crate) mod filter;
 mod lobs;
+pub(crate) mod segments;
 mod table;
 mod tags;
 mod transform;
@@ -47,6 +48,8 @@ pub(crate) struct TableMappings {
     tags: TagRules,
     /// The `table-settings` lob-settings rules.
     lobs: lobs::LobRules,
+    /// The `table-settings` parallel-load rules.
+    parallel: segments::ParallelRules,
     /// Column names the task adds to files (`Op`, the timestamp column): output columns must
     /// not take them. None when files do not name their columns (CSV without a header).
     reserved: Option<Vec<String>>,
@@ -196,6 +199,7 @@ impl TableMappings {
         let mut transforms = Vec::new();
         let mut tags = TagRules::default();
         let mut lob_rules = lobs::LobRules::default();
+        let mut parallel = segments::ParallelRules::default();
         for (index, raw) in raw_rules.iter().enumerate() {
             let at = format!("table mapping rule #{}", index + 1);
             let fix_id = "give every rule a unique rule-id, e.g. \"rule-id\": \"1\"";
@@ -228,13 +232,15 @@ impl TableMappings {
                 Some("selection") => rules.push(parse_selection(raw, &id, &ctx)?),
                 Some("transformation") => transforms.push(transform::parse(raw, &id, &ctx)?),
                 Some("post-processing") => tags::parse(&mut tags, raw, &id, &ctx)?,
-                Some("table-settings") if raw.get("parallel-load").is_some() => {
-                    let what = "table-settings parallel-load (segmented full loads)";
-                    let fix = format!("remove rule {id}, or keep this task on AWS DMS until Tributary supports it (ignoring the rule would write different output than DMS)");
-                    return fail(&ctx, format!("{what}: not supported yet"), fix);
-                }
-                Some("table-settings") if raw.get("lob-settings").is_some() => {
-                    lobs::parse(&mut lob_rules, raw, &id, &ctx)?
+                Some("table-settings")
+                    if raw.get("parallel-load").is_some() || raw.get("lob-settings").is_some() =>
+                {
+                    if raw.get("parallel-load").is_some() {
+                        segments::parse(&mut parallel, raw, &id, &ctx)?;
+                    }
+                    if raw.get("lob-settings").is_some() {
+                        lobs::parse(&mut lob_rules, raw, &id, &ctx)?;
+                    }
                 }
                 Some("table-settings") => {
                     let msg = "table-settings rule without parallel-load or lob-settings";
@@ -257,6 +263,7 @@ impl TableMappings {
             names,
             tags,
             lobs: lob_rules,
+            parallel,
             reserved: None,
         })
     }
@@ -275,6 +282,15 @@ impl TableMappings {
     /// How `schema.table` writes LOB columns: its lob-settings rule over the task's `task`.
     pub(crate) fn lobs(&self, schema: &str, table: &str, task: Lobs) -> Lobs {
         self.lobs.of(schema, table, task)
+    }
+
+    /// The parallel-load rule of `schema.table`, with its rule id.
+    pub(crate) fn parallel_load(
+        &self,
+        schema: &str,
+        table: &str,
+    ) -> Option<(&segments::ParallelLoad, &str)> {
+        self.parallel.of(schema, table)
     }
 
     /// The add-tag rules (the S3 tags of each table's objects).

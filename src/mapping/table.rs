@@ -321,6 +321,17 @@ impl TableMappings {
                 ));
             }
         }
+        for (schema, table) in self.parallel.tables() {
+            if !tables
+                .iter()
+                .any(|t| t.schema == schema && t.table == table)
+            {
+                return Err(Error::config(
+                    format!("table mapping parallel-load for {schema}.{table}: no such selected table"),
+                    "correct the rule's schema-name and table-name (the source's, case-sensitive), or remove it",
+                ));
+            }
+        }
         for (schema, table) in self.lobs.tables() {
             if !tables
                 .iter()

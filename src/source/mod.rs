@@ -18,6 +18,7 @@ use crate::change::{Position, RowBatch, TableSchema};
 use crate::checkpoint::CdcState;
 use crate::config::{SourceConfig, TaskConfig};
 use crate::error::{Error, Result};
+use crate::mapping::segments::{Segment, SegmentPart};
 use crate::mapping::RelationKind;
 use stream::ChangeStream;
 
@@ -103,6 +104,25 @@ pub(crate) struct SourceTable {
     pub(crate) estimated_rows: Option<u64>,
     /// Selection-rule load order (higher first).
     pub(crate) load_order: i64,
+    /// The units its full load is split into (`parallel-load`); empty: the whole table is one.
+    pub(crate) segments: Vec<crate::mapping::segments::Segment>,
+}
+
+/// `FROM … WHERE …` of a full-load read: `relation` (the table) or the segment's partition,
+/// with the table's source filter (` WHERE …` or "") and the segment's predicate.
+pub(crate) fn read_from(relation: String, filter: &str, segment: Option<&Segment>) -> String {
+    let filter = filter.strip_prefix(" WHERE ").unwrap_or(filter);
+    let (from, range) = match segment.map(|s| &s.part) {
+        Some(SegmentPart::Partition(p)) => (p.clone(), ""),
+        Some(SegmentPart::Where(w)) => (relation, w.as_str()),
+        None => (relation, ""),
+    };
+    match (filter.is_empty(), range.is_empty()) {
+        (true, true) => format!("FROM {from}"),
+        (false, true) => format!("FROM {from} WHERE {filter}"),
+        (true, false) => format!("FROM {from} WHERE {range}"),
+        (false, false) => format!("FROM {from} WHERE ({filter}) AND ({range})"),
+    }
 }
 
 /// Live counters of one table's read, shared with the progress display.
@@ -184,11 +204,13 @@ pub(crate) fn lob_limit(
 pub(crate) trait Snapshot: Send + Sync {
     /// Selected tables with their output schemas, in load order.
     async fn tables(&self) -> Result<Vec<SourceTable>>;
-    /// A future that streams all rows of `table` into `tx` and returns the row count. It owns
+    /// A future that streams all rows of `table` (of one of its `segment`s) into `tx` and
+    /// returns the row count. It owns
     /// what it needs (`'static`), so it can run as its own task beside the writer.
     fn read_table(
         &self,
         table: &SourceTable,
+        segment: Option<&Segment>,
         opts: ReadOptions,
         tx: mpsc::Sender<RowBatch>,
         progress: Arc<ReadProgress>,

@@ -117,6 +117,13 @@ async fn load_from(
                 .get(&name)
                 .is_some_and(|s| s.table_state == TableState::Completed);
             if !done {
+                // Every segment is read again from this snapshot: segments finished from an
+                // earlier one would miss the changes between the two points.
+                if let Some(stats) = cp.tables.get_mut(&name) {
+                    for s in stats.segments.values_mut() {
+                        s.state = TableState::FullLoad;
+                    }
+                }
                 cp.cdc_mut().series(&StreamKey::Table(name)).loaded_at = Some(position.clone());
             }
         }

@@ -2,6 +2,9 @@
 //! streamed source → writer → store, with the checkpoint updated when a table is durable.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+mod segment;
+
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -15,6 +18,7 @@ use crate::config::errors::Policy;
 use crate::config::PrepMode;
 use crate::error::{Error, ErrorKind, Result};
 use crate::layout::Layout;
+use crate::mapping::segments::Segment;
 use crate::mapping::{Lobs, TableMap};
 use crate::progress::Progress;
 use crate::source::{ReadOptions, ReadProgress, RowClock, Snapshot, SourceTable};
@@ -35,6 +39,21 @@ pub(crate) struct FullLoad<'a> {
     cancel: CancellationToken,
     /// Set when `DataErrorEscalationPolicy` `STOP_TASK` escalated a table's data errors.
     stop_task: Arc<AtomicBool>,
+    /// Tables that failed in this run (a segmented table counts one failure).
+    failed: Mutex<HashSet<String>>,
+    /// Segmented tables whose load this run has started (cleared per `TargetTablePrepMode`).
+    started: Mutex<HashSet<String>>,
+}
+
+/// What one table (or segment) load wrote.
+struct Pumped {
+    rows: u64,
+    files: Vec<String>,
+    bytes: u64,
+    truncated: u64,
+    data_errors: u64,
+    /// Its progress line.
+    shown: crate::progress::TableProgress,
 }
 
 impl<'a> FullLoad<'a> {
@@ -47,6 +66,8 @@ impl<'a> FullLoad<'a> {
             // A child: one table's error stops the others, and a signal stops them all.
             cancel: ctx.cancel.child_token(),
             stop_task: Arc::default(),
+            failed: Mutex::default(),
+            started: Mutex::default(),
         }
     }
 
@@ -80,9 +101,27 @@ impl<'a> FullLoad<'a> {
             clock,
             lob_max_bytes: self.ctx.task.settings.lob_max_bytes,
         };
-        let results: Vec<Result<()>> = futures::stream::iter(tables)
-            .map(|t| async move {
-                let r = match self.load_table(snapshot, &t, opts).await {
+        // The units of work: whole tables, and each segment of a segmented table; all share
+        // the snapshot and the MaxFullLoadSubTasks readers.
+        let units: Vec<(Arc<SourceTable>, Option<usize>)> = tables
+            .into_iter()
+            .map(Arc::new)
+            .flat_map(|t| {
+                let n = t.segments.len();
+                let parts: Vec<Option<usize>> = match n {
+                    0 => vec![None],
+                    _ => (0..n).map(Some).collect(),
+                };
+                parts.into_iter().map(move |p| (t.clone(), p))
+            })
+            .collect();
+        let results: Vec<Result<()>> = futures::stream::iter(units)
+            .map(|(t, segment)| async move {
+                let loaded = match segment {
+                    None => self.load_table(snapshot, &t, opts).await,
+                    Some(i) => self.load_segment(snapshot, &t, i, opts).await,
+                };
+                let r = match loaded {
                     Err(e) if self.suspends(&e) => self.suspend(&t, e).await,
                     r => r,
                 };
@@ -223,13 +262,51 @@ impl<'a> FullLoad<'a> {
         })
         .await?;
 
+        let outcome = self.pump(snapshot, table, None, first, opts).await;
+        match outcome {
+            Ok(done) => {
+                self.update(&key, |s| {
+                    s.table_state = TableState::Completed;
+                    s.full_load_rows = done.rows;
+                    s.full_load_end_time = Some(now());
+                    s.full_load_files = done.files.len() as u64;
+                    s.full_load_bytes = done.bytes;
+                    s.truncated_lobs = done.truncated;
+                    s.data_errors = done.data_errors;
+                })
+                .await?;
+                done.shown.done(TableState::Completed.as_str());
+                Ok(())
+            }
+            Err((err, _)) => self.failed(&key, err).await,
+        }
+    }
+
+    /// Streams `table` (or one `segment` of it) source → converter → writer into files
+    /// numbered from `first`. On error its files are removed, and the error comes with the
+    /// first counter it never used.
+    async fn pump(
+        &self,
+        snapshot: &dyn Snapshot,
+        table: &SourceTable,
+        segment: Option<&Segment>,
+        first: u64,
+        opts: ReadOptions,
+    ) -> Result<Pumped, (Error, u64)> {
+        let key = table.schema.qualified();
         let counters = Arc::new(ReadProgress::default());
-        let shown = self
-            .progress
-            .table(&key, table.estimated_rows, counters.clone());
+        let shown = match segment {
+            Some(seg) => {
+                let name = format!("{key}/{}", seg.place.key());
+                self.progress.table(&name, None, counters.clone())
+            }
+            None => self
+                .progress
+                .table(&key, table.estimated_rows, counters.clone()),
+        };
         let settings = &self.ctx.task.target.settings;
         let mappings = &self.ctx.task.mappings;
-        let map = mappings.table_map(&table.schema)?;
+        let map = mappings.table_map(&table.schema).map_err(|e| (e, first))?;
         let spec = Arc::new(EncodeSpec::full_load(settings, &map.target));
         let map = map.projects().then_some(map);
         let mut writer = LoadWriter::new(
@@ -239,7 +316,8 @@ impl<'a> FullLoad<'a> {
             spec.clone(),
             settings.max_file_bytes,
             first,
-        );
+        )
+        .in_segment(segment.map(|s| s.place.clone()));
         // Three stages on three threads: reader (COPY → rows), converter (rows → Arrow arrays
         // for Parquet), writer (encode → upload); bounded channels between them.
         let (tx, rx) = mpsc::channel::<RowBatch>(CHANNEL_BATCHES);
@@ -263,7 +341,7 @@ impl<'a> FullLoad<'a> {
             stop_task: self.stop_task.clone(),
         });
         let skips = skipper.policy.skips_record().then(|| skipper.clone());
-        let read = tokio::spawn(snapshot.read_table(table, opts, tx, counters.clone()));
+        let read = tokio::spawn(snapshot.read_table(table, segment, opts, tx, counters.clone()));
         let convert = tokio::task::spawn_blocking(move || {
             convert_all(&spec, map.as_ref(), skips.as_deref(), rx, prepared_tx)
         });
@@ -271,6 +349,7 @@ impl<'a> FullLoad<'a> {
         let (read, write, _) = tokio::join!(read, write, convert);
         let read =
             read.unwrap_or_else(|e| Err(Error::internal(format!("reader task failed: {e}"))));
+        let unused = writer.next_counter();
         let outcome = match (read, write) {
             (Ok(rows), Ok(())) => match writer.close().await {
                 Ok(()) => Ok((rows, std::mem::take(&mut writer.finished), writer.bytes)),
@@ -291,45 +370,50 @@ impl<'a> FullLoad<'a> {
                 if truncated > 0 {
                     tracing::warn!(table = %key, values = truncated, "LOB values truncated at TargetMetadata.LobMaxSize");
                 }
-                self.update(&key, |s| {
-                    s.table_state = TableState::Completed;
-                    s.full_load_rows = rows;
-                    s.full_load_end_time = Some(now());
-                    s.full_load_files = files.len() as u64;
-                    s.full_load_bytes = bytes;
-                    s.truncated_lobs = truncated;
-                    s.data_errors = skipper.count.load(Ordering::Relaxed);
+                Ok(Pumped {
+                    rows,
+                    files,
+                    bytes,
+                    truncated,
+                    data_errors: skipper.count.load(Ordering::Relaxed),
+                    shown,
                 })
-                .await?;
-                shown.done(TableState::Completed.as_str());
-                Ok(())
             }
             Err((err, written)) => {
                 // Never leave part of a table under its data keys.
                 if let Err(e) = self.ctx.store.delete(&written).await {
                     tracing::error!(table = %key, error = %e, files = ?written, "could not remove the table's files of this attempt; the next run removes them");
                 }
-                let err = err.context(format!("table {key}"));
-                let interrupted = err.kind == ErrorKind::Interrupted;
-                let _ = self
-                    .update(&key, |s| {
-                        if interrupted {
-                            s.table_state = TableState::Cancelled;
-                        } else {
-                            s.table_state = TableState::Error;
-                            s.error = Some(err.to_string());
-                            s.table_errors += 1;
-                        }
-                    })
-                    .await;
-                shown.done(if interrupted {
+                shown.done(if err.kind == ErrorKind::Interrupted {
                     "Table cancelled"
                 } else {
                     "Table error"
                 });
-                Err(err)
+                Err((err, unused))
             }
         }
+    }
+
+    /// Records that the load of `key` failed with `err` (once per run for a table whose
+    /// segments fail one after another) and returns the error, named by the table.
+    async fn failed(&self, key: &str, err: Error) -> Result<()> {
+        let err = err.context(format!("table {key}"));
+        let interrupted = err.kind == ErrorKind::Interrupted;
+        let first = self.failed.lock().await.insert(key.to_string());
+        let _ = self
+            .update(key, |s| {
+                if interrupted {
+                    if s.table_state != TableState::Error {
+                        s.table_state = TableState::Cancelled;
+                    }
+                } else if first {
+                    s.table_state = TableState::Error;
+                    s.error = Some(err.to_string());
+                    s.table_errors += 1;
+                }
+            })
+            .await;
+        Err(err)
     }
 
     /// Drains the reader's batches into the writer until the reader is done, or stops on

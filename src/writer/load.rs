@@ -1,5 +1,6 @@
 //! The full load's file writer: one table's rows as `LOAD%08X` files, rolled at `MaxFileSize`.
 
+use crate::mapping::segments::SegmentPlace;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -28,6 +29,8 @@ pub(crate) struct LoadWriter<'a> {
     spec: Arc<EncodeSpec>,
     max_bytes: u64,
     next_counter: u64,
+    /// The segment whose files these are (None: the table's own).
+    place: Option<SegmentPlace>,
     open: Option<OpenFile>,
     /// Keys of finished files, in order.
     pub(crate) finished: Vec<String>,
@@ -54,11 +57,23 @@ impl<'a> LoadWriter<'a> {
             spec,
             max_bytes: max_file_bytes,
             next_counter: first_counter,
+            place: None,
             open: None,
             finished: Vec::new(),
             bytes: 0,
             tags: layout.tags(&table.schema, &table.table),
         }
+    }
+
+    /// The same writer, naming its files as segment `place`'s.
+    pub(crate) fn in_segment(mut self, place: Option<SegmentPlace>) -> LoadWriter<'a> {
+        self.place = place;
+        self
+    }
+
+    /// The counter the next file would take: every counter below it has been used.
+    pub(crate) fn next_counter(&self) -> u64 {
+        self.next_counter
     }
 
     /// Appends a batch, rolling files as they reach the size limit.
@@ -67,9 +82,10 @@ impl<'a> LoadWriter<'a> {
         let len = batch.rows.len();
         while row < len {
             if self.open.is_none() {
-                let key = self.layout.load_key(
+                let key = self.layout.load_key_in(
                     &self.table.schema,
                     &self.table.table,
+                    self.place.as_ref(),
                     self.next_counter,
                 )?;
                 self.next_counter += 1;

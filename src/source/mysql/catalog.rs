@@ -10,6 +10,7 @@ use super::my_error;
 use crate::change::{Column, DmsType, RowBatch, TableSchema};
 use crate::error::Result;
 use crate::mapping::filter::Dialect;
+use crate::mapping::segments::{self, ParallelLoad, Partition};
 use crate::mapping::{Lobs, RelationKind, TableMappings};
 use crate::source::SourceTable;
 
@@ -276,7 +277,63 @@ pub(super) async fn selected_tables(
         t.source.estimated_rows = rows;
         let map = mappings.table_map(&t.source.schema)?;
         t.filter = map.where_clause(Dialect::MySql, &quote_ident);
+        if let Some((load, id)) = mappings.parallel_load(&schema, &table) {
+            let parts = match load.wants_partitions() {
+                true => partitions(conn, &schema, &table, load).await?,
+                false => Vec::new(),
+            };
+            t.source.segments = segments::segments(
+                load,
+                id,
+                &t.source.schema,
+                &parts,
+                Dialect::MySql,
+                &quote_ident,
+            )?;
+        }
         out.push(t);
+    }
+    Ok(out)
+}
+
+/// The partitions of `schema.table` a `parallel-load` rule of type `load` reads: top-level
+/// partitions (`partitions-auto`), leaves (`subpartitions-auto`), or both levels (a list), each
+/// with the `PARTITION (…)` read that selects it.
+async fn partitions(
+    conn: &mut Conn,
+    schema: &str,
+    table: &str,
+    load: &ParallelLoad,
+) -> Result<Vec<Partition>> {
+    let rows: Vec<(String, Option<String>)> = conn
+        .exec(
+            "SELECT PARTITION_NAME, SUBPARTITION_NAME FROM information_schema.PARTITIONS
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND PARTITION_NAME IS NOT NULL
+             ORDER BY PARTITION_ORDINAL_POSITION, SUBPARTITION_ORDINAL_POSITION",
+            (schema, table),
+        )
+        .await
+        .map_err(|e| my_error(e, &format!("reading the partitions of {schema}.{table}")))?;
+    let read = |p: &str| {
+        format!(
+            "{}.{} PARTITION ({})",
+            quote_ident(schema),
+            quote_ident(table),
+            quote_ident(p)
+        )
+    };
+    let mut out: Vec<Partition> = Vec::new();
+    for (p, sub) in rows {
+        let names = match (load, sub) {
+            (ParallelLoad::SubpartitionsAuto, Some(s)) => vec![s],
+            (ParallelLoad::PartitionsList(_), Some(s)) => vec![p, s],
+            _ => vec![p],
+        };
+        for n in names {
+            if !out.iter().any(|(have, _)| *have == n) {
+                out.push((n.clone(), read(&n)));
+            }
+        }
     }
     Ok(out)
 }
@@ -321,6 +378,7 @@ pub(super) async fn describe(
             }),
             kind: RelationKind::Table,
             estimated_rows: None,
+            segments: Vec::new(),
         },
         columns,
         kept,

@@ -15,8 +15,9 @@ use super::{binlog_position, connect, my_error};
 use crate::change::{BinlogPos, RowBatch};
 use crate::config::source::MyConfig;
 use crate::error::{Error, Result};
+use crate::mapping::segments::Segment;
 use crate::mapping::{Lobs, TableMappings};
-use crate::source::{lob_cut_len, ReadOptions, ReadProgress, Snapshot, SourceTable};
+use crate::source::{lob_cut_len, read_from, ReadOptions, ReadProgress, Snapshot, SourceTable};
 
 /// A batch is handed to the writer once it holds this many bytes of cell data...
 const BATCH_BYTES: usize = 4 * 1024 * 1024;
@@ -133,6 +134,7 @@ fn push_cell(kind: ValueKind, v: Option<Value>, out: &mut RowBatch) -> usize {
 async fn read_rows(
     conn: &mut Conn,
     table: &MyTable,
+    segment: Option<&Segment>,
     opts: ReadOptions,
     tx: &mpsc::Sender<RowBatch>,
     progress: &ReadProgress,
@@ -144,12 +146,15 @@ async fn read_rows(
         .iter()
         .map(|c| catalog::quote_ident(&c.column.name))
         .collect();
-    let query = format!(
-        "SELECT {} FROM {}.{}{}",
-        select.join(", "),
+    let relation = format!(
+        "{}.{}",
         catalog::quote_ident(&schema.schema),
-        catalog::quote_ident(&schema.table),
-        table.filter
+        catalog::quote_ident(&schema.table)
+    );
+    let query = format!(
+        "SELECT {} {}",
+        select.join(", "),
+        read_from(relation, &table.filter, segment)
     );
     let mut result = conn
         .query_iter(query)
@@ -211,6 +216,7 @@ impl Snapshot for MySnapshot {
     fn read_table(
         &self,
         table: &SourceTable,
+        segment: Option<&Segment>,
         opts: ReadOptions,
         tx: mpsc::Sender<RowBatch>,
         progress: Arc<ReadProgress>,
@@ -221,6 +227,7 @@ impl Snapshot for MySnapshot {
             .find(|t| Arc::ptr_eq(&t.source.schema, &table.schema))
             .cloned();
         let workers = self.workers.clone();
+        let segment = segment.cloned();
         Box::pin(async move {
             let table =
                 found.ok_or_else(|| Error::internal("table is not part of this snapshot"))?;
@@ -228,7 +235,7 @@ impl Snapshot for MySnapshot {
             let mut conn = conn.ok_or_else(|| {
                 Error::internal("more tables read at once than snapshot sessions")
             })?;
-            let r = read_rows(&mut conn, &table, opts, &tx, &progress).await;
+            let r = read_rows(&mut conn, &table, segment.as_ref(), opts, &tx, &progress).await;
             if r.is_ok() {
                 workers.lock().expect("worker pool").push(conn);
             }

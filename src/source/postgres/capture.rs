@@ -188,11 +188,12 @@ impl Snapshot for SlotSnapshot {
     fn read_table(
         &self,
         table: &crate::source::SourceTable,
+        segment: Option<&crate::mapping::segments::Segment>,
         opts: crate::source::ReadOptions,
         tx: tokio::sync::mpsc::Sender<crate::change::RowBatch>,
         progress: std::sync::Arc<crate::source::ReadProgress>,
     ) -> futures::future::BoxFuture<'static, Result<u64>> {
-        self.inner.read_table(table, opts, tx, progress)
+        self.inner.read_table(table, segment, opts, tx, progress)
     }
 
     async fn close(&self) -> Result<()> {

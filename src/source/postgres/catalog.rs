@@ -9,6 +9,7 @@ use super::pg_error;
 use crate::change::{Column, DmsType, TableSchema};
 use crate::error::Result;
 use crate::mapping::filter::Dialect;
+use crate::mapping::segments::{self, ParallelLoad, Partition};
 use crate::mapping::{Lobs, RelationKind, TableMappings};
 use crate::source::SourceTable;
 
@@ -32,6 +33,8 @@ pub(super) struct PgTable {
     pub(crate) can_select: bool,
     /// ` WHERE …` of its selection rules' source filters ("" without).
     pub(crate) filter: String,
+    /// The relation's OID.
+    pub(crate) oid: u32,
 }
 
 /// Quotes an identifier for SQL.
@@ -237,12 +240,14 @@ pub(super) async fn selected_tables(
                         key: Vec::new(),
                     }),
                     kind,
+                    segments: Vec::new(),
                     // -1 means "never analyzed" (PostgreSQL 14+).
                     estimated_rows: (reltuples >= 0.0).then_some(reltuples as u64),
                 },
                 columns: Vec::new(),
                 can_select: r.get(5),
                 filter: String::new(),
+                oid,
             },
         );
     }
@@ -297,6 +302,7 @@ pub(super) async fn selected_tables(
             !t.columns.is_empty()
         })
         .map(|(oid, mut t)| {
+            t.oid = oid;
             let schema = Arc::new(TableSchema {
                 schema: t.source.schema.schema.clone(),
                 table: t.source.schema.table.clone(),
@@ -309,6 +315,17 @@ pub(super) async fn selected_tables(
             Ok(t)
         })
         .collect::<Result<_>>()?;
+    for t in &mut tables {
+        let s = t.source.schema.clone();
+        if let Some((load, id)) = mappings.parallel_load(&s.schema, &s.table) {
+            let parts = match load.wants_partitions() {
+                true => partitions(client, t.oid, load).await?,
+                false => Vec::new(),
+            };
+            t.source.segments =
+                segments::segments(load, id, &s, &parts, Dialect::Postgres, &quote_ident)?;
+        }
+    }
     // Higher load-order first (DMS), then larger tables first so the longest load starts early.
     tables.sort_by(|a, b| {
         b.source
@@ -317,6 +334,37 @@ pub(super) async fn selected_tables(
             .then(b.source.estimated_rows.cmp(&a.source.estimated_rows))
     });
     Ok(tables)
+}
+
+/// The partitions of relation `oid` a `parallel-load` rule of type `load` reads: its direct
+/// partitions (`partitions-auto`), its leaf partitions (`subpartitions-auto`), or every
+/// partition below it (a list), each named by its relation name and read by its qualified name.
+async fn partitions(client: &Client, oid: u32, load: &ParallelLoad) -> Result<Vec<Partition>> {
+    let level = match load {
+        ParallelLoad::PartitionsAuto => "t.level = 1",
+        ParallelLoad::SubpartitionsAuto => "t.isleaf AND t.level > 0",
+        _ => "t.level > 0",
+    };
+    let rows = client
+        .query(
+            &format!(
+                "SELECT c.relname, n.nspname
+                 FROM pg_partition_tree($1::oid) t JOIN pg_class c ON c.oid = t.relid
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE {level} ORDER BY t.level, c.relname"
+            ),
+            &[&oid],
+        )
+        .await
+        .map_err(|e| pg_error(e, "reading partitions"))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let (name, ns): (String, String) = (r.get(0), r.get(1));
+            let read = format!("{}.{}", quote_ident(&ns), quote_ident(&name));
+            (name, read)
+        })
+        .collect())
 }
 
 /// The key columns (see [`TableSchema::key`]) of each relation in `oids`: those of the replica

@@ -15,8 +15,9 @@ use super::{connect, pg_error};
 use crate::change::RowBatch;
 use crate::config::source::PgConfig;
 use crate::error::{Error, ErrorKind, Result};
+use crate::mapping::segments::Segment;
 use crate::mapping::{Lobs, TableMappings};
-use crate::source::{ReadOptions, ReadProgress, Snapshot, SourceTable};
+use crate::source::{read_from, ReadOptions, ReadProgress, Snapshot, SourceTable};
 
 /// A batch is handed to the writer once it holds this many bytes of cell data...
 const BATCH_BYTES: usize = 4 * 1024 * 1024;
@@ -28,6 +29,7 @@ async fn copy_table(
     source: &PgConfig,
     snapshot_id: &str,
     pg: &PgTable,
+    segment: Option<Segment>,
     opts: ReadOptions,
     tx: mpsc::Sender<RowBatch>,
     progress: Arc<ReadProgress>,
@@ -42,12 +44,15 @@ async fn copy_table(
         .await
         .map_err(|e| pg_error(e, &format!("importing the snapshot for {name}")))?;
     let select: Vec<&str> = pg.columns.iter().map(|c| c.select.as_str()).collect();
-    let query = format!(
-        "COPY (SELECT {} FROM {}.{}{}) TO STDOUT",
-        select.join(", "),
+    let relation = format!(
+        "{}.{}",
         catalog::quote_ident(&schema.schema),
-        catalog::quote_ident(&schema.table),
-        pg.filter
+        catalog::quote_ident(&schema.table)
+    );
+    let query = format!(
+        "COPY (SELECT {} {}) TO STDOUT",
+        select.join(", "),
+        read_from(relation, &pg.filter, segment.as_ref())
     );
     let stream = client
         .copy_out(query.as_str())
@@ -197,6 +202,7 @@ impl Snapshot for PgSnapshot {
     fn read_table(
         &self,
         table: &SourceTable,
+        segment: Option<&Segment>,
         opts: ReadOptions,
         tx: mpsc::Sender<RowBatch>,
         progress: Arc<ReadProgress>,
@@ -204,9 +210,10 @@ impl Snapshot for PgSnapshot {
         let found = self.find(table).cloned();
         let source = self.source.clone();
         let snapshot_id = self.snapshot_id.clone();
-        Box::pin(
-            async move { copy_table(&source, &snapshot_id, &found?, opts, tx, progress).await },
-        )
+        let segment = segment.cloned();
+        Box::pin(async move {
+            copy_table(&source, &snapshot_id, &found?, segment, opts, tx, progress).await
+        })
     }
 
     async fn close(&self) -> Result<()> {
