@@ -9,6 +9,7 @@ mod common;
 mod errors;
 mod full_load;
 mod keys;
+mod load_retry;
 mod mapping;
 mod mysql;
 mod resilience;

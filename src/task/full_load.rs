@@ -21,6 +21,7 @@ use crate::layout::Layout;
 use crate::mapping::segments::Segment;
 use crate::mapping::{Lobs, TableMap};
 use crate::progress::Progress;
+use crate::retry::{self, Backoff};
 use crate::source::{ReadOptions, ReadProgress, RowClock, Snapshot, SourceTable};
 use crate::writer::load::LoadWriter;
 use crate::writer::{EncodeSpec, Prepared};
@@ -117,10 +118,7 @@ impl<'a> FullLoad<'a> {
             .collect();
         let results: Vec<Result<()>> = futures::stream::iter(units)
             .map(|(t, segment)| async move {
-                let loaded = match segment {
-                    None => self.load_table(snapshot, &t, opts).await,
-                    Some(i) => self.load_segment(snapshot, &t, i, opts).await,
-                };
+                let loaded = self.load_unit(snapshot, &t, segment, opts).await;
                 let r = match loaded {
                     Err(e) if self.suspends(&e) => self.suspend(&t, e).await,
                     r => r,
@@ -139,6 +137,37 @@ impl<'a> FullLoad<'a> {
         match errors.into_iter().next() {
             Some(e) => Err(e),
             None => Ok(()),
+        }
+    }
+
+    /// Loads one unit (a table, or a segment of one), loading it again from the same snapshot
+    /// after a lost source connection, with the reconnect policy's backoff.
+    async fn load_unit(
+        &self,
+        snapshot: &dyn Snapshot,
+        table: &SourceTable,
+        segment: Option<usize>,
+        opts: ReadOptions,
+    ) -> Result<()> {
+        let mut backoff = Backoff::new(retry::RECONNECT);
+        loop {
+            let r = match segment {
+                None => self.load_table(snapshot, table, opts).await,
+                Some(i) => self.load_segment(snapshot, table, i, opts).await,
+            };
+            let e = match r {
+                Err(e) if e.retryable() && !self.cancel.is_cancelled() => e,
+                r => return r,
+            };
+            let Some(wait) = backoff.failed() else {
+                let key = table.schema.qualified();
+                return self.failed(&key, e).await;
+            };
+            tracing::warn!(table = %table.schema.qualified(), error = %e, retry_in_ms = wait.as_millis() as u64, "lost the source connection while loading; loading it again from the same snapshot");
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.cancel.cancelled() => return Err(interrupted()),
+            }
         }
     }
 
@@ -278,6 +307,8 @@ impl<'a> FullLoad<'a> {
                 done.shown.done(TableState::Completed.as_str());
                 Ok(())
             }
+            // A lost connection is retried by the caller; anything else fails the table.
+            Err((err, _)) if err.retryable() => Err(err),
             Err((err, _)) => self.failed(&key, err).await,
         }
     }

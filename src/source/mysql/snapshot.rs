@@ -37,9 +37,54 @@ const LOCK_WAIT_S: u32 = 30;
 /// position and a table's snapshot appear in both its LOAD and CDC files (DMS's behaviour).
 pub(super) struct MySnapshot {
     tables: Vec<MyTable>,
-    workers: Arc<std::sync::Mutex<Vec<Conn>>>,
+    workers: Arc<Workers>,
     /// Binlog position of the snapshot (None when the binary log is off).
     pub(crate) position: Option<BinlogPos>,
+}
+
+/// The snapshot's sessions. A session lost with its connection cannot be replaced (a new one
+/// would see a later instant); the reads that remain wait for the sessions that are left.
+struct Workers {
+    /// Idle sessions.
+    idle: std::sync::Mutex<Vec<Conn>>,
+    /// Sessions not lost (idle or reading).
+    live: std::sync::atomic::AtomicUsize,
+    /// Wakes reads waiting for a session.
+    freed: tokio::sync::Notify,
+}
+
+impl Workers {
+    /// An idle session, once one is free.
+    async fn take(&self) -> Result<Conn> {
+        loop {
+            let freed = self.freed.notified();
+            if let Some(c) = self.idle.lock().expect("worker pool").pop() {
+                return Ok(c);
+            }
+            if self.live.load(std::sync::atomic::Ordering::Acquire) == 0 {
+                return Err(Error::new(
+                    crate::error::ErrorKind::SourceConnect,
+                    "every snapshot session of the full load lost its connection",
+                    "check the server and the network, then rerun the task: finished tables are kept",
+                ));
+            }
+            freed.await;
+        }
+    }
+
+    /// Returns a session after a read: kept when the read succeeded, else counted as lost.
+    fn give_back(&self, conn: Conn, ok: bool) {
+        if ok {
+            self.idle.lock().expect("worker pool").push(conn);
+        } else {
+            self.live.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            tokio::spawn(async move {
+                let _ = conn.disconnect().await;
+            });
+        }
+        self.freed.notify_waiters();
+        self.freed.notify_one();
+    }
 }
 
 impl MySnapshot {
@@ -104,7 +149,11 @@ impl MySnapshot {
         let (tables, position) = result?;
         Ok(MySnapshot {
             tables,
-            workers: Arc::new(std::sync::Mutex::new(pool)),
+            workers: Arc::new(Workers {
+                live: std::sync::atomic::AtomicUsize::new(pool.len()),
+                idle: std::sync::Mutex::new(pool),
+                freed: tokio::sync::Notify::new(),
+            }),
             position,
         })
     }
@@ -231,20 +280,15 @@ impl Snapshot for MySnapshot {
         Box::pin(async move {
             let table =
                 found.ok_or_else(|| Error::internal("table is not part of this snapshot"))?;
-            let conn = workers.lock().expect("worker pool").pop();
-            let mut conn = conn.ok_or_else(|| {
-                Error::internal("more tables read at once than snapshot sessions")
-            })?;
+            let mut conn = workers.take().await?;
             let r = read_rows(&mut conn, &table, segment.as_ref(), opts, &tx, &progress).await;
-            if r.is_ok() {
-                workers.lock().expect("worker pool").push(conn);
-            }
+            workers.give_back(conn, r.is_ok());
             r
         })
     }
 
     async fn close(&self) -> Result<()> {
-        let conns: Vec<Conn> = std::mem::take(&mut *self.workers.lock().expect("worker pool"));
+        let conns: Vec<Conn> = std::mem::take(&mut *self.workers.idle.lock().expect("worker pool"));
         for c in conns {
             let _ = c.disconnect().await;
         }

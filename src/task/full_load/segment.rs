@@ -86,8 +86,12 @@ impl FullLoad<'_> {
                         }
                     })
                     .await;
-                self.failed(&key, err.context(format!("segment {name}")))
-                    .await
+                let err = err.context(format!("segment {name}"));
+                if err.retryable() {
+                    // The caller loads it again.
+                    return Err(err);
+                }
+                self.failed(&key, err).await
             }
         }
     }
