@@ -4,6 +4,7 @@
 //! run finished.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 
@@ -234,4 +235,100 @@ async fn mysql_parallel_load_rules_write_partition_folders_and_ranges() {
     let last =
         std::fs::read_to_string(lake.join(format!("{db}/t/SEGMENT3_LOAD00000001.csv"))).unwrap();
     assert!(last.contains("a-lower"), "{last}");
+}
+
+/// `kill -9` while a segmented table loads, several times: each rerun keeps the segments that
+/// finished (the log says so; their files are untouched), removes what unfinished ones wrote,
+/// and in the end every row is in exactly one file.
+#[tokio::test]
+async fn kill_9_during_a_segmented_load_keeps_finished_segments() {
+    let db = "seg_kill";
+    let client = fresh_db(db).await;
+    client
+        .batch_execute(
+            "CREATE SCHEMA q;
+             CREATE TABLE q.big (id int PRIMARY KEY, v text);
+             INSERT INTO q.big SELECT i, repeat(md5(i::text), 4) FROM generate_series(1, 400000) i;",
+        )
+        .await
+        .unwrap();
+    // One unit at a time and small files, so a kill lands between and inside segments.
+    let task = new_task(
+        db,
+        "q",
+        None,
+        "MaxFileSize = 256",
+        "FullLoadSettings.MaxFullLoadSubTasks = 1",
+    );
+    let select = r#"{"rule-type":"selection","rule-id":"1","rule-name":"1","object-locator":{"schema-name":"q","table-name":"%"},"rule-action":"include"}"#;
+    let ranges = r#"{"rule-type":"table-settings","rule-id":"2","rule-name":"2","object-locator":{"schema-name":"q","table-name":"big"},"parallel-load":{"type":"ranges","columns":["id"],"boundaries":[["100000"],["200000"],["300000"]]}}"#;
+    set_mapping(&task, &format!("{select},{ranges}"));
+    let lake = task.lake();
+    let segment_files = |n: u32| -> Vec<(String, std::time::SystemTime)> {
+        files(&lake)
+            .into_iter()
+            .filter(|f| f.starts_with(&format!("q/big/SEGMENT{n}_")))
+            .map(|f| {
+                let t = std::fs::metadata(lake.join(&f))
+                    .unwrap()
+                    .modified()
+                    .unwrap();
+                (f, t)
+            })
+            .collect()
+    };
+    let checkpoint = task
+        .dir
+        .path()
+        .join(format!("tributary-state/t-{db}/checkpoint.json"));
+    let mut kept: Vec<(String, std::time::SystemTime)> = Vec::new();
+    for round in 1..=2u32 {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tributary"))
+            .args([
+                "run",
+                "--config",
+                task.path.to_str().unwrap(),
+                "--no-progress",
+            ])
+            .stderr(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // The event: segment `round` is complete in the checkpoint and the next has files.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let cp = std::fs::read_to_string(&checkpoint).unwrap_or_default();
+            let done = cp.matches("\"State\": \"Table completed\"").count() as u32;
+            if done >= round && !segment_files(round + 1).is_empty() {
+                break;
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "finished before the kill"
+            );
+            assert!(
+                Instant::now() < deadline,
+                "segment {round} never finished\n{cp}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kept.extend(segment_files(round));
+    }
+    let out = run_ok(&task, &[]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        log.matches("segment already loaded; skipping").count(),
+        2,
+        "{log}"
+    );
+    for (f, modified) in &kept {
+        let now = std::fs::metadata(lake.join(f)).unwrap().modified().unwrap();
+        assert_eq!(&now, modified, "{f} of a finished segment was rewritten");
+    }
+    let all = loaded(&lake, "q/big");
+    assert_eq!(all.len(), 400_000);
+    let want = source_rows(&client, "SELECT id::text, v FROM q.big").await;
+    assert_eq!(all, want);
 }
