@@ -11,7 +11,9 @@
 # <= 150 MB each), and commit→visible
 # latency at 10,000 changes/s (p99 <= 1.5 s). Then the MySQL/MariaDB part (scripts/bench-mysql.sh):
 # full load vs `mariadb --quick`, binlog CDC vs `mariadb-binlog`.
-# BENCH_ONLY=full-load, BENCH_ONLY=cdc or BENCH_ONLY=mysql runs one part.
+# Then segmented loads (scripts/bench-segments.sh): 1, 2 and 4 parallel-load segments, and a
+# resume after kill -9 at 4 of 5 segments.
+# BENCH_ONLY=full-load, cdc, segments or mysql runs one part.
 #
 #   bash scripts/bench.sh            # BENCH_ROWS=200000 bash scripts/bench.sh for a quick run
 set -euo pipefail
@@ -165,6 +167,13 @@ time_tributary() {
   out_mb[$format]=$(du -sm "$out" | awk '{print $1}')
 }
 
+if [[ $only == segments ]]; then
+  # shellcheck source=scripts/bench-segments.sh
+  source scripts/bench-segments.sh
+  info "saved to ${report#"$root"/}"
+  exit 0
+fi
+
 if [[ $only != cdc ]]; then
 # The first passes over a freshly loaded table are slow (hint bits, cold caches): warm up,
 # then interleave the phases in rounds so drift on a shared machine hits all of them alike.
@@ -222,6 +231,8 @@ if [[ $only != full-load ]]; then
   source scripts/bench-cdc.sh
 fi
 if [[ $only == all ]]; then
+  # shellcheck source=scripts/bench-segments.sh
+  source scripts/bench-segments.sh
   # shellcheck source=scripts/bench-mysql.sh
   source scripts/bench-mysql.sh
 fi

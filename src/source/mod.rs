@@ -170,6 +170,26 @@ pub(crate) struct ReadOptions {
     pub(crate) clock: RowClock,
     /// LobMaxSize in bytes; None = no truncation.
     pub(crate) lob_max_bytes: Option<usize>,
+    /// A batch is handed on once it holds this many bytes of cell data (see
+    /// [`batch_bytes_for`]).
+    pub(crate) batch_bytes: usize,
+}
+
+/// Largest full-load batch, bytes of cell data: big enough that per-batch work is noise.
+const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Smallest full-load batch.
+const MIN_BATCH_BYTES: usize = 256 * 1024;
+/// Memory all concurrent full-load readers, converters and writers may hold together.
+const FULL_LOAD_MEMORY_BYTES: usize = 64 * 1024 * 1024;
+/// Peak memory of one load unit, in batches: the batches in its two channels and stages, their
+/// Arrow copies, and the encoder's and allocator's share (measured: ~80 MB at 4 MiB batches).
+const UNIT_MEMORY_IN_BATCHES: usize = 20;
+
+/// The batch size that keeps `units` concurrent loads (tables or segments) within one memory
+/// budget: 3.2 MiB for one, smaller as more run at once.
+pub(crate) fn batch_bytes_for(units: usize) -> usize {
+    (FULL_LOAD_MEMORY_BYTES / (UNIT_MEMORY_IN_BATCHES * units.max(1)))
+        .clamp(MIN_BATCH_BYTES, MAX_BATCH_BYTES)
 }
 
 impl ReadOptions {

@@ -98,10 +98,6 @@ impl<'a> FullLoad<'a> {
                 RowClock::Transfer
             }
         };
-        let opts = ReadOptions {
-            clock,
-            lob_max_bytes: self.ctx.task.settings.lob_max_bytes,
-        };
         // The units of work: whole tables, and each segment of a segmented table; all share
         // the snapshot and the MaxFullLoadSubTasks readers.
         let units: Vec<(Arc<SourceTable>, Option<usize>)> = tables
@@ -116,6 +112,13 @@ impl<'a> FullLoad<'a> {
                 parts.into_iter().map(move |p| (t.clone(), p))
             })
             .collect();
+        let concurrent = units.len().min(self.ctx.task.settings.max_sub_tasks);
+        let opts = ReadOptions {
+            clock,
+            lob_max_bytes: self.ctx.task.settings.lob_max_bytes,
+            // Memory stays bounded however many units run at once.
+            batch_bytes: crate::source::batch_bytes_for(concurrent),
+        };
         let results: Vec<Result<()>> = futures::stream::iter(units)
             .map(|(t, segment)| async move {
                 let loaded = self.load_unit(snapshot, &t, segment, opts).await;

@@ -19,9 +19,8 @@ use crate::mapping::segments::Segment;
 use crate::mapping::{Lobs, TableMappings};
 use crate::source::{lob_cut_len, read_from, ReadOptions, ReadProgress, Snapshot, SourceTable};
 
-/// A batch is handed to the writer once it holds this many bytes of cell data...
-const BATCH_BYTES: usize = 4 * 1024 * 1024;
-/// ...or this many rows.
+/// A batch is handed to the writer once it holds `ReadOptions::batch_bytes` of cell data, or
+/// this many rows.
 const BATCH_ROWS: usize = 16 * 1024;
 /// Seconds `FLUSH TABLES WITH READ LOCK` may wait for running statements before giving up
 /// (it blocks writers while it waits, so it must not wait long).
@@ -233,7 +232,7 @@ async fn read_rows(
             }
         }
         batch.end_row(crate::change::Op::Insert, time)?;
-        if batch.data_bytes() >= BATCH_BYTES || batch.len() >= BATCH_ROWS {
+        if batch.data_bytes() >= opts.batch_bytes || batch.len() >= BATCH_ROWS {
             total += batch.len() as u64;
             progress.add(batch.len() as u64, bytes);
             bytes = 0;

@@ -19,9 +19,8 @@ use crate::mapping::segments::Segment;
 use crate::mapping::{Lobs, TableMappings};
 use crate::source::{read_from, ReadOptions, ReadProgress, Snapshot, SourceTable};
 
-/// A batch is handed to the writer once it holds this many bytes of cell data...
-const BATCH_BYTES: usize = 4 * 1024 * 1024;
-/// ...or this many rows.
+/// A batch is handed to the writer once it holds `ReadOptions::batch_bytes` of cell data, or
+/// this many rows.
 const BATCH_ROWS: usize = 16 * 1024;
 
 /// Streams one table with COPY inside a transaction that imported `snapshot_id`.
@@ -73,7 +72,7 @@ async fn copy_table(
         let chunk = chunk.map_err(|e| pg_error(e, &format!("reading {name}")))?;
         let rows = parser.feed(&chunk, &mut batch, time)?;
         progress.add(rows as u64, chunk.len() as u64);
-        let full = batch.data_bytes() >= BATCH_BYTES || batch.len() >= BATCH_ROWS;
+        let full = batch.data_bytes() >= opts.batch_bytes || batch.len() >= BATCH_ROWS;
         if full && parser.at_row_boundary() {
             total += batch.len() as u64;
             let full = std::mem::replace(&mut batch, RowBatch::new(ncols));
