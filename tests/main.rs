@@ -14,3 +14,4 @@ mod mysql;
 mod resilience;
 mod resume;
 mod s3;
+mod values;
