@@ -516,4 +516,113 @@ mod tests {
             vec![false, false]
         );
     }
+
+    /// `check_row` (what CDC checks a change with) fails exactly where `convert` fails, for
+    /// every type, on values that fit, values at the edges and values that do not; in both
+    /// timestamp units. Then CSV writes every one of them.
+    #[test]
+    fn check_row_agrees_with_convert_and_csv_takes_everything() {
+        let numeric = |precision, scale| DmsType::Numeric { precision, scale };
+        let cases: Vec<(DmsType, &[&str])> = vec![
+            (DmsType::Boolean, &["t", "f", "yes"]),
+            (DmsType::Int1, &["-128", "128", "x"]),
+            (DmsType::Int2, &["32767", "32768"]),
+            (DmsType::Int4, &["-2147483648", "1.5"]),
+            (
+                DmsType::Int8,
+                &["9223372036854775807", "9223372036854775808"],
+            ),
+            (DmsType::UInt1, &["255", "-1"]),
+            (DmsType::UInt2, &["65535", "65536"]),
+            (DmsType::UInt4, &["4294967295", "4294967296"]),
+            (
+                DmsType::UInt8,
+                &["18446744073709551615", "18446744073709551616"],
+            ),
+            (DmsType::Real4, &["1.5", "NaN", "-Infinity", "1e+30", "x"]),
+            (DmsType::Real8, &["1e300", "Infinity", "1,5"]),
+            (
+                numeric(28, 6),
+                &[
+                    "0.611111104488373",
+                    "9999999999999999999999.9999994",
+                    "9999999999999999999999.9999995",
+                    "1500000000000000000000000000000",
+                    "NaN",
+                    "Infinity",
+                    "-Infinity",
+                ],
+            ),
+            (numeric(10, 0), &["-9999999999", "10000000000", "NaN"]),
+            (
+                DmsType::Date,
+                &[
+                    "2024-02-29",
+                    "2023-02-29",
+                    "infinity",
+                    "-infinity",
+                    "0001-01-01",
+                    "9999-12-31",
+                    "10000-01-01",
+                    "0001-12-31 BC",
+                ],
+            ),
+            (
+                DmsType::Time,
+                &["00:00:00", "23:59:59.999999", "24:00:00", "25:00:00"],
+            ),
+            (
+                DmsType::DateTime,
+                &[
+                    "2024-02-29 12:34:56.5+00",
+                    "infinity",
+                    "-infinity",
+                    "9999-12-31 23:59:59.999999",
+                    "10000-01-01 00:00:00",
+                    "0044-03-15 10:00:00+00 BC",
+                ],
+            ),
+            (DmsType::String { lob: true }, &["héllo", ""]),
+            (
+                DmsType::Bytes { lob: false },
+                &["\\x00ff", "\\x0", "marker"],
+            ),
+        ];
+        for ms in [false, true] {
+            for (dms_type, values) in &cases {
+                let column = Column {
+                    name: "c".into(),
+                    dms_type: *dms_type,
+                    source_type: "numeric".into(),
+                };
+                let mut spec = (*spec(&format!(
+                    "dataFormat=parquet;parquetTimestampInMillisecond={ms}"
+                )))
+                .clone();
+                spec.columns = vec![column];
+                for v in *values {
+                    let mut batch = RowBatch::new(1);
+                    batch.push_cell(v.as_bytes());
+                    batch.end_row(Op::Insert, 0).unwrap();
+                    let checked = check_row(&spec, &batch, 0);
+                    let converted = convert(&spec, &batch);
+                    assert_eq!(
+                        checked.is_ok(),
+                        converted.is_ok(),
+                        "{dms_type} {v:?}: check {checked:?}"
+                    );
+                    if let Err(e) = checked {
+                        assert_eq!(e.kind, ErrorKind::Data);
+                        assert!(e.message.contains(&format!("{v:?}")), "{e}");
+                    }
+                    spec.format = crate::layout::FileFormat::Csv;
+                    assert!(spec.check_row(&batch, 0).is_ok());
+                    let mut csv = crate::writer::csv::CsvEncoder::new(Arc::new(spec.clone()));
+                    let prepared = spec.prepare(batch).unwrap();
+                    assert_eq!(csv.write(&prepared, 0..1, u64::MAX).unwrap(), 1, "{v:?}");
+                    spec.format = crate::layout::FileFormat::Parquet;
+                }
+            }
+        }
+    }
 }
