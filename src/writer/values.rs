@@ -19,7 +19,8 @@ pub(crate) const NEG_INFINITY_DATE: &str = "4713-01-01 BC";
 /// Timestamp DMS writes for `-infinity`.
 pub(crate) const NEG_INFINITY_DATETIME: &str = "4713-01-01 00:00:00 BC";
 /// 0001-01-01 and 9999-12-31 in days since 1970-01-01: the dates every Parquet reader turns
-/// into values (pyarrow and Spark, like Python and Java dates, know years 1 to 9999 only).
+/// into values (pyarrow makes Python dates, which know the years 1 to 9999; Spark documents the
+/// same range).
 const PARQUET_FIRST_DAY: i32 = -719_162;
 const PARQUET_LAST_DAY: i32 = 2_932_896;
 
