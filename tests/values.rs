@@ -248,26 +248,35 @@ fn failure(task: &Task, child: &mut std::process::Child) -> (i32, String) {
     (status.code().unwrap_or(-1), line)
 }
 
-/// CSV holds every value: the LOAD and the CDC files carry the same text, whatever its
-/// magnitude or year.
-#[tokio::test]
-async fn csv_writes_every_postgres_value_in_load_and_cdc() {
-    let db = "val_pg_csv";
+/// Runs a `full-load-and-cdc` task over database `db` (schema `c`): `insert(0)` runs before it
+/// starts (the LOAD files), `insert(100)` while it streams (the CDC files); `prepare` edits the
+/// task file first. Returns the task (its folder holds the lake) and `c/edge`'s (LOAD, CDC) files.
+async fn load_then_stream(
+    db: &str,
+    settings: &str,
+    insert: &dyn Fn(i32) -> String,
+    prepare: &dyn Fn(&Task),
+) -> (Task, Vec<PathBuf>, Vec<PathBuf>) {
     let client = pg_db(db).await;
-    client.batch_execute(&edge_rows(0)).await.unwrap();
-    let task = cdc_task(
-        db,
-        "full-load-and-cdc",
-        "AddColumnName = true\nCdcMaxBatchInterval = 1",
-        "",
-    );
+    client.batch_execute(&insert(0)).await.unwrap();
+    let task = cdc_task(db, "full-load-and-cdc", settings, "");
+    prepare(&task);
     let mut child = spawn(&task, 0);
     wait_streaming(&task, 0, &mut child);
-    client.batch_execute(&edge_rows(100)).await.unwrap();
+    client.batch_execute(&insert(100)).await.unwrap();
     pg_fence(&client, &task, &mut child).await;
     terminate(&task, 0, child);
     drop_slots(db).await;
     let (load, cdc) = table_files(&task.lake(), "c/edge");
+    (task, load, cdc)
+}
+
+/// CSV holds every value: the LOAD and the CDC files carry the same text, whatever its
+/// magnitude or year.
+#[tokio::test]
+async fn csv_writes_every_postgres_value_in_load_and_cdc() {
+    let settings = "AddColumnName = true\nCdcMaxBatchInterval = 1";
+    let (task, load, cdc) = load_then_stream("val_pg_csv", settings, &edge_rows, &|_| {}).await;
     assert_eq!(csv_rows(&load), edge_csv(0), "LOAD files");
     assert_eq!(
         csv_rows(&cdc),
@@ -284,7 +293,6 @@ async fn csv_writes_every_postgres_value_in_load_and_cdc() {
 #[tokio::test]
 async fn parquet_writes_what_readers_accept_in_load_and_cdc() {
     let db = "val_pg_pq_fits";
-    let client = pg_db(db).await;
     let rows = |base: i32| {
         format!(
             "INSERT INTO c.edge VALUES
@@ -336,20 +344,8 @@ async fn parquet_writes_what_readers_accept_in_load_and_cdc() {
             ],
         )
     };
-    client.batch_execute(&rows(0)).await.unwrap();
-    let task = cdc_task(
-        db,
-        "full-load-and-cdc",
-        "DataFormat = \"parquet\"\nCdcMaxBatchInterval = 1",
-        "",
-    );
-    let mut child = spawn(&task, 0);
-    wait_streaming(&task, 0, &mut child);
-    client.batch_execute(&rows(100)).await.unwrap();
-    pg_fence(&client, &task, &mut child).await;
-    terminate(&task, 0, child);
-    drop_slots(db).await;
-    let (load, cdc) = table_files(&task.lake(), "c/edge");
+    let settings = "DataFormat = \"parquet\"\nCdcMaxBatchInterval = 1";
+    let (_task, load, cdc) = load_then_stream(db, settings, &rows, &|_| {}).await;
     assert_eq!(python_rows(&load), expected(0), "LOAD files");
     assert_eq!(python_rows(&cdc), expected(100), "CDC files");
 }
@@ -477,15 +473,6 @@ async fn parquet_refuses_what_readers_reject_when_the_row_enters_the_writer() {
 /// readers read every value, in the load and in the stream.
 #[tokio::test]
 async fn parquet_writes_them_as_text_with_the_fixes_the_errors_name() {
-    let db = "val_pg_pq_text";
-    let client = pg_db(db).await;
-    client.batch_execute(&edge_rows(0)).await.unwrap();
-    let task = cdc_task(
-        db,
-        "full-load-and-cdc",
-        "DataFormat = \"parquet\"\nCdcMaxBatchInterval = 1",
-        "",
-    );
     let rule = |id: usize, col: &str| {
         format!(
             r#"{{"rule-type":"transformation","rule-id":"{id}","rule-name":"{id}","rule-target":"column","object-locator":{{"schema-name":"c","table-name":"edge","column-name":"{col}"}},"rule-action":"change-data-type","data-type":{{"type":"string","length":50}}}}"#
@@ -499,19 +486,15 @@ async fn parquet_writes_them_as_text_with_the_fixes_the_errors_name() {
         rule(5, "tz"),
         rule(6, "tm"),
     ];
-    crate::mapping::set_mapping(&task, &rules.join(","));
-    let text = std::fs::read_to_string(&task.path).unwrap();
-    std::fs::write(
-        &task.path,
-        format!("{text}\n[source.settings]\nMapUnboundedNumericAsString = true\n"),
-    )
-    .unwrap();
-    let mut child = spawn(&task, 0);
-    wait_streaming(&task, 0, &mut child);
-    client.batch_execute(&edge_rows(100)).await.unwrap();
-    pg_fence(&client, &task, &mut child).await;
-    terminate(&task, 0, child);
-    drop_slots(db).await;
+    let prepare = |task: &Task| {
+        crate::mapping::set_mapping(task, &rules.join(","));
+        let text = std::fs::read_to_string(&task.path).unwrap();
+        let settings = "[source.settings]\nMapUnboundedNumericAsString = true";
+        std::fs::write(&task.path, format!("{text}\n{settings}\n")).unwrap();
+    };
+    let settings = "DataFormat = \"parquet\"\nCdcMaxBatchInterval = 1";
+    let (_task, load, cdc) =
+        load_then_stream("val_pg_pq_text", settings, &edge_rows, &prepare).await;
     let expected = |base: i32| {
         rows_of(
             &EDGE_COLUMNS,
@@ -574,7 +557,6 @@ async fn parquet_writes_them_as_text_with_the_fixes_the_errors_name() {
             ],
         )
     };
-    let (load, cdc) = table_files(&task.lake(), "c/edge");
     assert_eq!(python_rows(&load), expected(0), "LOAD files");
     assert_eq!(python_rows(&cdc), expected(100), "CDC files");
 }
