@@ -529,6 +529,14 @@ impl RowBatch {
         self.times.clear();
     }
 
+    /// Removes the last complete row.
+    pub(crate) fn pop_row(&mut self) {
+        if self.ops.pop().is_some() {
+            self.times.pop();
+            self.discard_partial_row();
+        }
+    }
+
     /// Drops the cells of a row that was started but not ended (a fill that failed half-way).
     pub(crate) fn discard_partial_row(&mut self) {
         let cells = self.ops.len() * self.ncols;

@@ -193,6 +193,25 @@ mod tests {
         assert!(!redact_url("mysql://root:pw@127.0.0.1:3306/").contains("pw"));
     }
 
+    /// Exit code 2 means an invalid task file and nothing else: a value that does not fit, or
+    /// any failure at run time, is 1.
+    #[test]
+    fn only_an_invalid_task_file_exits_2() {
+        let code = |kind| Error::new(kind, "x", "y").exit_code();
+        assert_eq!(code(ErrorKind::Config), 2);
+        for kind in [
+            ErrorKind::Data,
+            ErrorKind::SourceConnect,
+            ErrorKind::Source,
+            ErrorKind::TargetWrite,
+            ErrorKind::State,
+            ErrorKind::Internal,
+        ] {
+            assert_eq!(code(kind), 1, "{kind:?}");
+        }
+        assert_eq!(code(ErrorKind::Interrupted), 130);
+    }
+
     #[test]
     fn display_joins_cause_and_fix() {
         let e = Error::config("MaxFileSize is 0.", "set it between 1 and 1048576 (KB)");

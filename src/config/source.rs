@@ -40,6 +40,9 @@ pub(crate) struct PgConfig {
     pub(crate) heartbeat: Option<Heartbeat>,
     /// `UnchangedToastValues`: what an UPDATE's unchanged, unsent TOASTed value becomes.
     pub(crate) unchanged_toast: UnchangedToast,
+    /// `MapUnboundedNumericAsString`: `numeric` without precision is written as text (every
+    /// digit, NaN, the infinities) instead of DMS's NUMERIC(28,6).
+    pub(crate) map_unbounded_numeric_as_string: bool,
     /// `CdcStartPosition` (`[task] cdc_start_position`): an LSN in the existing slot `SlotName`.
     pub(crate) start: Option<Lsn>,
 }
@@ -99,6 +102,7 @@ const PG_SETTINGS: &[&str] = &[
     "CaptureDdls",
     "DdlArtifactsSchema",
     "UnchangedToastValues",
+    "MapUnboundedNumericAsString",
 ];
 
 /// Every name `[source.settings]` accepts for MySQL/MariaDB.
@@ -213,6 +217,7 @@ impl PgConfig {
             "fail" => UnchangedToast::Fail,
             _ => UnchangedToast::Marker(marker),
         };
+        let map_unbounded_numeric_as_string = bag.bool("MapUnboundedNumericAsString", false)?;
         bag.finish(PG_SETTINGS)?;
         let start = cdc_start
             .map(|s| {
@@ -241,6 +246,7 @@ impl PgConfig {
                 schema,
             }),
             unchanged_toast,
+            map_unbounded_numeric_as_string,
             start,
         })
     }

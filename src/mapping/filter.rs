@@ -145,7 +145,7 @@ impl RowFilter {
             .iter()
             .map(|c| {
                 let col = match (c.kind, dialect) {
-                    (Kind::Text, Dialect::Postgres) => format!("{} COLLATE \"C\"", quote(&c.name)),
+                    (Kind::Text, Dialect::Postgres) => format!("{}::text COLLATE \"C\"", quote(&c.name)),
                     (Kind::Text, Dialect::MySql) => format!("CAST({} AS BINARY)", quote(&c.name)),
                     _ => quote(&c.name),
                 };
@@ -377,7 +377,7 @@ pub(crate) fn tuple_below(
     dialect: Dialect,
 ) -> String {
     let col = |(c, t): &(String, DmsType)| match (kind_of(*t), dialect) {
-        (Some(Kind::Text), Dialect::Postgres) => format!("{c} COLLATE \"C\""),
+        (Some(Kind::Text), Dialect::Postgres) => format!("{c}::text COLLATE \"C\""),
         (Some(Kind::Text), Dialect::MySql) => format!("CAST({c} AS BINARY)"),
         _ => c.clone(),
     };

@@ -368,6 +368,10 @@ impl<'a> CdcWriter<'a> {
     /// Adds one change of `table` to its series' file (see [`keys`](Self::keys); opening a
     /// file, and uploading a full chunk, as needed). `fill` pushes the row's cells. Returns
     /// the raw bytes that file now holds (what `CdcMinFileSize` is measured on).
+    ///
+    /// A row its file cannot hold (a value the Parquet column's type cannot store) is refused
+    /// here, with an error naming the table, the column and the value, and nothing of it stays
+    /// buffered: a file never holds a row that would fail when it is written.
     pub(crate) async fn push(
         &mut self,
         table: &str,
@@ -386,12 +390,14 @@ impl<'a> CdcWriter<'a> {
         }
         let t = self.tables.get_mut(table).expect("shape checked above");
         let file = self.files.get_mut(&t.series).expect("opened above");
-        let markers = match &mut file.body {
-            Body::Rows { chunk, .. } => {
+        let added = match &mut file.body {
+            Body::Rows { spec, chunk, .. } => {
                 let before = chunk.data_bytes();
-                let markers = fill_row(chunk, fill, op, commit_us)?;
+                let added = fill_row(chunk, fill, op, commit_us, &|rows| {
+                    spec.check_row(rows, rows.len() - 1)
+                });
                 file.raw_bytes += (chunk.data_bytes() - before) as u64;
-                markers
+                added
             }
             Body::Lines { text, .. } => {
                 let lines = t
@@ -400,27 +406,40 @@ impl<'a> CdcWriter<'a> {
                     .ok_or_else(|| Error::internal("transaction file without a line renderer"))?;
                 lines.row.push_cell(lines.folder.1.as_bytes());
                 lines.row.push_cell(lines.folder.0.as_bytes());
-                let markers = fill_row(&mut lines.row, fill, op, commit_us)?;
-                let one = Prepared {
-                    rows: std::mem::take(&mut lines.row),
-                    arrays: None,
-                };
-                let written = lines.encoder.write(&one, 0..1, u64::MAX);
-                lines.row = one.rows;
-                lines.row.clear();
-                written?;
-                let line = lines.encoder.take_output();
-                file.raw_bytes += line.len() as u64;
-                text.extend_from_slice(&line);
-                // Looked up before inserting: `entry` would allocate the name on every row.
-                if !file.per_table.contains_key(table) {
-                    file.per_table
-                        .insert(table.to_string(), FileCounts::default());
+                // Transaction files are CSV, which holds every value.
+                fill_row(&mut lines.row, fill, op, commit_us, &|_| Ok(())).and_then(|markers| {
+                    let one = Prepared {
+                        rows: std::mem::take(&mut lines.row),
+                        arrays: None,
+                    };
+                    let written = lines.encoder.write(&one, 0..1, u64::MAX);
+                    lines.row = one.rows;
+                    lines.row.clear();
+                    written?;
+                    let line = lines.encoder.take_output();
+                    file.raw_bytes += line.len() as u64;
+                    text.extend_from_slice(&line);
+                    // Looked up before inserting: `entry` would allocate the name on every row.
+                    if !file.per_table.contains_key(table) {
+                        file.per_table
+                            .insert(table.to_string(), FileCounts::default());
+                    }
+                    let counts = file.per_table.get_mut(table).expect("inserted above");
+                    counts.ops.add(op);
+                    counts.markers += markers;
+                    Ok(markers)
+                })
+            }
+        };
+        let markers = match added {
+            Ok(markers) => markers,
+            Err(e) => {
+                // A file opened for this row alone would be an empty object: drop it.
+                if file.rows == 0 {
+                    let series = t.series.clone();
+                    self.discard(&series).await;
                 }
-                let counts = file.per_table.get_mut(table).expect("inserted above");
-                counts.ops.add(op);
-                counts.markers += markers;
-                markers
+                return Err(e.context(format_args!("table {table}")));
             }
         };
         file.counts.ops.add(op);
@@ -607,13 +626,27 @@ impl<'a> CdcWriter<'a> {
     }
 }
 
-/// Fills and ends one row of `out`, removing a half-filled row if that fails.
-fn fill_row(out: &mut RowBatch, fill: &mut Fill<'_>, op: Op, commit_us: i64) -> Result<u64> {
-    let r = fill(out).and_then(|markers| out.end_row(op, commit_us).map(|()| markers));
-    if r.is_err() {
-        out.discard_partial_row();
+/// Fills and ends one row of `out` and `check`s it (given `out`, whose last row it is),
+/// removing the row, or what was filled of it, if either fails.
+fn fill_row(
+    out: &mut RowBatch,
+    fill: &mut Fill<'_>,
+    op: Op,
+    commit_us: i64,
+    check: &dyn Fn(&RowBatch) -> Result<()>,
+) -> Result<u64> {
+    let markers = match fill(out).and_then(|markers| out.end_row(op, commit_us).map(|()| markers)) {
+        Ok(markers) => markers,
+        Err(e) => {
+            out.discard_partial_row();
+            return Err(e);
+        }
+    };
+    if let Err(e) = check(out) {
+        out.pop_row();
+        return Err(e);
     }
-    r
+    Ok(markers)
 }
 
 #[cfg(test)]

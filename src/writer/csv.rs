@@ -9,12 +9,11 @@ use std::io::Write;
 use flate2::write::GzEncoder;
 
 use super::values::{
-    parse_decimal, render_datetime, render_decimal, render_timestamp_column, BadValue,
-    INFINITY_DATE, NEG_INFINITY_DATE,
+    render_datetime, render_decimal_text, render_timestamp_column, INFINITY_DATE, NEG_INFINITY_DATE,
 };
 use super::{EncodeSpec, Encoder, Prepared};
-use crate::change::{Column, DmsType};
-use crate::error::{Error, ErrorKind, Result};
+use crate::change::DmsType;
+use crate::error::{Error, Result};
 use crate::layout::Compression;
 
 /// Encodes rows as CSV text, optionally gzip-compressed.
@@ -92,18 +91,6 @@ impl CsvEncoder {
     }
 }
 
-/// The error for a value that is not in its column's canonical form.
-fn bad_value(column: &Column, e: BadValue) -> Error {
-    Error::new(
-        ErrorKind::Data,
-        format!(
-            "column {} ({}): cannot write {} as {}",
-            column.name, column.source_type, e.0, column.dms_type
-        ),
-        "map the column to a string with a view or a cast",
-    )
-}
-
 /// True if `needle` occurs in `hay` (single bytes take the fast path).
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     match needle {
@@ -166,25 +153,29 @@ impl Encoder for CsvEncoder {
                         b"t" | b"1" | b"true" => b"true",
                         _ => b"false",
                     }),
+                    // CSV holds any value as text: what cannot be rendered in DMS's form is
+                    // written as the source gave it, never an error.
                     DmsType::DateTime => {
                         let mut scratch = std::mem::take(&mut self.scratch);
                         scratch.clear();
-                        render_datetime(v, &mut scratch).map_err(|e| bad_value(column, e))?;
-                        self.pending.extend_from_slice(&scratch);
+                        match render_datetime(v, &mut scratch) {
+                            Ok(()) => self.pending.extend_from_slice(&scratch),
+                            Err(_) => self.pending.extend_from_slice(v),
+                        }
                         self.scratch = scratch;
                     }
-                    DmsType::Numeric { precision, scale } => {
+                    DmsType::Numeric { scale, .. } => {
                         let frac = v
                             .iter()
                             .position(|&b| b == b'.')
                             .map_or(0, |i| v.len() - i - 1);
-                        if frac == scale.max(0) as usize {
+                        // Unbounded numeric is NUMERIC(28,6) in DMS: rounded to its scale like
+                        // Parquet, but every digit before the point is kept (no precision
+                        // applies to text), and NaN and the infinities are written as they are.
+                        if frac == scale.max(0) as usize
+                            || !render_decimal_text(v, scale, &mut self.pending)
+                        {
                             self.pending.extend_from_slice(v);
-                        } else {
-                            // Unbounded numeric is NUMERIC(28,6) in DMS: round like Parquet does.
-                            let n = parse_decimal(v, precision, scale)
-                                .map_err(|e| bad_value(column, e))?;
-                            render_decimal(n, scale, &mut self.pending);
                         }
                     }
                     DmsType::Date => self.pending.extend_from_slice(match v {

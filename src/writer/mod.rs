@@ -73,6 +73,17 @@ impl EncodeSpec {
         }
     }
 
+    /// Fails where [`prepare`](Self::prepare) would fail on row `row` of `rows` (a value its
+    /// column's Parquet type cannot hold, named with the column and the fix); CSV holds every
+    /// value. CDC checks each change with it as it enters the writer, so a file never buffers a
+    /// row it cannot write.
+    pub(crate) fn check_row(&self, rows: &RowBatch, row: usize) -> Result<()> {
+        match self.format {
+            FileFormat::Csv => Ok(()),
+            FileFormat::Parquet => parquet::check_row(self, rows, row),
+        }
+    }
+
     /// A fresh encoder for one file; `first` is the file's first batch, whose sample decides
     /// per-column Parquet encodings.
     pub(crate) fn encoder(self: &Arc<Self>, first: &Prepared) -> Result<Box<dyn Encoder>> {

@@ -171,6 +171,73 @@ pub(crate) fn convert(spec: &EncodeSpec, batch: &RowBatch) -> Result<Vec<ArrayRe
         .collect()
 }
 
+/// The error for a value of column `c` that its Parquet type cannot hold: names the column,
+/// the value and the fix (the caller adds the table).
+fn value_error(c: &Column, e: BadValue) -> Error {
+    let rule = format!(
+        "add a change-data-type rule with data-type string for column {}",
+        c.name
+    );
+    // Unbounded PostgreSQL numeric is DMS's NUMERIC(28,6); DMS's own setting makes it text.
+    let setting = match c.dms_type {
+        DmsType::Numeric { .. } if c.source_type == "numeric" => {
+            "set MapUnboundedNumericAsString = true in [source.settings] (every unbounded numeric column), or "
+        }
+        _ => "",
+    };
+    Error::new(
+        ErrorKind::Data,
+        format!(
+            "column {} ({}): cannot write value {:?} as Parquet {}: {}",
+            c.name, c.source_type, e.value, c.dms_type, e.why
+        ),
+        format!(
+            "write the column as text: {setting}{rule}; or use DataFormat=csv, which writes the value as it is"
+        ),
+    )
+}
+
+/// The Parquet value of a DATETIME cell in the column's unit (µs, or ms with
+/// `ParquetTimestampInMillisecond`).
+fn datetime(v: &[u8], ms: bool) -> Result<i64, BadValue> {
+    values::parquet_datetime(v).map(|us| if ms { us.div_euclid(1000) } else { us })
+}
+
+/// Fails where [`convert`] would fail on row `row` of `batch`: what a CDC change is checked
+/// with when it enters the writer, so that no row its file cannot hold is ever buffered.
+pub(crate) fn check_row(spec: &EncodeSpec, batch: &RowBatch, row: usize) -> Result<()> {
+    let ms = spec.parquet.timestamp_in_millisecond;
+    for (col, c) in spec.columns.iter().enumerate() {
+        let Some(v) = batch.get(row, col) else {
+            continue;
+        };
+        let checked = match c.dms_type {
+            DmsType::Boolean => values::parse_bool(v).map(drop),
+            DmsType::Int1 => values::parse_int::<i8>(v).map(drop),
+            DmsType::Int2 => values::parse_int::<i16>(v).map(drop),
+            DmsType::Int4 => values::parse_int::<i32>(v).map(drop),
+            DmsType::Int8 => values::parse_int::<i64>(v).map(drop),
+            DmsType::UInt1 => values::parse_int::<u8>(v).map(drop),
+            DmsType::UInt2 => values::parse_int::<u16>(v).map(drop),
+            DmsType::UInt4 => values::parse_int::<u32>(v).map(drop),
+            DmsType::UInt8 => values::parse_int::<u64>(v).map(drop),
+            DmsType::Real4 | DmsType::Real8 => values::parse_float(v).map(drop),
+            DmsType::Numeric { precision, scale } => {
+                values::parse_decimal(v, precision, scale).map(drop)
+            }
+            DmsType::Date => values::parquet_date(v).map(drop),
+            DmsType::Time => values::parquet_time(v).map(drop),
+            DmsType::DateTime => datetime(v, ms).map(drop),
+            DmsType::String { .. } => std::str::from_utf8(v)
+                .map(drop)
+                .map_err(|_| BadValue::new(v, "it is not UTF-8 text")),
+            DmsType::Bytes { .. } => values::check_bytes(v),
+        };
+        checked.map_err(|e| value_error(c, e))?;
+    }
+    Ok(())
+}
+
 /// Builds the Arrow array of one source column; `utf8` says the whole batch is valid UTF-8.
 fn column(
     spec: &EncodeSpec,
@@ -183,16 +250,7 @@ fn column(
     {
         let rows = 0..batch.len();
         let n = rows.len();
-        let err = |e: BadValue| {
-            Error::new(
-                ErrorKind::Data,
-                format!(
-                    "column {} ({}): cannot write {} as Parquet {}",
-                    c.name, c.source_type, e.0, c.dms_type
-                ),
-                "map the column to a string with a view or a cast, or use DataFormat=csv",
-            )
-        };
+        let err = |e: BadValue| value_error(c, e);
         macro_rules! build {
             ($builder:expr, |$v:ident| $parse:expr) => {{
                 let mut b = $builder;
@@ -245,27 +303,19 @@ fn column(
                 let b = Decimal128Builder::with_capacity(n)
                     .with_precision_and_scale(precision, scale)
                     .map_err(|e| Error::internal(format!("decimal type: {e}")))?;
-                if scale == 0 && precision <= 18 {
-                    // Integer-valued decimals (ids, counts): one bound computed per column.
-                    let limit = 10i64.pow(u32::from(precision));
-                    build!(b, |v| values::parse_decimal_int(v, limit)
-                        .map(i128::from)
-                        .or_else(|_| values::parse_decimal(v, precision, scale)))
-                } else {
-                    build!(b, |v| values::parse_decimal(v, precision, scale))
-                }
+                build!(b, |v| values::parse_decimal(v, precision, scale))
             }
-            DmsType::Date => build!(Date32Builder::with_capacity(n), |v| values::parse_date(v)),
+            DmsType::Date => build!(Date32Builder::with_capacity(n), |v| values::parquet_date(v)),
             DmsType::Time => build!(Time64MicrosecondBuilder::with_capacity(n), |v| {
-                values::parse_time(v)
+                values::parquet_time(v)
             }),
             DmsType::DateTime if ms => build!(
                 TimestampMillisecondBuilder::with_capacity(n).with_timezone(UTC),
-                |v| values::parse_datetime(v).map(|us| us.div_euclid(1000))
+                |v| datetime(v, true)
             ),
             DmsType::DateTime => build!(
                 TimestampMicrosecondBuilder::with_capacity(n).with_timezone(UTC),
-                |v| values::parse_datetime(v)
+                |v| datetime(v, false)
             ),
             DmsType::String { .. } => {
                 let checked = utf8;
@@ -278,9 +328,10 @@ fn column(
                         Some(v) if checked => {
                             b.append_value(unsafe { std::str::from_utf8_unchecked(v) })
                         }
-                        Some(v) => b.append_value(std::str::from_utf8(v).map_err(|_| {
-                            err(BadValue(format!("row {row}: text that is not UTF-8")))
-                        })?),
+                        Some(v) => b.append_value(
+                            std::str::from_utf8(v)
+                                .map_err(|_| err(BadValue::new(v, "it is not UTF-8 text")))?,
+                        ),
                     }
                 }
                 Arc::new(b.finish())
@@ -464,5 +515,114 @@ mod tests {
             dictionary_pages("dataFormat=parquet;encodingType=plain"),
             vec![false, false]
         );
+    }
+
+    /// `check_row` (what CDC checks a change with) fails exactly where `convert` fails, for
+    /// every type, on values that fit, values at the edges and values that do not; in both
+    /// timestamp units. Then CSV writes every one of them.
+    #[test]
+    fn check_row_agrees_with_convert_and_csv_takes_everything() {
+        let numeric = |precision, scale| DmsType::Numeric { precision, scale };
+        let cases: Vec<(DmsType, &[&str])> = vec![
+            (DmsType::Boolean, &["t", "f", "yes"]),
+            (DmsType::Int1, &["-128", "128", "x"]),
+            (DmsType::Int2, &["32767", "32768"]),
+            (DmsType::Int4, &["-2147483648", "1.5"]),
+            (
+                DmsType::Int8,
+                &["9223372036854775807", "9223372036854775808"],
+            ),
+            (DmsType::UInt1, &["255", "-1"]),
+            (DmsType::UInt2, &["65535", "65536"]),
+            (DmsType::UInt4, &["4294967295", "4294967296"]),
+            (
+                DmsType::UInt8,
+                &["18446744073709551615", "18446744073709551616"],
+            ),
+            (DmsType::Real4, &["1.5", "NaN", "-Infinity", "1e+30", "x"]),
+            (DmsType::Real8, &["1e300", "Infinity", "1,5"]),
+            (
+                numeric(28, 6),
+                &[
+                    "0.611111104488373",
+                    "9999999999999999999999.9999994",
+                    "9999999999999999999999.9999995",
+                    "1500000000000000000000000000000",
+                    "NaN",
+                    "Infinity",
+                    "-Infinity",
+                ],
+            ),
+            (numeric(10, 0), &["-9999999999", "10000000000", "NaN"]),
+            (
+                DmsType::Date,
+                &[
+                    "2024-02-29",
+                    "2023-02-29",
+                    "infinity",
+                    "-infinity",
+                    "0001-01-01",
+                    "9999-12-31",
+                    "10000-01-01",
+                    "0001-12-31 BC",
+                ],
+            ),
+            (
+                DmsType::Time,
+                &["00:00:00", "23:59:59.999999", "24:00:00", "25:00:00"],
+            ),
+            (
+                DmsType::DateTime,
+                &[
+                    "2024-02-29 12:34:56.5+00",
+                    "infinity",
+                    "-infinity",
+                    "9999-12-31 23:59:59.999999",
+                    "10000-01-01 00:00:00",
+                    "0044-03-15 10:00:00+00 BC",
+                ],
+            ),
+            (DmsType::String { lob: true }, &["héllo", ""]),
+            (
+                DmsType::Bytes { lob: false },
+                &["\\x00ff", "\\x0", "marker"],
+            ),
+        ];
+        for ms in [false, true] {
+            for (dms_type, values) in &cases {
+                let column = Column {
+                    name: "c".into(),
+                    dms_type: *dms_type,
+                    source_type: "numeric".into(),
+                };
+                let mut spec = (*spec(&format!(
+                    "dataFormat=parquet;parquetTimestampInMillisecond={ms}"
+                )))
+                .clone();
+                spec.columns = vec![column];
+                for v in *values {
+                    let mut batch = RowBatch::new(1);
+                    batch.push_cell(v.as_bytes());
+                    batch.end_row(Op::Insert, 0).unwrap();
+                    let checked = check_row(&spec, &batch, 0);
+                    let converted = convert(&spec, &batch);
+                    assert_eq!(
+                        checked.is_ok(),
+                        converted.is_ok(),
+                        "{dms_type} {v:?}: check {checked:?}"
+                    );
+                    if let Err(e) = checked {
+                        assert_eq!(e.kind, ErrorKind::Data);
+                        assert!(e.message.contains(&format!("{v:?}")), "{e}");
+                    }
+                    spec.format = crate::layout::FileFormat::Csv;
+                    assert!(spec.check_row(&batch, 0).is_ok());
+                    let mut csv = crate::writer::csv::CsvEncoder::new(Arc::new(spec.clone()));
+                    let prepared = spec.prepare(batch).unwrap();
+                    assert_eq!(csv.write(&prepared, 0..1, u64::MAX).unwrap(), 1, "{v:?}");
+                    spec.format = crate::layout::FileFormat::Parquet;
+                }
+            }
+        }
     }
 }

@@ -118,7 +118,7 @@ fn conditions_or_and_filters_and() {
         "a key-only delete is kept"
     );
     let pg = f.sql(Dialect::Postgres, &|c| format!("\"{c}\""));
-    assert_eq!(pg, "(\"region\" COLLATE \"C\" = $f$EU$f$ OR \"region\" COLLATE \"C\" = $f$US$f$) AND (\"id\" <= '10')");
+    assert_eq!(pg, "(\"region\"::text COLLATE \"C\" = $f$EU$f$ OR \"region\"::text COLLATE \"C\" = $f$US$f$) AND (\"id\" <= '10')");
     let my = f.sql(Dialect::MySql, &|c| format!("`{c}`"));
     assert_eq!(my, "(CAST(`region` AS BINARY) = X'4555' OR CAST(`region` AS BINARY) = X'5553') AND (`id` <= '10')");
 }
@@ -139,7 +139,7 @@ fn text_values_cannot_escape_their_literal() {
     let pg = f.sql(Dialect::Postgres, &|c| format!("\"{c}\""));
     assert_eq!(
         pg,
-        "(\"s\" COLLATE \"C\" <> $f1$a$f$'; DROP TABLE t; --$f1$)"
+        "(\"s\"::text COLLATE \"C\" <> $f1$a$f$'; DROP TABLE t; --$f1$)"
     );
 }
 

@@ -34,12 +34,17 @@ impl PgCapture {
         if let Some(first) = slot::check_prerequisites(&admin).await?.into_iter().next() {
             return Err(first);
         }
-        let selected: Vec<_> = super::catalog::selected_tables(&admin, &sel.mappings, sel.lobs)
-            .await?
-            .into_iter()
-            .filter(|t| t.source.kind == crate::mapping::RelationKind::Table)
-            .map(|t| t.source.schema)
-            .collect();
+        let selected: Vec<_> = super::catalog::selected_tables(
+            &admin,
+            &sel.mappings,
+            sel.lobs,
+            sel.config.map_unbounded_numeric_as_string,
+        )
+        .await?
+        .into_iter()
+        .filter(|t| t.source.kind == crate::mapping::RelationKind::Table)
+        .map(|t| t.source.schema)
+        .collect();
         if let Some(first) = slot::identity_problems(&admin, &selected, &sel.mappings)
             .await?
             .into_iter()

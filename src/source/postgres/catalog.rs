@@ -114,18 +114,28 @@ pub(super) async fn lookup_types(client: &Client, oids: &[u32]) -> Result<BTreeM
 }
 
 /// DMS type of a column of the given type and modifier (the same mapping the full load uses).
-pub(super) fn dms_type_of(t: &TypeInfo, typmod: i32) -> DmsType {
+pub(super) fn dms_type_of(t: &TypeInfo, typmod: i32, numeric_as_string: bool) -> DmsType {
     let typmod = t.domain_typmod.unwrap_or(typmod);
-    map_type(&t.typname, &t.typtype, &t.category, typmod, "x").0
+    map_type(
+        &t.typname,
+        &t.typtype,
+        &t.category,
+        typmod,
+        numeric_as_string,
+        "x",
+    )
+    .0
 }
 
 /// DMS type and select expression for a column of PostgreSQL type `typname`
-/// (for domains, the base type), given its type category, kind and modifier.
+/// (for domains, the base type), given its type category, kind and modifier;
+/// `numeric_as_string` is `MapUnboundedNumericAsString`.
 fn map_type(
     typname: &str,
     typtype: &str,
     category: &str,
     typmod: i32,
+    numeric_as_string: bool,
     ident: &str,
 ) -> (DmsType, String) {
     let plain = ident.to_string();
@@ -146,6 +156,8 @@ fn map_type(
         "int8" | "oid" => (DmsType::Int8, plain),
         "float4" => (DmsType::Real4, plain),
         "float8" => (DmsType::Real8, plain),
+        // Every digit, NaN and the infinities, as PostgreSQL prints them.
+        "numeric" if typmod < 4 && numeric_as_string => (string, plain),
         "numeric" if typmod < 4 => (
             DmsType::Numeric {
                 precision: 28,
@@ -193,12 +205,14 @@ fn map_type(
     }
 }
 
-/// Lists the relations the mappings select, with their columns. Partitions are skipped: their
-/// partitioned parent reads their rows (selecting both would load rows twice).
+/// Lists the relations the mappings select, with their columns (`numeric_as_string`:
+/// `MapUnboundedNumericAsString`). Partitions are skipped: their partitioned parent reads their
+/// rows (selecting both would load rows twice).
 pub(super) async fn selected_tables(
     client: &Client,
     mappings: &TableMappings,
     lobs: Lobs,
+    numeric_as_string: bool,
 ) -> Result<Vec<PgTable>> {
     let rels = client
         .query(
@@ -276,7 +290,14 @@ pub(super) async fn selected_tables(
         let typmod: i32 = r.get(5);
         let source_type: String = r.get(6);
         let ident = quote_ident(&name);
-        let (dms_type, select) = map_type(&typname, &typtype, &category, typmod, &ident);
+        let (dms_type, select) = map_type(
+            &typname,
+            &typtype,
+            &category,
+            typmod,
+            numeric_as_string,
+            &ident,
+        );
         if let Some(t) = picked.get_mut(&oid) {
             let s = &t.source.schema;
             if dms_type.is_lob() && !mappings.lobs(&s.schema, &s.table, lobs).support {
@@ -417,38 +438,53 @@ mod tests {
     #[test]
     fn type_map() {
         assert_eq!(
-            map_type("numeric", "b", "N", numeric(11, 0), "x").0,
+            map_type("numeric", "b", "N", numeric(11, 0), false, "x").0,
             DmsType::Numeric {
                 precision: 11,
                 scale: 0
             }
         );
         assert_eq!(
-            map_type("numeric", "b", "N", -1, "x").0,
+            map_type("numeric", "b", "N", -1, false, "x").0,
             DmsType::Numeric {
                 precision: 28,
                 scale: 6
             }
         );
         assert_eq!(
-            map_type("numeric", "b", "N", numeric(40, 2), "x").0,
+            map_type("numeric", "b", "N", numeric(40, 2), false, "x").0,
             DmsType::String { lob: false }
         );
         assert_eq!(
-            map_type("numeric", "b", "N", numeric(5, -2), "x").0,
+            map_type("numeric", "b", "N", numeric(5, -2), false, "x").0,
             DmsType::String { lob: false }
         );
-        assert_eq!(map_type("money", "b", "N", -1, "\"m\"").1, "\"m\"::numeric");
+        // MapUnboundedNumericAsString: unbounded numeric only.
         assert_eq!(
-            map_type("_int4", "b", "A", -1, "x").0,
+            map_type("numeric", "b", "N", -1, true, "x").0,
+            DmsType::String { lob: false }
+        );
+        assert_eq!(
+            map_type("numeric", "b", "N", numeric(11, 2), true, "x").0,
+            DmsType::Numeric {
+                precision: 11,
+                scale: 2
+            }
+        );
+        assert_eq!(
+            map_type("money", "b", "N", -1, false, "\"m\"").1,
+            "\"m\"::numeric"
+        );
+        assert_eq!(
+            map_type("_int4", "b", "A", -1, false, "x").0,
             DmsType::String { lob: true }
         );
         assert_eq!(
-            map_type("mood", "e", "E", -1, "x").0,
+            map_type("mood", "e", "E", -1, false, "x").0,
             DmsType::String { lob: false }
         );
         assert_eq!(
-            map_type("bytea", "b", "U", -1, "x").0,
+            map_type("bytea", "b", "U", -1, false, "x").0,
             DmsType::Bytes { lob: true }
         );
         assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");

@@ -55,6 +55,8 @@ pub(super) struct RowOptions {
     pub(crate) lobs: Lobs,
     /// What an unchanged, unsent TOASTed value becomes.
     pub(crate) unchanged: UnchangedToast,
+    /// `MapUnboundedNumericAsString`.
+    pub(crate) numeric_as_string: bool,
 }
 
 /// Values read back by key for an UPDATE's unchanged TOASTed columns (lookup policy): by
@@ -133,7 +135,8 @@ impl Relations {
                 if c.key {
                     key_cols.push((i, c.name.clone(), t.display.clone()));
                 }
-                let dms_type = catalog::dms_type_of(t, c.type_modifier);
+                let dms_type =
+                    catalog::dms_type_of(t, c.type_modifier, self.opts.numeric_as_string);
                 if dms_type.is_lob() && !lobs.support {
                     continue;
                 }

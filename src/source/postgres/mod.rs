@@ -74,12 +74,17 @@ impl PgSource {
             );
         }
         report.problems.extend(found);
-        let selected: Vec<_> = catalog::selected_tables(client, &self.sel.mappings, self.sel.lobs)
-            .await?
-            .into_iter()
-            .filter(|t| t.source.kind == RelationKind::Table)
-            .map(|t| t.source.schema)
-            .collect();
+        let selected: Vec<_> = catalog::selected_tables(
+            client,
+            &self.sel.mappings,
+            self.sel.lobs,
+            self.sel.config.map_unbounded_numeric_as_string,
+        )
+        .await?
+        .into_iter()
+        .filter(|t| t.source.kind == RelationKind::Table)
+        .map(|t| t.source.schema)
+        .collect();
         report
             .problems
             .extend(slot::identity_problems(client, &selected, &self.sel.mappings).await?);

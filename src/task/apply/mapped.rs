@@ -130,11 +130,11 @@ impl Mapper {
             }
             Ok(markers)
         };
+        // The writer names the table in the errors of the rows it is given.
         writer
             .push(table, op, commit_us, pos, &mut project)
             .await
             .map(Some)
-            .map_err(|e| e.context(format!("table {table}")))
     }
 }
 

@@ -45,11 +45,22 @@ fn layout(s: &S3Settings) -> Layout {
 }
 
 async fn push(w: &mut CdcWriter<'_>, table: &str, op: Op, v: &str, p: ChangePos) {
+    try_push(w, table, op, v, p).await.unwrap();
+}
+
+/// Pushes a one-cell row.
+async fn try_push(
+    w: &mut CdcWriter<'_>,
+    table: &str,
+    op: Op,
+    v: &str,
+    p: ChangePos,
+) -> Result<u64> {
     let fill = &mut |out: &mut RowBatch| {
         out.push_cell(v.as_bytes());
         Ok(0)
     };
-    w.push(table, op, 7, p, fill).await.unwrap();
+    w.push(table, op, 7, p, fill).await
 }
 
 /// Seals `series` and completes the upload (what the commit protocol does after recording it).
@@ -213,4 +224,77 @@ fn op_matrix() {
     s.cdc.inserts_and_updates = true;
     s.include_op_for_full_load = false;
     assert!(cdc_op_column(&s));
+}
+
+/// A change with a value its Parquet column cannot hold is refused when it is pushed, with
+/// the table, column and value named: nothing of it is buffered, a file opened for it alone
+/// is dropped, and the file's other rows are written. CSV takes the same value.
+#[tokio::test]
+async fn a_value_parquet_cannot_hold_is_refused_when_pushed() {
+    let numeric = Arc::new(TableSchema {
+        columns: vec![Column {
+            name: "nu".into(),
+            dms_type: DmsType::Numeric {
+                precision: 28,
+                scale: 6,
+            },
+            source_type: "numeric".into(),
+        }],
+        ..(*schema(&["v"])).clone()
+    });
+    for format in ["parquet", "csv"] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path().to_path_buf());
+        let s = settings(&format!("dataFormat={format}"));
+        let l = layout(&s);
+        let mut w = CdcWriter::new(&store, &l, &s, Arc::new(SystemClock), []);
+        w.set_shape(&numeric);
+        let series = w.keys("s.t").unwrap().0.clone();
+        let nan = try_push(&mut w, "s.t", Op::Insert, "NaN", pos(1, 1)).await;
+        if format == "csv" {
+            nan.unwrap();
+            let f = seal(&mut w, &series).await;
+            f.object.finish().await.unwrap();
+            let keys = store.list("s/t/").await.unwrap();
+            let text = std::fs::read_to_string(dir.path().join(&keys[0])).unwrap();
+            assert_eq!(text, "I,NaN\n");
+            continue;
+        }
+        let e = nan.unwrap_err();
+        assert_eq!(e.kind, crate::error::ErrorKind::Data);
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with(r#"table s.t: column nu (numeric): cannot write value "NaN" as Parquet NUMERIC(28,6): a DECIMAL holds no NaN or infinity; write the column as text: set MapUnboundedNumericAsString"#)
+                && shown.contains("MapUnboundedNumericAsString"),
+            "{shown}"
+        );
+        assert!(
+            w.open_series().is_empty(),
+            "the file opened for the row is dropped"
+        );
+        push(&mut w, "s.t", Op::Insert, "1.5", pos(2, 1)).await;
+        let big = try_push(&mut w, "s.t", Op::Insert, "1e30", pos(2, 2)).await;
+        assert!(big.unwrap_err().to_string().contains(r#"value "1e30""#));
+        push(&mut w, "s.t", Op::Insert, "-2", pos(2, 3)).await;
+        let f = seal(&mut w, &series).await;
+        assert_eq!((f.rows, f.through.clone()), (2, pos(2, 3)));
+        f.object.finish().await.unwrap();
+        let keys = store.list("s/t/").await.unwrap();
+        let file = std::fs::File::open(dir.path().join(&keys[0])).unwrap();
+        let rows: Vec<String> =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                .unwrap()
+                .build()
+                .unwrap()
+                .flat_map(|b| {
+                    let b = b.unwrap();
+                    let a = arrow_array::cast::AsArray::as_primitive::<
+                        arrow_array::types::Decimal128Type,
+                    >(b.column(1))
+                    .clone();
+                    (0..a.len()).map(move |i| a.value_as_string(i))
+                })
+                .collect();
+        assert_eq!(rows, ["1.500000", "-2.000000"]);
+    }
 }
