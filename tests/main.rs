@@ -17,3 +17,4 @@ mod resume;
 mod s3;
 mod segments;
 mod suspend;
+mod tls;

@@ -6,6 +6,7 @@ pub(crate) mod settings;
 pub(crate) mod source;
 pub(crate) mod target;
 pub(crate) mod task;
+pub(crate) mod tls;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

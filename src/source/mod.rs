@@ -6,6 +6,7 @@
 pub(crate) mod mysql;
 pub(crate) mod postgres;
 pub(crate) mod stream;
+pub(crate) mod tls;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

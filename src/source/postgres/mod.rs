@@ -12,7 +12,7 @@ mod snapshot;
 mod stream;
 
 use async_trait::async_trait;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use crate::checkpoint::CdcState;
 use crate::config::source::{PgConfig, UnchangedToast};
@@ -264,31 +264,20 @@ fn sqlstate_kind(code: &str) -> Option<(ErrorKind, &'static str)> {
     })
 }
 
-/// Opens a session with canonical output settings.
+/// Opens a session with canonical output settings, over TLS as `sslmode` asks.
 async fn connect(config: &PgConfig) -> Result<Client> {
-    let mut parsed: tokio_postgres::Config = config.url.parse().map_err(|e| {
-        Error::config(
-            format!(
-                "[source] url {} is not a PostgreSQL URL: {e}",
-                redact_url(&config.url)
-            ),
-            "use postgres://user:password@host:5432/database",
-        )
-    })?;
+    let mut parsed = driver_config(config)?;
     if parsed.get_application_name().is_none() {
         // Names our sessions in pg_stat_activity, beside the walsender's "tributary <slot>".
         parsed.application_name("tributary");
     }
-    if parsed.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-        return Err(Error::config(
-            "sslmode=require is not supported yet (tributary connects without TLS)",
-            "connect through a TLS tunnel (stunnel, ssh -L) or use sslmode=prefer/disable",
-        ));
-    }
-    let (client, connection) = parsed
-        .connect(NoTls)
-        .await
-        .map_err(|e| pg_error(e, &format!("connecting to {}", redact_url(&config.url))))?;
+    let tls = tokio_postgres_rustls::MakeRustlsConnect::new(crate::source::tls::client_config(
+        &config.tls,
+    )?);
+    let (client, connection) = parsed.connect(tls).await.map_err(|e| {
+        crate::source::tls::handshake_error(&host_name(&parsed), &config.tls, &e)
+            .unwrap_or_else(|| pg_error(e, &format!("connecting to {}", redact_url(&config.url))))
+    })?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "PostgreSQL connection closed");
@@ -299,6 +288,30 @@ async fn connect(config: &PgConfig) -> Result<Client> {
         .await
         .map_err(|e| pg_error(e, "setting up the session"))?;
     Ok(client)
+}
+
+/// The task's URL as tokio-postgres reads it (TLS parameters taken out, see
+/// [`crate::config::tls`]).
+fn driver_config(config: &PgConfig) -> Result<tokio_postgres::Config> {
+    config.driver_url.parse().map_err(|e| {
+        Error::config(
+            format!(
+                "[source] url {} is not a PostgreSQL URL: {e}",
+                redact_url(&config.url)
+            ),
+            "use postgres://user:password@host:5432/database",
+        )
+    })
+}
+
+/// The host name a connection checks the server's certificate against (the first host).
+fn host_name(parsed: &tokio_postgres::Config) -> String {
+    match parsed.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        #[cfg(unix)]
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".to_string(),
+    }
 }
 
 /// An ordinary connection for catalog reads, slot checks and the heartbeat while streaming,
