@@ -54,6 +54,19 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Remove what the task created: its replication slot, publication and heartbeat table on
+    /// the source, its local state, and with --files its objects on the target.
+    Drop {
+        /// Task file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Do not ask for confirmation (for scripts).
+        #[arg(long, short)]
+        yes: bool,
+        /// Also delete the task's objects on the target (S3 or local folder).
+        #[arg(long)]
+        files: bool,
+    },
 }
 
 fn load(path: &std::path::Path) -> Result<TaskConfig, Error> {
@@ -75,6 +88,22 @@ fn cancel_on_signals(token: CancellationToken) {
         tracing::warn!("signal received: stopping; finished files are kept, open files discarded");
         token.cancel();
     });
+}
+
+/// Asks on the terminal whether to go on; false without a terminal (scripts pass --yes).
+fn confirm() -> bool {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        eprintln!(
+            "error: drop asks for confirmation on a terminal; pass --yes to drop without asking"
+        );
+        return false;
+    }
+    print!("Drop all of this? [y/N] ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes")
 }
 
 fn fail(e: &Error) -> ExitCode {
@@ -132,6 +161,31 @@ async fn main() -> ExitCode {
                 }
                 Ok(s) => {
                     print!("{}", task::status::render(&s));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Drop { config, yes, files } => {
+            let task = match load(&config) {
+                Ok(t) => t,
+                Err(e) => return fail(&e),
+            };
+            let plan = match task::teardown::plan(&task, files).await {
+                Ok(p) => p,
+                Err(e) => return fail(&e),
+            };
+            print!("{}", plan.describe());
+            if plan.is_empty() {
+                return ExitCode::SUCCESS;
+            }
+            if !yes && !confirm() {
+                println!("nothing dropped");
+                return ExitCode::from(1);
+            }
+            match plan.apply().await {
+                Ok(done) => {
+                    print!("{done}");
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(&e),

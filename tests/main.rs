@@ -6,6 +6,7 @@
 
 mod cdc;
 mod common;
+mod drop;
 mod errors;
 mod full_load;
 mod keys;

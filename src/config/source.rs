@@ -41,6 +41,8 @@ pub(crate) struct PgConfig {
     pub(crate) slot_given: bool,
     /// `PublicationName` (ours; default `tributary_<task id>`).
     pub(crate) publication: String,
+    /// True when `PublicationName` was given (`drop` then keeps it: it may be shared).
+    pub(crate) publication_given: bool,
     /// `HeartbeatEnable` with `HeartbeatFrequency` and `HeartbeatSchema`.
     pub(crate) heartbeat: Option<Heartbeat>,
     /// `UnchangedToastValues`: what an UPDATE's unchanged, unsent TOASTed value becomes.
@@ -247,6 +249,7 @@ impl PgConfig {
             tls,
             slot_given: given.is_some(),
             slot_name: given.unwrap_or_else(|| default.clone()),
+            publication_given: publication.is_some(),
             publication: publication.unwrap_or(default),
             heartbeat: heartbeat.then(|| Heartbeat {
                 every: Duration::from_secs(minutes * 60),

@@ -21,7 +21,7 @@ use crate::config::{MigrationType, TaskConfig};
 use crate::error::{redact_url, Error, ErrorKind, Result};
 use crate::layout;
 use crate::mapping::{Lobs, TableMappings};
-use crate::source::{Capture, Report, Snapshot, Source};
+use crate::source::{Capture, Report, Snapshot, Source, SourceObjects};
 use snapshot::MySnapshot;
 
 /// Session settings that make every value's text canonical: UTF-8, TIMESTAMP in UTC, and no
@@ -154,6 +154,11 @@ impl Source for MySource {
 
     async fn retire(&self, _cdc: &CdcState) -> Result<()> {
         Ok(())
+    }
+
+    async fn drop_objects(&self, _cdc: Option<&CdcState>, _apply: bool) -> Result<SourceObjects> {
+        // A binlog reader is a connection: nothing of the task stays on the server.
+        Ok(SourceObjects::default())
     }
 }
 

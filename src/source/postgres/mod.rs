@@ -20,7 +20,7 @@ use crate::config::{MigrationType, TaskConfig};
 use crate::error::{redact_url, Error, ErrorKind, Result};
 use crate::layout;
 use crate::mapping::{Lobs, RelationKind, TableMappings};
-use crate::source::{Capture, Report, Snapshot, Source};
+use crate::source::{Capture, Report, Snapshot, Source, SourceObjects};
 use snapshot::PgSnapshot;
 
 /// Session settings that make every value's text canonical (see [`crate::change::DmsType`]).
@@ -200,6 +200,63 @@ impl Source for PgSource {
             tracing::info!(slot = %cdc.slot, "dropped the previous run's replication slot");
         }
         Ok(())
+    }
+
+    async fn drop_objects(&self, cdc: Option<&CdcState>, apply: bool) -> Result<SourceObjects> {
+        let c = &self.sel.config;
+        let client = connect(c).await?;
+        let mut found = SourceObjects::default();
+        // The slot: ours when named after the task, or when the checkpoint says we created it.
+        let name = cdc.map_or(c.slot_name.as_str(), |s| s.slot.as_str());
+        let ours = !c.slot_given || cdc.is_some_and(|s| s.created_slot);
+        if let Some(pid) = slot::slot_owner(&client, name).await? {
+            if !ours {
+                found.kept.push(format!(
+                    "replication slot {name} (named in SlotName, not created by the task)"
+                ));
+            } else if let Some(pid) = pid {
+                return Err(Error::config(
+                    format!("replication slot {name} is in use by server process {pid}"),
+                    "stop the task (or whatever streams from the slot) first, then drop again",
+                ));
+            } else {
+                if apply {
+                    slot::drop_slot(&client, name).await?;
+                }
+                found.owned.push(format!("replication slot {name}"));
+            }
+        }
+        // The publication: ours when named after the task.
+        if slot::publication_exists(&client, &c.publication).await? {
+            if c.publication_given {
+                found.kept.push(format!(
+                    "publication {} (named in PublicationName, may be shared)",
+                    c.publication
+                ));
+            } else {
+                if apply {
+                    slot::drop_publication(&client, &c.publication).await?;
+                }
+                found.owned.push(format!("publication {}", c.publication));
+            }
+        }
+        // The heartbeat table: ours when only this task ever wrote it.
+        if let Some(hb) = &c.heartbeat {
+            let table = format!("{}.{}", hb.schema, slot::HEARTBEAT_TABLE);
+            match slot::heartbeat_writers(&client, &hb.schema, &self.sel.task_id).await? {
+                None => {}
+                Some(0) => {
+                    if apply {
+                        slot::drop_heartbeat(&client, &hb.schema).await?;
+                    }
+                    found.owned.push(format!("heartbeat table {table}"));
+                }
+                Some(_) => found.kept.push(format!(
+                    "heartbeat table {table} (other tasks or DMS write it too)"
+                )),
+            }
+        }
+        Ok(found)
     }
 }
 
