@@ -13,6 +13,7 @@ mod keys;
 mod load_retry;
 mod mapping;
 mod mysql;
+mod operator;
 mod resilience;
 mod resume;
 mod s3;

@@ -62,10 +62,12 @@ pub async fn run(
         metrics::install(addr)?;
     }
     let source = source::open(task);
+    // Before the checkpoint: a target that cannot be opened (no region, no credentials) leaves
+    // no "running" state behind.
+    let store = store::open(&task.target).await?;
     let checkpoints = CheckpointStore::new(&task.state_dir, &task.id);
     let mut checkpoint = begin(task, opts, source.as_ref(), &checkpoints).await?;
     let layout = layout(task, checkpoint.bucket_folder.clone());
-    let store = store::open(&task.target).await?;
     tracing::info!(
         task = %task.id,
         source = %task.source.redacted(),
