@@ -22,7 +22,8 @@ start_mariadb
 my_port=${TRIBUTARY_TEST_MYSQL_URL##*:}
 my_port=${my_port%/}
 mysql=(mariadb --no-defaults --protocol=TCP -h 127.0.0.1 -P "$my_port" -u root)
-export BENCH_MY_URL="${TRIBUTARY_TEST_MYSQL_URL}bench"
+# Unencrypted, like the mariadb client baselines, so the numbers compare with earlier runs.
+export BENCH_MY_URL="${TRIBUTARY_TEST_MYSQL_URL}bench?ssl-mode=DISABLED"
 
 phase "Creating bench.posts in MariaDB with $rows rows"
 "${mysql[@]}" <<SQL

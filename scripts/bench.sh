@@ -59,6 +59,8 @@ fi
 
 phase "Starting PostgreSQL"
 start_postgres
+# The test server offers TLS; libpq tools (the baselines) and tributary both run without it.
+export PGSSLMODE=disable
 psql=("$TRIBUTARY_TEST_PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -d "$TRIBUTARY_TEST_PG_URL")
 
 phase "Creating bench.posts with $rows rows"
@@ -131,7 +133,8 @@ url = "file://$2"
 DataFormat = "$format"
 EOF
 }
-export BENCH_PG_URL="$TRIBUTARY_TEST_PG_URL"
+# Unencrypted, like the baselines (PGSSLMODE above), so the numbers compare with earlier runs.
+export BENCH_PG_URL="$TRIBUTARY_TEST_PG_URL?sslmode=disable"
 
 # Results per format: best seconds, max RSS (MB), output size (MB) or FAILED.
 # One timed raw COPY, the physical limit of reading the table.

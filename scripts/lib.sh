@@ -224,7 +224,7 @@ _stop_entry() {
       ;;
     dir)
       # Only ever delete the temp dirs _make_tmp created.
-      if [[ $(basename -- "$dir") =~ ^(pg|mariadb|moto|tributary-pg|tributary-sock)\.[A-Za-z0-9]{6}$ && -d $dir ]]; then
+      if [[ $(basename -- "$dir") =~ ^(pg|mariadb|moto|tls|tributary-pg|tributary-sock)\.[A-Za-z0-9]{6}$ && -d $dir ]]; then
         rm -rf -- "$dir"
       fi
       ;;
@@ -260,6 +260,45 @@ write_env_file() {
   } >"$1"
 }
 
+# -------------------------------------------------------------------- TLS
+
+# start_tls: a throw-away CA, a server certificate for localhost and 127.0.0.1 (not 127.0.0.2,
+# the tests' wrong host) and a client certificate for user tributary_cert, made with openssl in
+# the run directory. The servers serve TLS with them beside plain connections. Exports
+# TRIBUTARY_TEST_TLS_CA (the CA bundle), TRIBUTARY_TEST_TLS_CLIENT_CERT and
+# TRIBUTARY_TEST_TLS_CLIENT_KEY. Runs once per shell; start_postgres/start_mariadb call it.
+start_tls() {
+  [[ -z ${TRIBUTARY_TLS_DIR:-} ]] || return 0
+  ensure_apt openssl:openssl
+  _run_dir_init
+  local dir
+  _make_tmp dir tls
+  chmod 755 "$dir"
+  local ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+  {
+    openssl req -x509 "${ec[@]}" -days 3650 -subj "/CN=tributary test CA" \
+      -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+      -keyout "$dir/ca.key" -out "$dir/ca.pem"
+    openssl req "${ec[@]}" -subj "/CN=localhost" -keyout "$dir/server.key" -out "$dir/server.csr"
+    printf '%s\n' 'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1' 'basicConstraints=CA:FALSE' \
+      'keyUsage=digitalSignature,keyEncipherment' 'extendedKeyUsage=serverAuth' >"$dir/server.ext"
+    openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
+      -days 3650 -extfile "$dir/server.ext" -out "$dir/server.crt"
+    openssl req "${ec[@]}" -subj "/CN=tributary_cert" -keyout "$dir/client.key" -out "$dir/client.csr"
+    printf '%s\n' 'basicConstraints=CA:FALSE' 'keyUsage=digitalSignature' \
+      'extendedKeyUsage=clientAuth' >"$dir/client.ext"
+    openssl x509 -req -in "$dir/client.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
+      -days 3650 -extfile "$dir/client.ext" -out "$dir/client.crt"
+  } >"$dir/openssl.log" 2>&1 || _server_failed "openssl (test certificates)" "$dir/openssl.log"
+  chmod 644 "$dir"/*.pem "$dir"/*.crt
+  chmod 600 "$dir"/*.key
+  TRIBUTARY_TLS_DIR=$dir
+  info "TLS test CA $dir/ca.pem (server certificate for localhost and 127.0.0.1)"
+  _export TRIBUTARY_TEST_TLS_CA "$dir/ca.pem"
+  _export TRIBUTARY_TEST_TLS_CLIENT_CERT "$dir/client.crt"
+  _export TRIBUTARY_TEST_TLS_CLIENT_KEY "$dir/client.key"
+}
+
 # -------------------------------------------------------------- PostgreSQL
 
 # Newest /usr/lib/postgresql/<ver>/bin (Debian layout); override with
@@ -288,11 +327,15 @@ _pg_as() {
   fi
 }
 
-# start_postgres: private cluster with logical decoding enabled. Exports
-# TRIBUTARY_TEST_PG_URL (superuser postgres, trust), TRIBUTARY_TEST_PG_USER_URL
-# (password user tributary with REPLICATION), TRIBUTARY_TEST_PG_BIN.
+# start_postgres: private cluster with logical decoding enabled, serving TLS (start_tls) beside
+# plain connections, on 127.0.0.1 and 127.0.0.2. Exports TRIBUTARY_TEST_PG_URL (superuser
+# postgres, trust), TRIBUTARY_TEST_PG_USER_URL (password user tributary with REPLICATION),
+# TRIBUTARY_TEST_PG_TLS_URL (user tributary_tls, refused without TLS; add sslmode=...),
+# TRIBUTARY_TEST_PG_CERT_URL (user tributary_cert, TLS client certificate only) and
+# TRIBUTARY_TEST_PG_BIN.
 start_postgres() {
   ensure_postgres
+  start_tls
   _run_dir_init
   local bin dir sock port log
   bin=$(pg_bin_dir)
@@ -323,7 +366,7 @@ start_postgres() {
   cat >>"$dir/data/postgresql.conf" <<EOF
 
 # --- tributary test cluster ---
-listen_addresses = '127.0.0.1'
+listen_addresses = '127.0.0.1,127.0.0.2'
 port = $port
 unix_socket_directories = '$sock'
 wal_level = logical
@@ -337,18 +380,30 @@ synchronous_commit = off
 full_page_writes = off
 timezone = 'UTC'
 log_timezone = 'UTC'
+ssl = on
+ssl_cert_file = 'server.crt'
+ssl_key_file = 'server.key'
+ssl_ca_file = 'ca.pem'
 EOF
-  # postgres is trusted on loopback; everyone else (tributary) uses SCRAM.
+  cp "$TRIBUTARY_TLS_DIR/server.crt" "$TRIBUTARY_TLS_DIR/server.key" "$TRIBUTARY_TLS_DIR/ca.pem" "$dir/data/"
+  chmod 600 "$dir/data/server.key"
+  # postgres is trusted on loopback; everyone else (tributary) uses SCRAM; tributary_tls only
+  # over TLS, tributary_cert only with its client certificate.
   cat >"$dir/data/pg_hba.conf" <<'EOF'
-# TYPE  DATABASE     USER      ADDRESS        METHOD
-local   all          all                      trust
-local   replication  all                      trust
-host    all          postgres  127.0.0.1/32   trust
-host    replication  postgres  127.0.0.1/32   trust
-host    all          all       127.0.0.1/32   scram-sha-256
-host    replication  all       127.0.0.1/32   scram-sha-256
+# TYPE    DATABASE     USER            ADDRESS        METHOD
+local     all          all                            trust
+local     replication  all                            trust
+host      all          postgres        127.0.0.0/8    trust
+host      replication  postgres        127.0.0.0/8    trust
+hostnossl all          tributary_tls   127.0.0.0/8    reject
+hostnossl replication  tributary_tls   127.0.0.0/8    reject
+hostssl   all          tributary_cert  127.0.0.0/8    cert
+hostssl   replication  tributary_cert  127.0.0.0/8    cert
+host      all          all             127.0.0.0/8    scram-sha-256
+host      replication  all             127.0.0.0/8    scram-sha-256
 EOF
-  [[ $EUID -ne 0 ]] || chown postgres: "$dir/data/postgresql.conf" "$dir/data/pg_hba.conf"
+  [[ $EUID -ne 0 ]] || chown postgres: "$dir/data/postgresql.conf" "$dir/data/pg_hba.conf" \
+    "$dir/data/server.crt" "$dir/data/server.key" "$dir/data/ca.pem"
 
   _register pg "" "$dir" "$bin" ""
   _pg_as "$bin/pg_ctl" -D "$dir/data" -l "$log" -w -t "$TRIBUTARY_WAIT_SECONDS" start >/dev/null 2>&1 ||
@@ -359,9 +414,13 @@ EOF
 CREATE ROLE tributary LOGIN PASSWORD 'tributary' REPLICATION CREATEDB;
 GRANT CREATE ON DATABASE postgres TO tributary;
 GRANT CREATE ON SCHEMA public TO tributary;
+CREATE ROLE tributary_tls LOGIN PASSWORD 'tributary' REPLICATION SUPERUSER;
+CREATE ROLE tributary_cert LOGIN REPLICATION SUPERUSER;
 SQL
   _export TRIBUTARY_TEST_PG_URL "postgres://postgres@127.0.0.1:$port/postgres"
   _export TRIBUTARY_TEST_PG_USER_URL "postgres://tributary:tributary@127.0.0.1:$port/postgres"
+  _export TRIBUTARY_TEST_PG_TLS_URL "postgres://tributary_tls:tributary@localhost:$port/postgres"
+  _export TRIBUTARY_TEST_PG_CERT_URL "postgres://tributary_cert@localhost:$port/postgres"
   _export TRIBUTARY_TEST_PG_BIN "$bin"
 }
 
@@ -380,11 +439,13 @@ ensure_mariadb() {
   ensure_apt mariadb-client:mariadb
 }
 
-# start_mariadb: private server with a full-row-image binlog. Exports
-# TRIBUTARY_TEST_MYSQL_URL (root, no password) and TRIBUTARY_TEST_MYSQL_USER_URL
-# (tributary/tributary, all privileges incl. replication).
+# start_mariadb: private server with a full-row-image binlog, serving TLS (start_tls) beside
+# plain connections, on 127.0.0.1 and 127.0.0.2. Exports TRIBUTARY_TEST_MYSQL_URL (root, no
+# password), TRIBUTARY_TEST_MYSQL_USER_URL (tributary/tributary, all privileges incl.
+# replication) and TRIBUTARY_TEST_MYSQL_TLS_URL (tributary_tls, REQUIRE SSL).
 start_mariadb() {
   ensure_mariadb
+  start_tls
   _run_dir_init
   local mariadbd dir sock port log pid version as_root=()
   mariadbd=$(_mariadbd_path)
@@ -401,7 +462,9 @@ start_mariadb() {
     --skip-test-db "${as_root[@]}" >>"$log" 2>&1 || _server_failed "mariadb-install-db" "$log"
 
   # utf8mb4 and UTC mirror a modern MySQL 8 source instead of latin1/local time.
-  "$mariadbd" --no-defaults --datadir="$dir/data" --port="$port" --bind-address=127.0.0.1 \
+  "$mariadbd" --no-defaults --datadir="$dir/data" --port="$port" --bind-address=127.0.0.1,127.0.0.2 \
+    --ssl-ca="$TRIBUTARY_TLS_DIR/ca.pem" --ssl-cert="$TRIBUTARY_TLS_DIR/server.crt" \
+    --ssl-key="$TRIBUTARY_TLS_DIR/server.key" \
     --socket="$sock/mysqld.sock" --pid-file="$dir/mariadbd.pid" --tmpdir="$dir/tmp" \
     --log-bin="$dir/binlog/mysql-bin" --server-id=1 --binlog-format=ROW \
     --binlog-row-image=FULL --binlog-row-metadata=FULL \
@@ -416,9 +479,12 @@ start_mariadb() {
   mariadb --no-defaults --protocol=TCP -h 127.0.0.1 -P "$port" -u root <<'SQL' || _server_failed "MariaDB user setup" "$log"
 CREATE USER 'tributary'@'%' IDENTIFIED BY 'tributary';
 GRANT ALL PRIVILEGES ON *.* TO 'tributary'@'%';
+CREATE USER 'tributary_tls'@'%' IDENTIFIED BY 'tributary' REQUIRE SSL;
+GRANT ALL PRIVILEGES ON *.* TO 'tributary_tls'@'%';
 SQL
   _export TRIBUTARY_TEST_MYSQL_URL "mysql://root@127.0.0.1:$port/"
   _export TRIBUTARY_TEST_MYSQL_USER_URL "mysql://tributary:tributary@127.0.0.1:$port/"
+  _export TRIBUTARY_TEST_MYSQL_TLS_URL "mysql://tributary_tls:tributary@127.0.0.1:$port/"
 }
 
 # -------------------------------------------------------------------- moto

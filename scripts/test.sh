@@ -10,8 +10,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
 
-phase "Checking prerequisites (apt: postgresql, mariadb-server, ca-certificates, curl; moto venv)"
-ensure_apt ca-certificates:/etc/ssl/certs/ca-certificates.crt curl:curl python3:python3 \
+phase "Checking prerequisites (apt: postgresql, mariadb-server, ca-certificates, curl, openssl; moto venv)"
+ensure_apt ca-certificates:/etc/ssl/certs/ca-certificates.crt curl:curl python3:python3 openssl:openssl \
   'postgresql:/usr/lib/postgresql/*/bin/initdb' mariadb-server mariadb-client:mariadb
 ensure_moto
 require_cargo

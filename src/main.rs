@@ -39,7 +39,7 @@ enum Command {
         #[arg(long)]
         metrics_addr: Option<std::net::SocketAddr>,
     },
-    /// Show a task's state and table statistics (DMS names) from its checkpoint.
+    /// Show a task's state and table statistics (DMS names) from its checkpoint; exits 1 when the task failed.
     Status {
         /// Task file (TOML).
         #[arg(long, short)]
@@ -53,6 +53,19 @@ enum Command {
         /// Task file (TOML).
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Remove what the task created: its replication slot, publication and heartbeat table on
+    /// the source, its local state, and with --files its objects on the target.
+    Drop {
+        /// Task file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Do not ask for confirmation (for scripts).
+        #[arg(long, short)]
+        yes: bool,
+        /// Also delete the task's objects on the target (S3 or local folder).
+        #[arg(long)]
+        files: bool,
     },
 }
 
@@ -77,16 +90,47 @@ fn cancel_on_signals(token: CancellationToken) {
     });
 }
 
+/// Asks on the terminal whether to go on; false without a terminal (scripts pass --yes).
+fn confirm() -> bool {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        err("error: drop asks for confirmation on a terminal; pass --yes to drop without asking\n");
+        return false;
+    }
+    out("Drop all of this? [y/N] ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes")
+}
+
 fn fail(e: &Error) -> ExitCode {
-    eprintln!("error: {e}");
+    err(format_args!("error: {e}\n"));
     ExitCode::from(e.exit_code() as u8)
+}
+
+/// Writes to stdout. A reader that went away (`tributary status | head -1`) is not an error:
+/// the rest of the output is dropped (Rust ignores SIGPIPE, so `print!` would panic instead).
+fn out(text: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = write!(std::io::stdout().lock(), "{text}");
+}
+
+/// [`out`] for stderr.
+fn err(text: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = write!(std::io::stderr().lock(), "{text}");
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_env("TRIBUTARY_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_env("TRIBUTARY_LOG").unwrap_or_else(|_| {
+                // aws-config warns at length for every provider it tries (IMDS off EC2); the S3
+                // store reports a missing region or credential itself, once.
+                EnvFilter::new("info,aws_config=error")
+            }),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -114,7 +158,7 @@ async fn main() -> ExitCode {
             };
             match task::run(&task, &opts, cancel).await {
                 Ok(summary) => {
-                    print!("{summary}");
+                    out(summary);
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(&e),
@@ -126,12 +170,45 @@ async fn main() -> ExitCode {
                 Err(e) => return fail(&e),
             };
             match task::status::status(&task).await {
-                Ok(s) if json => {
-                    println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
-                    ExitCode::SUCCESS
-                }
                 Ok(s) => {
-                    print!("{}", task::status::render(&s));
+                    if json {
+                        out(format_args!(
+                            "{}\n",
+                            serde_json::to_string_pretty(&s).unwrap_or_default()
+                        ));
+                    } else {
+                        out(task::status::render(&s));
+                    }
+                    // A failed task is not a healthy one: scripts and probes see it.
+                    if s.failed() {
+                        ExitCode::from(1)
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Drop { config, yes, files } => {
+            let task = match load(&config) {
+                Ok(t) => t,
+                Err(e) => return fail(&e),
+            };
+            let plan = match task::teardown::plan(&task, files).await {
+                Ok(p) => p,
+                Err(e) => return fail(&e),
+            };
+            out(plan.describe());
+            if plan.is_empty() {
+                return ExitCode::SUCCESS;
+            }
+            if !yes && !confirm() {
+                out("nothing dropped\n");
+                return ExitCode::from(1);
+            }
+            match plan.apply().await {
+                Ok(done) => {
+                    out(done);
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(&e),
@@ -144,16 +221,16 @@ async fn main() -> ExitCode {
             };
             let report = task::validate(&task).await;
             for line in &report.ok {
-                println!("ok: {line}");
+                out(format_args!("ok: {line}\n"));
             }
             for p in &report.problems {
-                println!("problem: {p}");
+                out(format_args!("problem: {p}\n"));
             }
             if report.problems.is_empty() {
-                println!("task {} is ready to run", task.id());
+                out(format_args!("task {} is ready to run\n", task.id()));
                 ExitCode::SUCCESS
             } else {
-                println!("{} problem(s) found", report.problems.len());
+                out(format_args!("{} problem(s) found\n", report.problems.len()));
                 ExitCode::from(1)
             }
         }

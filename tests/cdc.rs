@@ -654,14 +654,37 @@ async fn source_truncate_deletes_the_tables_objects_then_streams_on() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&metrics.stdout);
-    assert!(
-        text.contains("tributary_full_load_rows{table=\"c.t\"} 10"),
-        "{text}"
-    );
-    assert!(
-        text.contains("tributary_cdc_latency_source_seconds"),
-        "{text}"
-    );
+    // Prometheus's conventions: every metric described and typed, counters named _total.
+    for line in [
+        "tributary_full_load_rows_total{table=\"c.t\"} 10",
+        "# HELP tributary_full_load_rows_total Rows written by the full load",
+        "# TYPE tributary_full_load_rows_total counter",
+        "# TYPE tributary_inserts_total counter",
+        "# TYPE tributary_cdc_latency_source_seconds gauge",
+    ] {
+        assert!(text.contains(line), "{line:?} in\n{text}");
+    }
+    for l in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let name = l.split(' ').nth(2).unwrap();
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "{name} has no HELP\n{text}"
+        );
+        assert!(!l.ends_with(" counter") || name.ends_with("_total"), "{l}");
+    }
+    // Any other path is 404.
+    let other = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("http://{addr}/"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&other.stdout), "404");
     client
         .batch_execute("BEGIN; INSERT INTO c.t VALUES (12, 0); TRUNCATE c.t; INSERT INTO c.t VALUES (13, 0); COMMIT;")
         .await

@@ -6,15 +6,18 @@
 
 mod cdc;
 mod common;
+mod drop;
 mod errors;
 mod full_load;
 mod keys;
 mod load_retry;
 mod mapping;
 mod mysql;
+mod operator;
 mod resilience;
 mod resume;
 mod s3;
 mod segments;
 mod suspend;
+mod tls;
 mod values;

@@ -6,6 +6,7 @@ pub(crate) mod settings;
 pub(crate) mod source;
 pub(crate) mod target;
 pub(crate) mod task;
+pub(crate) mod tls;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,6 +20,16 @@ use settings::SettingsBag;
 pub(crate) use source::SourceConfig;
 pub(crate) use target::S3Settings;
 pub(crate) use task::{CdcStop, PrepMode, TaskSettings};
+
+/// The 1-based line and column (in characters) of byte `offset` of `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..text.floor_char_boundary(offset.min(text.len()))];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (
+        before.matches('\n').count() + 1,
+        before[line_start..].chars().count() + 1,
+    )
+}
 
 /// Default retries of one S3 operation: more than fit in the default time budget (waits of 0.5 s
 /// doubling to 10–20 s allow at most ~36 in 300 s), so the budget is what stops retrying.
@@ -159,14 +170,16 @@ impl TaskConfig {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<TaskConfig> {
         let raw: RawFile = toml::from_str(text).map_err(|e| {
+            let at = e.span().map(|s| line_column(text, s.start));
             Error::config(
-                format!("invalid task file: {}", e.message()),
-                format!(
-                    "fix the TOML{}; see configs/ for examples",
-                    e.span()
-                        .map(|s| format!(" near byte {}", s.start))
-                        .unwrap_or_default()
-                ),
+                match at {
+                    Some((line, column)) => format!(
+                        "invalid task file at line {line}, column {column}: {}",
+                        e.message()
+                    ),
+                    None => format!("invalid task file: {}", e.message()),
+                },
+                "fix the TOML there; see configs/ for examples",
             )
         })?;
         let id = raw.task.id.trim().to_string();
@@ -464,6 +477,19 @@ mod tests {
         assert!(e.to_string().contains("lower-case"), "{e}");
         let unknown = text.replace("HeartbeatEnable", "HeartbeatEnabled");
         assert!(TaskConfig::parse(&unknown, Path::new("/"), &env).is_err());
+    }
+
+    #[test]
+    fn toml_errors_name_the_line_and_column() {
+        let text = "[task]\nid = \"t\"\nmigration_type = full-load\n";
+        let e = TaskConfig::parse(text, Path::new("/"), &|_: &str| None).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("invalid task file at line 3, column 18: "),
+            "{e}"
+        );
+        assert_eq!(line_column("é\nab", 5), (2, 3));
+        assert_eq!(line_column("abc", 0), (1, 1));
     }
 }
 

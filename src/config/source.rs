@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::settings::SettingsBag;
+use super::tls::{Dialect, TlsSettings};
 use super::MigrationType;
 use crate::change::{BinlogPos, Lsn};
 use crate::error::{redact_url, Error, Result};
@@ -30,12 +31,18 @@ pub(crate) enum SourceConfig {
 pub(crate) struct PgConfig {
     /// Connection URL with `${ENV}` expanded. Holds secrets: format it only redacted.
     pub(crate) url: String,
+    /// [`PgConfig::url`] without its TLS parameters, for the drivers.
+    pub(crate) driver_url: String,
+    /// `sslmode`, `sslrootcert`, `sslcert`, `sslkey` from the URL.
+    pub(crate) tls: TlsSettings,
     /// `SlotName`, or `tributary_<task id>`.
     pub(crate) slot_name: String,
     /// True when `SlotName` was given: a `cdc` task may then read an existing slot.
     pub(crate) slot_given: bool,
     /// `PublicationName` (ours; default `tributary_<task id>`).
     pub(crate) publication: String,
+    /// True when `PublicationName` was given (`drop` then keeps it: it may be shared).
+    pub(crate) publication_given: bool,
     /// `HeartbeatEnable` with `HeartbeatFrequency` and `HeartbeatSchema`.
     pub(crate) heartbeat: Option<Heartbeat>,
     /// `UnchangedToastValues`: what an UPDATE's unchanged, unsent TOASTed value becomes.
@@ -75,6 +82,10 @@ pub(crate) enum UnchangedToast {
 pub(crate) struct MyConfig {
     /// Connection URL with `${ENV}` expanded. Holds secrets: format it only redacted.
     pub(crate) url: String,
+    /// [`MyConfig::url`] without its TLS parameters, for the driver.
+    pub(crate) driver_url: String,
+    /// `ssl-mode`, `ssl-ca`, `ssl-cert`, `ssl-key` from the URL.
+    pub(crate) tls: TlsSettings,
     /// `ServerId` (ours): the replica id the binlog reader registers with.
     pub(crate) server_id: u32,
     /// `CdcStartPosition` of a `cdc` task.
@@ -236,10 +247,14 @@ impl PgConfig {
             ));
         }
         let default = default_name(task_id);
+        let (driver_url, tls) = TlsSettings::split_url(&url, Dialect::Libpq)?;
         Ok(PgConfig {
             url,
+            driver_url,
+            tls,
             slot_given: given.is_some(),
             slot_name: given.unwrap_or_else(|| default.clone()),
+            publication_given: publication.is_some(),
             publication: publication.unwrap_or(default),
             heartbeat: heartbeat.then(|| Heartbeat {
                 every: Duration::from_secs(minutes * 60),
@@ -269,8 +284,11 @@ impl MyConfig {
             })?,
         };
         bag.finish(MY_SETTINGS)?;
+        let (driver_url, tls) = TlsSettings::split_url(&url, Dialect::MySql)?;
         Ok(MyConfig {
             url,
+            driver_url,
+            tls,
             server_id,
             start: cdc_start.map(BinlogStart::parse).transpose()?,
         })

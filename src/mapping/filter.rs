@@ -145,7 +145,9 @@ impl RowFilter {
             .iter()
             .map(|c| {
                 let col = match (c.kind, dialect) {
-                    (Kind::Text, Dialect::Postgres) => format!("{}::text COLLATE \"C\"", quote(&c.name)),
+                    (Kind::Text, Dialect::Postgres) => {
+                        format!("{}::text COLLATE \"C\"", quote(&c.name))
+                    }
                     (Kind::Text, Dialect::MySql) => format!("CAST({} AS BINARY)", quote(&c.name)),
                     _ => quote(&c.name),
                 };

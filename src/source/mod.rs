@@ -6,6 +6,7 @@
 pub(crate) mod mysql;
 pub(crate) mod postgres;
 pub(crate) mod stream;
+pub(crate) mod tls;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -37,6 +38,20 @@ pub(crate) trait Source: Send + Sync {
     async fn retained_log_bytes(&self, cdc: &CdcState) -> Option<u64>;
     /// Releases what a previous run left on the source that a fresh run replaces (its slot).
     async fn retire(&self, cdc: &CdcState) -> Result<()>;
+    /// `tributary drop`: the objects the task created on the source (PostgreSQL: its slot,
+    /// publication and heartbeat table), removed when `apply` is set, else only listed. `cdc`
+    /// is the checkpoint's state, when there is one. Objects the user named in the task file
+    /// but the task did not create are kept and listed as such.
+    async fn drop_objects(&self, cdc: Option<&CdcState>, apply: bool) -> Result<SourceObjects>;
+}
+
+/// What [`Source::drop_objects`] found on the source.
+#[derive(Debug, Default)]
+pub(crate) struct SourceObjects {
+    /// The task's objects (removed when applied), e.g. "replication slot tributary_x".
+    pub(crate) owned: Vec<String>,
+    /// Objects left alone, with the reason.
+    pub(crate) kept: Vec<String>,
 }
 
 /// Opens the source `[source]` names: the one place the engine is chosen.

@@ -7,6 +7,7 @@ mod commit;
 mod full_load;
 mod metrics;
 pub mod status;
+pub mod teardown;
 
 use tokio_util::sync::CancellationToken;
 
@@ -61,18 +62,12 @@ pub async fn run(
         metrics::install(addr)?;
     }
     let source = source::open(task);
+    // Before the checkpoint: a target that cannot be opened (no region, no credentials) leaves
+    // no "running" state behind.
+    let store = store::open(&task.target).await?;
     let checkpoints = CheckpointStore::new(&task.state_dir, &task.id);
     let mut checkpoint = begin(task, opts, source.as_ref(), &checkpoints).await?;
-    let settings = &task.target.settings;
-    let layout = Layout {
-        bucket_folder: checkpoint.bucket_folder.clone(),
-        format: settings.data_format,
-        compression: settings.compression,
-        date_partition: settings.cdc.date_partition.clone(),
-        names: task.mappings.names().clone(),
-        tags: task.mappings.tag_rules().clone(),
-    };
-    let store = store::open(&task.target).await?;
+    let layout = layout(task, checkpoint.bucket_folder.clone());
     tracing::info!(
         task = %task.id,
         source = %task.source.redacted(),
@@ -122,6 +117,19 @@ pub async fn run(
     }
     checkpoints.save(&checkpoint)?;
     result.map(|_| summary(&checkpoint))
+}
+
+/// The key naming of `task`'s objects under `bucket_folder` (expanded).
+pub(crate) fn layout(task: &TaskConfig, bucket_folder: String) -> Layout {
+    let settings = &task.target.settings;
+    Layout {
+        bucket_folder,
+        format: settings.data_format,
+        compression: settings.compression,
+        date_partition: settings.cdc.date_partition.clone(),
+        names: task.mappings.names().clone(),
+        tags: task.mappings.tag_rules().clone(),
+    }
 }
 
 /// The checkpoint this run continues: the previous run's when it did not finish (a resume),

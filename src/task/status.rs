@@ -61,6 +61,11 @@ pub async fn status(task: &TaskConfig) -> Result<Status> {
 }
 
 impl Status {
+    /// True when the task stopped on an error (`status` then exits 1).
+    pub fn failed(&self) -> bool {
+        self.status == crate::checkpoint::TaskStatus::Failed.as_str()
+    }
+
     /// The status as far as the checkpoint knows it (no slot lag).
     pub(crate) fn from_checkpoint(cp: &crate::checkpoint::Checkpoint) -> Status {
         let cdc = cp.cdc.as_ref();

@@ -11,16 +11,17 @@ mod stream;
 
 use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder};
+use mysql_async::{ClientIdentity, Conn, Opts, OptsBuilder, SslOpts};
 
 use crate::change::BinlogPos;
 use crate::checkpoint::CdcState;
 use crate::config::source::MyConfig;
+use crate::config::tls::{TlsMode, TlsSettings};
 use crate::config::{MigrationType, TaskConfig};
 use crate::error::{redact_url, Error, ErrorKind, Result};
 use crate::layout;
 use crate::mapping::{Lobs, TableMappings};
-use crate::source::{Capture, Report, Snapshot, Source};
+use crate::source::{Capture, Report, Snapshot, Source, SourceObjects};
 use snapshot::MySnapshot;
 
 /// Session settings that make every value's text canonical: UTF-8, TIMESTAMP in UTC, and no
@@ -154,6 +155,11 @@ impl Source for MySource {
     async fn retire(&self, _cdc: &CdcState) -> Result<()> {
         Ok(())
     }
+
+    async fn drop_objects(&self, _cdc: Option<&CdcState>, _apply: bool) -> Result<SourceObjects> {
+        // A binlog reader is a connection: nothing of the task stays on the server.
+        Ok(SourceObjects::default())
+    }
 }
 
 /// Maps a driver error to our kinds, with the fix for the common causes. Messages never carry
@@ -220,9 +226,10 @@ fn my_error(e: mysql_async::Error, doing: &str) -> Error {
     Error::new(kind, message, fix).with_source(e)
 }
 
-/// Connection options from the task's URL, with canonical session settings.
-fn options(source: &MyConfig) -> Result<Opts> {
-    let opts = Opts::from_url(&source.url).map_err(|e| {
+/// Connection options from the task's URL, with canonical session settings; `tls`: whether to
+/// ask for TLS, `name`: the name to check the certificate against instead of the host.
+fn options(source: &MyConfig, tls: bool, name: Option<&str>) -> Result<Opts> {
+    let opts = Opts::from_url(&source.driver_url).map_err(|e| {
         Error::config(
             format!(
                 "[source] url {} is not a MySQL URL: {e}",
@@ -233,15 +240,62 @@ fn options(source: &MyConfig) -> Result<Opts> {
     })?;
     Ok(OptsBuilder::from_opts(opts)
         .prefer_socket(false)
+        .ssl_opts(tls.then(|| ssl_opts(&source.tls, name)))
         .init(SESSION_SETUP.iter().map(|s| s.to_string()).collect())
         .into())
 }
 
-/// Opens a session with canonical output settings.
+/// The driver's TLS options for `ssl-mode`, `ssl-ca`, `ssl-cert` and `ssl-key`.
+fn ssl_opts(tls: &TlsSettings, name: Option<&str>) -> SslOpts {
+    let mut opts = SslOpts::default()
+        .with_danger_accept_invalid_certs(tls.mode < TlsMode::VerifyCa)
+        .with_danger_skip_domain_validation(tls.mode < TlsMode::VerifyFull)
+        .with_danger_tls_hostname_override(name.map(str::to_string));
+    if let Some(bundle) = crate::source::tls::ca_bundle(tls) {
+        opts = opts
+            .with_root_certs(vec![bundle.into()])
+            .with_disable_built_in_roots(true);
+    }
+    if let Some(c) = &tls.client {
+        opts = opts.with_client_identity(Some(ClientIdentity::new(
+            c.cert.clone().into(),
+            c.key.clone().into(),
+        )));
+    }
+    opts
+}
+
+/// Opens a session with canonical output settings, over TLS as `ssl-mode` asks.
 async fn connect(source: &MyConfig) -> Result<Conn> {
-    Conn::new(options(source)?)
-        .await
-        .map_err(|e| my_error(e, &format!("connecting to {}", redact_url(&source.url))))
+    crate::source::tls::install_provider();
+    let tls = &source.tls;
+    let mut attempt = Conn::new(options(source, tls.mode != TlsMode::Disable, None)?).await;
+    if let Err(e) = &attempt {
+        if tls.mode == TlsMode::Prefer
+            && matches!(
+                e,
+                mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer)
+            )
+        {
+            // PREFERRED: the server offers no TLS, so connect without.
+            attempt = Conn::new(options(source, false, None)?).await;
+        } else if tls.mode == TlsMode::VerifyCa {
+            // The driver's VERIFY_CA still checks the name with this rustls: check the chain
+            // again against a name the certificate itself carries.
+            if let Some(name) = crate::source::tls::names_of_refused_certificate(e)
+                .and_then(|names| names.into_iter().next())
+            {
+                attempt = Conn::new(options(source, true, Some(&name))?).await;
+            }
+        }
+    }
+    attempt.map_err(|e| {
+        let host = options(source, false, None)
+            .map(|o| o.ip_or_hostname().to_string())
+            .unwrap_or_default();
+        crate::source::tls::handshake_error(&host, tls, &e)
+            .unwrap_or_else(|| my_error(e, &format!("connecting to {}", redact_url(&source.url))))
+    })
 }
 
 /// The server's current binlog position, or None when the binary log is off.

@@ -12,7 +12,7 @@ mod snapshot;
 mod stream;
 
 use async_trait::async_trait;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use crate::checkpoint::CdcState;
 use crate::config::source::{PgConfig, UnchangedToast};
@@ -20,7 +20,7 @@ use crate::config::{MigrationType, TaskConfig};
 use crate::error::{redact_url, Error, ErrorKind, Result};
 use crate::layout;
 use crate::mapping::{Lobs, RelationKind, TableMappings};
-use crate::source::{Capture, Report, Snapshot, Source};
+use crate::source::{Capture, Report, Snapshot, Source, SourceObjects};
 use snapshot::PgSnapshot;
 
 /// Session settings that make every value's text canonical (see [`crate::change::DmsType`]).
@@ -206,6 +206,63 @@ impl Source for PgSource {
         }
         Ok(())
     }
+
+    async fn drop_objects(&self, cdc: Option<&CdcState>, apply: bool) -> Result<SourceObjects> {
+        let c = &self.sel.config;
+        let client = connect(c).await?;
+        let mut found = SourceObjects::default();
+        // The slot: ours when named after the task, or when the checkpoint says we created it.
+        let name = cdc.map_or(c.slot_name.as_str(), |s| s.slot.as_str());
+        let ours = !c.slot_given || cdc.is_some_and(|s| s.created_slot);
+        if let Some(pid) = slot::slot_owner(&client, name).await? {
+            if !ours {
+                found.kept.push(format!(
+                    "replication slot {name} (named in SlotName, not created by the task)"
+                ));
+            } else if let Some(pid) = pid {
+                return Err(Error::config(
+                    format!("replication slot {name} is in use by server process {pid}"),
+                    "stop the task (or whatever streams from the slot) first, then drop again",
+                ));
+            } else {
+                if apply {
+                    slot::drop_slot(&client, name).await?;
+                }
+                found.owned.push(format!("replication slot {name}"));
+            }
+        }
+        // The publication: ours when named after the task.
+        if slot::publication_exists(&client, &c.publication).await? {
+            if c.publication_given {
+                found.kept.push(format!(
+                    "publication {} (named in PublicationName, may be shared)",
+                    c.publication
+                ));
+            } else {
+                if apply {
+                    slot::drop_publication(&client, &c.publication).await?;
+                }
+                found.owned.push(format!("publication {}", c.publication));
+            }
+        }
+        // The heartbeat table: ours when only this task ever wrote it.
+        if let Some(hb) = &c.heartbeat {
+            let table = format!("{}.{}", hb.schema, slot::HEARTBEAT_TABLE);
+            match slot::heartbeat_writers(&client, &hb.schema, &self.sel.task_id).await? {
+                None => {}
+                Some(0) => {
+                    if apply {
+                        slot::drop_heartbeat(&client, &hb.schema).await?;
+                    }
+                    found.owned.push(format!("heartbeat table {table}"));
+                }
+                Some(_) => found.kept.push(format!(
+                    "heartbeat table {table} (other tasks or DMS write it too)"
+                )),
+            }
+        }
+        Ok(found)
+    }
 }
 
 /// The error for mappings that select nothing.
@@ -269,31 +326,20 @@ fn sqlstate_kind(code: &str) -> Option<(ErrorKind, &'static str)> {
     })
 }
 
-/// Opens a session with canonical output settings.
+/// Opens a session with canonical output settings, over TLS as `sslmode` asks.
 async fn connect(config: &PgConfig) -> Result<Client> {
-    let mut parsed: tokio_postgres::Config = config.url.parse().map_err(|e| {
-        Error::config(
-            format!(
-                "[source] url {} is not a PostgreSQL URL: {e}",
-                redact_url(&config.url)
-            ),
-            "use postgres://user:password@host:5432/database",
-        )
-    })?;
+    let mut parsed = driver_config(config)?;
     if parsed.get_application_name().is_none() {
         // Names our sessions in pg_stat_activity, beside the walsender's "tributary <slot>".
         parsed.application_name("tributary");
     }
-    if parsed.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-        return Err(Error::config(
-            "sslmode=require is not supported yet (tributary connects without TLS)",
-            "connect through a TLS tunnel (stunnel, ssh -L) or use sslmode=prefer/disable",
-        ));
-    }
-    let (client, connection) = parsed
-        .connect(NoTls)
-        .await
-        .map_err(|e| pg_error(e, &format!("connecting to {}", redact_url(&config.url))))?;
+    let tls = tokio_postgres_rustls::MakeRustlsConnect::new(crate::source::tls::client_config(
+        &config.tls,
+    )?);
+    let (client, connection) = parsed.connect(tls).await.map_err(|e| {
+        crate::source::tls::handshake_error(&host_name(&parsed), &config.tls, &e)
+            .unwrap_or_else(|| pg_error(e, &format!("connecting to {}", redact_url(&config.url))))
+    })?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "PostgreSQL connection closed");
@@ -304,6 +350,30 @@ async fn connect(config: &PgConfig) -> Result<Client> {
         .await
         .map_err(|e| pg_error(e, "setting up the session"))?;
     Ok(client)
+}
+
+/// The task's URL as tokio-postgres reads it (TLS parameters taken out, see
+/// [`crate::config::tls`]).
+fn driver_config(config: &PgConfig) -> Result<tokio_postgres::Config> {
+    config.driver_url.parse().map_err(|e| {
+        Error::config(
+            format!(
+                "[source] url {} is not a PostgreSQL URL: {e}",
+                redact_url(&config.url)
+            ),
+            "use postgres://user:password@host:5432/database",
+        )
+    })
+}
+
+/// The host name a connection checks the server's certificate against (the first host).
+fn host_name(parsed: &tokio_postgres::Config) -> String {
+    match parsed.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        #[cfg(unix)]
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".to_string(),
+    }
 }
 
 /// An ordinary connection for catalog reads, slot checks and the heartbeat while streaming,

@@ -6,10 +6,13 @@
 //! ([`super::pgoutput`]). Only this file knows the crate, so replacing it touches nothing else.
 
 use bytes::Bytes;
-use pgwire_replication::{PgWireError, ReplicationClient, ReplicationConfig, ReplicationEvent};
+use pgwire_replication::{
+    PgWireError, ReplicationClient, ReplicationConfig, ReplicationEvent, SslMode, TlsConfig,
+};
 
 use crate::change::Lsn;
 use crate::config::source::PgConfig;
+use crate::config::tls::{TlsMode, TlsSettings};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Session settings for the walsender, so pgoutput's text values are in the same canonical form
@@ -56,29 +59,22 @@ pub(super) struct CreatedSlot {
 pub(super) struct PgReplication {
     client: ReplicationClient,
     started: bool,
+    /// The host name the server's certificate was checked against.
+    host: String,
+    /// The source's TLS settings, for failures of the handshake (reported by the first command).
+    tls: TlsSettings,
 }
 
-/// Connection settings for a replication session on `slot` reading `publication`.
+/// Connection settings for a replication session on `slot` reading `publication`, with the host
+/// name the server's certificate is checked against.
 fn config(
     source: &PgConfig,
     slot: &str,
     publication: &str,
     start: Option<Lsn>,
-) -> Result<ReplicationConfig> {
-    let parsed: tokio_postgres::Config = source.url.parse().map_err(|e| {
-        Error::config(
-            format!(
-                "[source] url {} is not valid: {e}",
-                crate::error::redact_url(&source.url)
-            ),
-            "use postgres://USER:PASSWORD@HOST:PORT/DATABASE",
-        )
-    })?;
-    let host = match parsed.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
-        None => "localhost".to_string(),
-    };
+) -> Result<(ReplicationConfig, String)> {
+    let parsed = super::driver_config(source)?;
+    let host = super::host_name(&parsed);
     let port = parsed.get_ports().first().copied().unwrap_or(5432);
     let user = parsed.get_user().unwrap_or("postgres").to_string();
     let password = parsed
@@ -86,17 +82,53 @@ fn config(
         .map(|p| String::from_utf8_lossy(p).into_owned())
         .unwrap_or_default();
     let database = parsed.get_dbname().unwrap_or(&user).to_string();
-    let mut cfg = ReplicationConfig::new(host, user, password, database, slot, publication)
-        .with_port(port)
-        .with_options(WALSENDER_OPTIONS)
-        .with_application_name(format!("tributary {slot}"))
-        // Room for a few batches of changes while the writer uploads a file.
-        .with_buffer_size(8192);
+    // libpq's hostaddr: connect to that address, check the certificate against the host name.
+    let addr = parsed.get_hostaddrs().first().map(|a| a.to_string());
+    let mut cfg = ReplicationConfig::new(
+        addr.clone().unwrap_or_else(|| host.clone()),
+        user,
+        password,
+        database,
+        slot,
+        publication,
+    )
+    .with_port(port)
+    .with_options(WALSENDER_OPTIONS)
+    .with_application_name(format!("tributary {slot}"))
+    // Room for a few batches of changes while the writer uploads a file.
+    .with_buffer_size(8192)
+    .with_tls(tls_config(&source.tls, &host, addr.is_some()));
     if let Some(lsn) = start {
         let lsn = pgwire_replication::Lsn::from_u64(lsn.0);
         cfg = cfg.with_start_lsn(lsn).with_ack_lsn(lsn);
     }
-    Ok(cfg)
+    Ok((cfg, host))
+}
+
+/// The replication connection's TLS: the same mode, CAs and client certificate as the SQL
+/// connections (see [`crate::source::tls`]).
+fn tls_config(tls: &TlsSettings, host: &str, by_address: bool) -> TlsConfig {
+    let mode = match tls.mode {
+        TlsMode::Disable => SslMode::Disable,
+        TlsMode::Prefer => SslMode::Prefer,
+        TlsMode::Require => SslMode::Require,
+        TlsMode::VerifyCa => SslMode::VerifyCa,
+        TlsMode::VerifyFull => SslMode::VerifyFull,
+    };
+    let mut config = TlsConfig {
+        mode,
+        ca_pem_path: crate::source::tls::ca_bundle(tls),
+        ..TlsConfig::default()
+    };
+    // The crate checks an IP address host only through its name override (rustls then matches
+    // the certificate's IP address names), and the override is how hostaddr keeps the name.
+    if by_address || host.parse::<std::net::IpAddr>().is_ok() {
+        config = config.with_sni_hostname(host);
+    }
+    if let Some(c) = &tls.client {
+        config = config.with_client_cert(&c.cert, &c.key);
+    }
+    config
 }
 
 /// Maps a transport error to ours, naming the fix for the causes we know. A lost connection
@@ -192,14 +224,28 @@ impl PgReplication {
         publication: &str,
         start: Option<Lsn>,
     ) -> Result<PgReplication> {
-        let cfg = config(source, slot, publication, start)?;
+        let (cfg, host) = config(source, slot, publication, start)?;
+        crate::source::tls::install_provider();
         let client = ReplicationClient::connect_gated(cfg)
             .await
             .map_err(|e| wire_error(e, "connecting for replication"))?;
         Ok(PgReplication {
             client,
             started: false,
+            host,
+            tls: source.tls.clone(),
         })
+    }
+
+    /// [`wire_error`], or the TLS handshake's failure with the setting to change.
+    fn error(&self, e: PgWireError, doing: &str) -> Error {
+        match &e {
+            PgWireError::Tls(text) => {
+                crate::source::tls::handshake_error_text(&self.host, &self.tls, text)
+            }
+            _ => None,
+        }
+        .unwrap_or_else(|| wire_error(e, doing))
     }
 
     /// `CREATE_REPLICATION_SLOT` with pgoutput; `export` asks for a snapshot (valid until the
@@ -223,7 +269,7 @@ impl PgReplication {
             .client
             .simple_query(&sql)
             .await
-            .map_err(|e| wire_error(e, &format!("creating replication slot {slot}")))?;
+            .map_err(|e| self.error(e, &format!("creating replication slot {slot}")))?;
         let row = rows
             .first()
             .ok_or_else(|| Error::internal("CREATE_REPLICATION_SLOT returned no row"))?;
@@ -246,11 +292,11 @@ impl PgReplication {
         self.client
             .start()
             .await
-            .map_err(|e| wire_error(e, "starting replication"))?;
+            .map_err(|e| self.error(e, "starting replication"))?;
         self.client
             .wait_started()
             .await
-            .map_err(|e| wire_error(e, "starting replication"))?;
+            .map_err(|e| self.error(e, "starting replication"))?;
         self.started = true;
         Ok(())
     }
@@ -262,7 +308,7 @@ impl PgReplication {
                 .client
                 .recv()
                 .await
-                .map_err(|e| wire_error(e, "streaming changes"))?;
+                .map_err(|e| self.error(e, "streaming changes"))?;
             let Some(ev) = ev else { return Ok(None) };
             return Ok(Some(match ev {
                 ReplicationEvent::Begin {
@@ -300,6 +346,6 @@ impl PgReplication {
         self.client
             .shutdown()
             .await
-            .map_err(|e| wire_error(e, "stopping replication"))
+            .map_err(|e| self.error(e, "stopping replication"))
     }
 }

@@ -260,6 +260,78 @@ pub(super) async fn drop_slot(client: &Client, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether slot `name` exists, and the server process streaming from it: None when there is
+/// no such slot, Some(None) when it is idle.
+pub(super) async fn slot_owner(client: &Client, name: &str) -> Result<Option<Option<i32>>> {
+    let row = client
+        .query_opt(
+            "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1",
+            &[&name],
+        )
+        .await
+        .map_err(|e| pg_error(e, "reading replication slots"))?;
+    Ok(row.map(|r| r.get::<_, Option<i32>>(0)))
+}
+
+/// True when publication `name` exists.
+pub(super) async fn publication_exists(client: &Client, name: &str) -> Result<bool> {
+    let row = client
+        .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&name])
+        .await
+        .map_err(|e| pg_error(e, "reading publications"))?;
+    Ok(row.is_some())
+}
+
+/// Drops publication `name` if it exists.
+pub(super) async fn drop_publication(client: &Client, name: &str) -> Result<()> {
+    client
+        .batch_execute(&format!("DROP PUBLICATION IF EXISTS {}", quote_ident(name)))
+        .await
+        .map_err(|e| pg_error(e, &format!("dropping publication {name}")))
+}
+
+/// How many heartbeat rows in `schema` another writer than `task` created or last wrote; None
+/// when there is no heartbeat table.
+pub(super) async fn heartbeat_writers(
+    client: &Client,
+    schema: &str,
+    task: &str,
+) -> Result<Option<i64>> {
+    let exists = client
+        .query_opt(
+            "SELECT 1 FROM pg_tables WHERE schemaname = $1 AND tablename = $2",
+            &[&schema, &HEARTBEAT_TABLE],
+        )
+        .await
+        .map_err(|e| pg_error(e, "reading tables"))?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM {}.{HEARTBEAT_TABLE}
+                 WHERE hb_created_by IS DISTINCT FROM $1 OR hb_last_heartbeat_by IS DISTINCT FROM $1",
+                quote_ident(schema)
+            ),
+            &[&task],
+        )
+        .await
+        .map_err(|e| pg_error(e, "reading the heartbeat table"))?;
+    Ok(Some(row.get(0)))
+}
+
+/// Drops the heartbeat table in `schema`.
+pub(super) async fn drop_heartbeat(client: &Client, schema: &str) -> Result<()> {
+    client
+        .batch_execute(&format!(
+            "DROP TABLE IF EXISTS {}.{HEARTBEAT_TABLE}",
+            quote_ident(schema)
+        ))
+        .await
+        .map_err(|e| pg_error(e, "dropping the heartbeat table"))
+}
+
 /// Creates the heartbeat table in `schema` if needed (DMS's `awsdms_heartbeat` shape).
 pub(super) async fn ensure_heartbeat(client: &Client, schema: &str) -> Result<()> {
     client

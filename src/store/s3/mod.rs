@@ -133,10 +133,21 @@ impl S3Store {
             loader = loader.region(aws_config::Region::new(region.clone()));
         }
         let sdk = loader.load().await;
-        let region = sdk
-            .region()
-            .map(|r| r.to_string())
-            .unwrap_or_else(|| "us-east-1".to_string());
+        let endpoint = target
+            .endpoint
+            .clone()
+            .or_else(|| sdk.endpoint_url().map(str::to_string));
+        let region = match (sdk.region(), &endpoint) {
+            (Some(r), _) => r.to_string(),
+            // S3-compatible servers (MinIO, moto, LocalStack) take any region.
+            (None, Some(_)) => "us-east-1".to_string(),
+            (None, None) => {
+                return Err(Error::config(
+                    format!("no AWS region for s3://{bucket}: none in [target] region, AWS_REGION, AWS_DEFAULT_REGION, the AWS profile or the instance metadata"),
+                    "set region = \"<the bucket's region>\" in [target], or export AWS_REGION=<the bucket's region>",
+                ))
+            }
+        };
         let policy = RetryPolicy::new(target.retry_timeout, target.max_retries);
         let mut builder = AmazonS3Builder::new()
             .with_bucket_name(bucket)
@@ -147,15 +158,19 @@ impl S3Store {
                 retry_timeout: policy.backoff.budget.min(REQUEST_RETRY_TIMEOUT),
             });
         if let Some(provider) = sdk.credentials_provider() {
+            // Asked once now, so a missing credential is one clear error before any request.
+            let first = provider.provide_credentials().await.map_err(|e| {
+                Error::new(
+                    ErrorKind::TargetAccess,
+                    format!("no AWS credentials for s3://{bucket}: {}", credentials_cause(&e)),
+                    "export AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), run aws sso login, or run with an instance or task role",
+                )
+            })?;
             builder = builder.with_credentials(Arc::new(AwsChainCredentials {
                 provider,
-                cache: tokio::sync::Mutex::new(None),
+                cache: tokio::sync::Mutex::new(Some(to_object_store(&first))),
             }));
         }
-        let endpoint = target
-            .endpoint
-            .clone()
-            .or_else(|| sdk.endpoint_url().map(str::to_string));
         let allow_http = endpoint.as_ref().is_some_and(|e| e.starts_with("http://"));
         if let Some(endpoint) = endpoint {
             builder = builder
@@ -325,15 +340,47 @@ impl CredentialProvider for AwsChainCredentials {
         let creds = self.provider.provide_credentials().await.map_err(|e| {
             object_store::Error::Unauthenticated {
                 path: String::new(),
-                source: format!("no AWS credentials found ({e})").into(),
+                source: format!("no AWS credentials found ({})", credentials_cause(&e)).into(),
             }
         })?;
-        let cred = Arc::new(AwsCredential {
+        let cached = to_object_store(&creds);
+        let cred = cached.0.clone();
+        *cache = Some(cached);
+        Ok(cred)
+    }
+}
+
+/// object_store's form of `creds`, with their expiry.
+fn to_object_store(
+    creds: &aws_credential_types::Credentials,
+) -> (Arc<AwsCredential>, Option<SystemTime>) {
+    (
+        Arc::new(AwsCredential {
             key_id: creds.access_key_id().to_string(),
             secret_key: creds.secret_access_key().to_string(),
             token: creds.session_token().map(str::to_string),
-        });
-        *cache = Some((cred.clone(), creds.expiry()));
-        Ok(cred)
+        }),
+        creds.expiry(),
+    )
+}
+
+/// Why the credential chain found nothing, in one line (the chain's own error nests every
+/// provider's failure, IMDS connection errors included).
+fn credentials_cause(e: &aws_credential_types::provider::error::CredentialsError) -> String {
+    use aws_credential_types::provider::error::CredentialsError;
+    match e {
+        CredentialsError::CredentialsNotLoaded(_) => {
+            "none in the environment, the AWS profile, SSO, web identity or the instance role"
+                .to_string()
+        }
+        CredentialsError::ProviderTimedOut(_) => {
+            "the credential provider timed out (instance metadata unreachable?)".to_string()
+        }
+        other => other
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
     }
 }
