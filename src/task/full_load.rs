@@ -158,8 +158,9 @@ impl<'a> FullLoad<'a> {
                 None => self.load_table(snapshot, table, opts).await,
                 Some(i) => self.load_segment(snapshot, table, i, opts).await,
             };
+            // Only the source: a target outage has had the store's own retries already.
             let e = match r {
-                Err(e) if e.retryable() && !self.cancel.is_cancelled() => e,
+                Err(e) if e.kind == ErrorKind::SourceConnect && !self.cancel.is_cancelled() => e,
                 r => return r,
             };
             let Some(wait) = backoff.failed() else {
@@ -311,7 +312,7 @@ impl<'a> FullLoad<'a> {
                 Ok(())
             }
             // A lost connection is retried by the caller; anything else fails the table.
-            Err((err, _)) if err.retryable() => Err(err),
+            Err((err, _)) if err.kind == ErrorKind::SourceConnect => Err(err),
             Err((err, _)) => self.failed(&key, err).await,
         }
     }

@@ -87,7 +87,7 @@ impl FullLoad<'_> {
                     })
                     .await;
                 let err = err.context(format!("segment {name}"));
-                if err.retryable() {
+                if err.kind == crate::error::ErrorKind::SourceConnect {
                     // The caller loads it again.
                     return Err(err);
                 }
