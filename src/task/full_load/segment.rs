@@ -119,6 +119,12 @@ impl FullLoad<'_> {
         match resume {
             Some(_) => {
                 tracing::info!(table = %key, "resuming the segmented load: finished segments are kept");
+                // The file a killed attempt was writing is hidden; it goes before anything else.
+                let prefix = self
+                    .ctx
+                    .layout
+                    .table_prefix(&table.schema.schema, &table.schema.table);
+                self.ctx.store.remove_abandoned(&prefix).await?;
             }
             None => {
                 self.prepare(table, None).await?;
