@@ -52,12 +52,12 @@ struct RawRule {
     _parallel_load: Option<IgnoredAny>,
 }
 
-/// The one table a table-settings rule names.
+/// The one table a table-settings rule names (lob-settings and parallel-load alike).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
-struct Locator {
-    schema_name: String,
-    table_name: String,
+pub(super) struct Locator {
+    pub(super) schema_name: String,
+    pub(super) table_name: String,
 }
 
 /// One table's LOB rule.

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::filter::{self, Dialect};
+use super::lobs::Locator;
 use super::{fail, name_like};
 use crate::change::{DmsType, TableSchema};
 use crate::error::{Error, Result};
@@ -123,14 +124,6 @@ struct RawRule {
     /// Parsed by `lobs`.
     #[serde(default, rename = "lob-settings")]
     _lob_settings: Option<IgnoredAny>,
-}
-
-/// The one table a table-settings rule names.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-struct Locator {
-    schema_name: String,
-    table_name: String,
 }
 
 /// Every `parallel-load` rule of a mapping, with its rule id.
