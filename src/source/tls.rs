@@ -26,8 +26,12 @@ pub(crate) fn install_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
-/// The CA bundle `settings` trusts: its own file, else the system's; None: Mozilla's roots.
+/// The CA bundle `settings` trusts when its mode checks certificates: its own file, else the
+/// system's; None: Mozilla's roots (or nothing to check).
 pub(crate) fn ca_bundle(settings: &TlsSettings) -> Option<PathBuf> {
+    if settings.mode < TlsMode::VerifyCa {
+        return None;
+    }
     settings
         .ca
         .clone()
@@ -37,7 +41,12 @@ pub(crate) fn ca_bundle(settings: &TlsSettings) -> Option<PathBuf> {
 /// The rustls configuration of a PostgreSQL SQL connection with `settings`.
 pub(crate) fn client_config(settings: &TlsSettings) -> Result<ClientConfig> {
     install_provider();
-    let roots = Arc::new(root_store(settings)?);
+    let roots = Arc::new(if settings.mode >= TlsMode::VerifyCa {
+        root_store(settings)?
+    } else {
+        // Not consulted: the certificate is not checked in these modes.
+        RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned())
+    });
     let builder = ClientConfig::builder().with_root_certificates(roots.clone());
     let mut config = match &settings.client {
         None => builder.with_no_client_auth(),
