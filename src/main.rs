@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{reload, EnvFilter};
 
 use tributary::error::Error;
 use tributary::task::{self, RunOptions};
@@ -67,6 +69,8 @@ enum Command {
         #[arg(long)]
         files: bool,
     },
+    /// Print every key of DMS's task-settings JSON and what Tributary does with it (Markdown).
+    Settings,
 }
 
 fn load(path: &std::path::Path) -> Result<TaskConfig, Error> {
@@ -122,19 +126,31 @@ fn err(text: impl std::fmt::Display) {
     let _ = write!(std::io::stderr().lock(), "{text}");
 }
 
+/// The log filter when `TRIBUTARY_LOG` is unset: aws-config warns at length for every provider
+/// it tries (IMDS off EC2), and the S3 store reports a missing region or credential itself, once.
+const DEFAULT_LOG_FILTER: &str = "info,aws_config=error";
+
+/// Installs the stderr logger; the handle lets a task's `Logging.LogComponents` refine the
+/// filter once the task file is read (`TRIBUTARY_LOG`, when set, wins).
+fn init_logging() -> Option<reload::Handle<EnvFilter, tracing_subscriber::Registry>> {
+    let from_env = EnvFilter::try_from_env("TRIBUTARY_LOG").ok();
+    let user_set = from_env.is_some();
+    let (filter, handle) =
+        reload::Layer::new(from_env.unwrap_or_else(|| EnvFilter::new(DEFAULT_LOG_FILTER)));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
+        .init();
+    (!user_set).then_some(handle)
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("TRIBUTARY_LOG").unwrap_or_else(|_| {
-                // aws-config warns at length for every provider it tries (IMDS off EC2); the S3
-                // store reports a missing region or credential itself, once.
-                EnvFilter::new("info,aws_config=error")
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let log = init_logging();
     let cli = Cli::parse();
     match cli.command {
         Command::Run {
@@ -148,6 +164,10 @@ async fn main() -> ExitCode {
                 Ok(t) => t,
                 Err(e) => return fail(&e),
             };
+            if let (Some(handle), false) = (&log, task.log_directives().is_empty()) {
+                let filter = format!("{DEFAULT_LOG_FILTER},{}", task.log_directives().join(","));
+                let _ = handle.reload(EnvFilter::new(filter));
+            }
             let cancel = CancellationToken::new();
             cancel_on_signals(cancel.clone());
             let opts = RunOptions {
@@ -213,6 +233,10 @@ async fn main() -> ExitCode {
                 }
                 Err(e) => fail(&e),
             }
+        }
+        Command::Settings => {
+            out(tributary::task_settings_table());
+            ExitCode::SUCCESS
         }
         Command::Validate { config } => {
             let task = match load(&config) {

@@ -60,18 +60,6 @@ impl Default for ErrorBehavior {
     }
 }
 
-/// Every `ErrorBehavior` key this module reads.
-pub(super) const ERROR_BEHAVIOR_SETTINGS: &[&str] = &[
-    "ErrorBehavior.TableErrorPolicy",
-    "ErrorBehavior.DataErrorPolicy",
-    "ErrorBehavior.DataTruncationErrorPolicy",
-    "ErrorBehavior.DataErrorEscalationPolicy",
-    "ErrorBehavior.DataErrorEscalationCount",
-    "ErrorBehavior.TableErrorEscalationPolicy",
-    "ErrorBehavior.TableErrorEscalationCount",
-    "ErrorBehavior.FailOnNoTablesCaptured",
-];
-
 impl ErrorBehavior {
     /// Reads the `ErrorBehavior.*` keys of `bag`.
     pub(super) fn parse(bag: &mut SettingsBag) -> Result<ErrorBehavior> {

@@ -1,6 +1,7 @@
 //! The task file: parsed and validated once at start, into types the rest of the program trusts.
 //! Units are converted here (bytes, `Duration`); defaults are named constants.
 
+pub(crate) mod dms_task;
 pub(crate) mod errors;
 pub(crate) mod settings;
 pub(crate) mod source;
@@ -20,6 +21,11 @@ use settings::SettingsBag;
 pub(crate) use source::SourceConfig;
 pub(crate) use target::S3Settings;
 pub(crate) use task::{CdcStop, PrepMode, TaskSettings};
+
+/// Every DMS task-settings key and what Tributary does with it, as a Markdown table.
+pub fn task_settings_table() -> String {
+    dms_task::markdown_table()
+}
 
 /// The 1-based line and column (in characters) of byte `offset` of `text`.
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
@@ -119,6 +125,8 @@ struct RawTask {
     state: Option<String>,
     cdc_start_position: Option<String>,
     cdc_stop_position: Option<String>,
+    task_settings: Option<String>,
+    task_settings_file: Option<PathBuf>,
     #[serde(default)]
     settings: toml::Table,
 }
@@ -128,6 +136,7 @@ struct RawTask {
 struct RawSource {
     engine: String,
     url: String,
+    extra_connection_attributes: Option<String>,
     #[serde(default)]
     settings: toml::Table,
 }
@@ -156,6 +165,11 @@ impl TaskConfig {
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         TaskConfig::parse(&text, base, env).map_err(|e| e.context(path.display()))
+    }
+
+    /// `Logging.LogComponents` of the task settings as `tracing` filter directives.
+    pub fn log_directives(&self) -> &[String] {
+        &self.settings.log_directives
     }
 
     /// The task's id (`[task] id`).
@@ -204,6 +218,7 @@ impl TaskConfig {
                 ))
             }
         };
+        let task_json = task_settings_json(&raw.task, base)?;
         let mappings_json = match (raw.task.table_mappings, raw.task.table_mappings_file) {
             (Some(json), None) => json,
             (None, Some(file)) => {
@@ -233,6 +248,9 @@ impl TaskConfig {
             })?,
         };
         let mut bag = SettingsBag::new("[task.settings]");
+        if let Some(json) = &task_json {
+            bag.extend_json(json, "")?;
+        }
         bag.extend_toml(&raw.task.settings, "")?;
         let settings = TaskSettings::parse(bag)?;
 
@@ -256,6 +274,9 @@ impl TaskConfig {
         let target_settings = S3Settings::parse(bag, bucket)?;
         let mut source_bag = SettingsBag::new("[source.settings]");
         source_bag.extend_toml(&raw.source.settings, "")?;
+        if let Some(eca) = &raw.source.extra_connection_attributes {
+            source_bag.extend_eca(eca)?;
+        }
         let source = SourceConfig::parse(
             source::RawSource {
                 engine: &raw.source.engine,
@@ -306,6 +327,54 @@ impl TaskConfig {
             },
         })
     }
+}
+
+/// DMS's `ReplicationTaskSettings` document from `[task] task_settings` (inline JSON) or
+/// `task_settings_file`, if either is given. An export's `ReplicationTaskSettings` field is a
+/// JSON string holding the document; that form is unwrapped too.
+fn task_settings_json(raw: &RawTask, base: &Path) -> Result<Option<serde_json::Value>> {
+    let (text, origin) = match (&raw.task_settings, &raw.task_settings_file) {
+        (None, None) => return Ok(None),
+        (Some(t), None) => (t.clone(), "[task] task_settings".to_string()),
+        (None, Some(f)) => {
+            let file = base.join(f);
+            let text = std::fs::read_to_string(&file).map_err(|e| {
+                Error::config(
+                    format!("cannot read task_settings_file {}: {e}", file.display()),
+                    "point task_settings_file at the DMS task-settings JSON",
+                )
+            })?;
+            (text, format!("task_settings_file {}", file.display()))
+        }
+        (Some(_), Some(_)) => {
+            return Err(Error::config(
+                "[task] sets both task_settings and task_settings_file",
+                "keep one of them",
+            ))
+        }
+    };
+    let mut value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        Error::config(
+            format!(
+                "{origin} is not valid JSON at line {}, column {}: {e}",
+                e.line(),
+                e.column()
+            ),
+            "fix the JSON there (it is the ReplicationTaskSettings document DMS exports)",
+        )
+    })?;
+    if let Some(inner) = value
+        .get("ReplicationTaskSettings")
+        .and_then(|v| v.as_str())
+    {
+        value = serde_json::from_str(inner).map_err(|e| {
+            Error::config(
+                format!("{origin}: ReplicationTaskSettings is not valid JSON: {e}"),
+                "fix the JSON string held in ReplicationTaskSettings",
+            )
+        })?;
+    }
+    Ok(Some(value))
 }
 
 /// `file:///x` or a plain path → a path (relative paths against `base`); None for other schemes.
@@ -477,6 +546,66 @@ mod tests {
         assert!(e.to_string().contains("lower-case"), "{e}");
         let unknown = text.replace("HeartbeatEnable", "HeartbeatEnabled");
         assert!(TaskConfig::parse(&unknown, Path::new("/"), &env).is_err());
+    }
+
+    #[test]
+    fn dms_task_settings_documents_in_every_form() {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dms");
+        let file_url = "url = \"file:///tmp/x\"";
+        let full = task("task_settings_file = \"task-settings-full.json\"", file_url);
+        let t = TaskConfig::parse(&full, &fixture, &env).unwrap();
+        let s = &t.settings;
+        assert_eq!(s.lob_max_bytes, Some(32 * 1024));
+        assert_eq!(s.errors.data, errors::Policy::LogError);
+        assert!(s.log_directives.contains(&"tributary::source=debug".into()));
+        assert!(s
+            .log_directives
+            .contains(&"tributary::writer::cdc=warn".into()));
+        for key in [
+            "Logging.EnableLogging",
+            "ValidationSettings.ThreadCount",
+            "ControlTablesSettings.HistoryTimeslotInMinutes",
+        ] {
+            assert!(
+                s.unapplied.iter().any(|u| u.name.eq_ignore_ascii_case(key)),
+                "{key} not listed: {:?}",
+                s.unapplied
+            );
+        }
+        // The same key in the document and in [task.settings] is an error.
+        let twice = full.replacen(
+            "[source]",
+            "[task.settings]\nFullLoadSettings.CommitRate = 5\n[source]",
+            1,
+        );
+        let e = TaskConfig::parse(&twice, &fixture, &env).unwrap_err();
+        assert!(e.to_string().contains("twice"), "{e}");
+
+        // The seed walkthrough's settings, inline, and the export's string-wrapped form.
+        let seed = r#"{"TargetMetadata": {"SupportLobs": true, "LimitedSizeLobMode": true, "LobMaxSize": 1024},
+            "FullLoadSettings": {"TargetTablePrepMode": "TRUNCATE_BEFORE_LOAD", "MaxFullLoadSubTasks": 49, "CommitRate": 50000},
+            "Logging": {"EnableLogging": true}}"#;
+        let wrapped = serde_json::json!({ "ReplicationTaskSettings": seed }).to_string();
+        let inline = |doc: &str| task(&format!("task_settings = '''{doc}'''"), file_url);
+        for doc in [seed.to_string(), wrapped] {
+            let t = TaskConfig::parse(&inline(&doc), Path::new("/"), &env).unwrap();
+            assert_eq!(t.settings.lob_max_bytes, Some(1024 * 1024));
+            assert_eq!(t.settings.prep_mode, PrepMode::TruncateBeforeLoad);
+            assert_eq!(t.settings.max_sub_tasks, 49);
+        }
+        // Limited mode without a size is DMS's 32 KB; neither key: no truncation.
+        let limited = inline(r#"{"TargetMetadata": {"LimitedSizeLobMode": true}}"#);
+        let t = TaskConfig::parse(&limited, Path::new("/"), &env).unwrap();
+        assert_eq!(t.settings.lob_max_bytes, Some(32 * 1024));
+        let t = TaskConfig::parse(&task("", file_url), Path::new("/"), &env).unwrap();
+        assert_eq!(t.settings.lob_max_bytes, None);
+        // A value that would change the files is refused with the key named.
+        let batch = inline(r#"{"TargetMetadata": {"BatchApplyEnabled": true}}"#);
+        let e = TaskConfig::parse(&batch, Path::new("/"), &env).unwrap_err();
+        assert!(e.to_string().contains("BatchApplyEnabled"), "{e}");
+        let e =
+            TaskConfig::parse(&inline(r#"{"TargetMetadata": "#), Path::new("/"), &env).unwrap_err();
+        assert!(e.to_string().contains("not valid JSON at line 1"), "{e}");
     }
 
     #[test]

@@ -86,6 +86,71 @@ impl SettingsBag {
         Ok(())
     }
 
+    /// Adds a DMS JSON document's keys: objects become dotted names, `null` and empty arrays
+    /// are absent (DMS's "default"), `Logging.LogComponents` becomes one key per component
+    /// (`Logging.LogComponents.SOURCE_CAPTURE`), and other arrays are kept as JSON text. A key
+    /// given twice with one value in two spellings (exports carry both
+    /// `historyTimeslotInMinutes` and `HistoryTimeslotInMinutes`) counts once.
+    pub(crate) fn extend_json(&mut self, value: &serde_json::Value, prefix: &str) -> Result<()> {
+        use serde_json::Value;
+        let Value::Object(map) = value else {
+            return Err(Error::config(
+                format!("{} must be a JSON object", self.origin),
+                "pass the ReplicationTaskSettings document, {\"TargetMetadata\": {...}, ...}",
+            ));
+        };
+        for (k, v) in map {
+            let name = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            let text = match v {
+                Value::Null => continue,
+                Value::Object(_) => {
+                    self.extend_json(v, &name)?;
+                    continue;
+                }
+                Value::Array(items) if items.is_empty() => continue,
+                Value::Array(items) if name.eq_ignore_ascii_case("Logging.LogComponents") => {
+                    for item in items {
+                        let field = |f: &str| item.get(f).and_then(Value::as_str);
+                        let (Some(id), Some(severity)) = (field("Id"), field("Severity")) else {
+                            return Err(Error::config(
+                                format!("{} {name} has an entry without Id and Severity", self.origin),
+                                "write each component as {\"Id\": \"SOURCE_CAPTURE\", \"Severity\": \"LOGGER_SEVERITY_DEFAULT\"}",
+                            ));
+                        };
+                        self.insert_once(&format!("{name}.{id}"), severity.to_string())?;
+                    }
+                    continue;
+                }
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            self.insert_once(&name, text)?;
+        }
+        Ok(())
+    }
+
+    /// [`SettingsBag::insert`], except that the same value under a second spelling is ignored.
+    fn insert_once(&mut self, name: &str, value: String) -> Result<()> {
+        match self.values.get(&name.to_ascii_lowercase()) {
+            Some((_, v)) if *v == value => Ok(()),
+            _ => self.insert(name, value),
+        }
+    }
+
+    /// Every setting left, as (name as written, value).
+    pub(crate) fn into_entries(self) -> Vec<(String, String)> {
+        self.values.into_values().collect()
+    }
+
+    /// True when `name` is set (in any spelling).
+    pub(crate) fn has(&self, name: &str) -> bool {
+        self.values.contains_key(&name.to_ascii_lowercase())
+    }
+
     /// Removes and returns the raw text of `name`.
     pub(crate) fn take(&mut self, name: &str) -> Option<String> {
         self.values

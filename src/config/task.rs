@@ -1,6 +1,7 @@
 //! Task-level DMS settings (`[task.settings]`) and the task's stop position.
 
-use super::errors::{ErrorBehavior, ERROR_BEHAVIOR_SETTINGS};
+use super::dms_task::{self, Unapplied};
+use super::errors::ErrorBehavior;
 use super::settings::SettingsBag;
 use crate::error::{Error, Result};
 
@@ -20,7 +21,20 @@ pub(crate) enum PrepMode {
     DoNothing,
 }
 
-/// Task-level DMS settings (`[task.settings]`), units converted.
+/// Default `TargetMetadata.LobMaxSize`, KB, when `LimitedSizeLobMode` is on without a size.
+pub(crate) const DEFAULT_LOB_MAX_SIZE_KB: usize = 32;
+
+/// Where a `full-load-and-cdc` task stops by itself after its full load (DMS's
+/// `StopTaskCachedChangesNotApplied` / `StopTaskCachedChangesApplied`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StopAfterLoad {
+    /// Right after the full load, before any change is written (`STOPPED_AFTER_FULL_LOAD`).
+    CachedChangesNotApplied,
+    /// Once the changes made while the tables loaded are written (`STOPPED_AFTER_CACHED_EVENTS`).
+    CachedChangesApplied,
+}
+
+/// Task-level DMS settings (`[task.settings]` or the task-settings JSON), units converted.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct TaskSettings {
     /// `FullLoadSettings.TargetTablePrepMode`.
@@ -29,33 +43,24 @@ pub(crate) struct TaskSettings {
     pub(crate) max_sub_tasks: usize,
     /// `TargetMetadata.SupportLobs`: false drops LOB columns from the output.
     pub(crate) support_lobs: bool,
-    /// `TargetMetadata.LobMaxSize` in bytes; None = no truncation (our default, unlike DMS's 32 KB).
+    /// `TargetMetadata.LobMaxSize` in bytes when `LimitedSizeLobMode` applies; None = no
+    /// truncation (our default when neither key is given, unlike DMS's 32 KB).
     pub(crate) lob_max_bytes: Option<usize>,
     /// `ChangeProcessingDdlHandlingPolicy.HandleSourceTableTruncated` (default true, as in DMS):
     /// a source TRUNCATE deletes the table's objects.
     pub(crate) handle_truncate: bool,
     /// `ErrorBehavior`: what a failing table or record does.
     pub(crate) errors: ErrorBehavior,
+    /// `FullLoadSettings.StopTaskCachedChanges*`.
+    pub(crate) stop_after_load: Option<StopAfterLoad>,
+    /// `Logging.LogComponents` as `tracing` filter directives.
+    pub(crate) log_directives: Vec<String>,
+    /// Keys the task sets that are accepted and not applied, with why (`validate` lists them).
+    pub(crate) unapplied: Vec<Unapplied>,
 }
 
-/// Every name `[task.settings]` accepts.
-const TASK_SETTINGS: &[&str] = &[
-    "FullLoadSettings.TargetTablePrepMode",
-    "FullLoadSettings.MaxFullLoadSubTasks",
-    "FullLoadSettings.CommitRate",
-    "FullLoadSettings.TransactionConsistencyTimeout",
-    "TargetMetadata.SupportLobs",
-    "TargetMetadata.LimitedSizeLobMode",
-    "TargetMetadata.LobMaxSize",
-    "TargetMetadata.FullLobMode",
-    "TargetMetadata.BatchApplyEnabled",
-    "ChangeProcessingDdlHandlingPolicy.HandleSourceTableTruncated",
-    "ChangeProcessingDdlHandlingPolicy.HandleSourceTableDropped",
-    "ChangeProcessingDdlHandlingPolicy.HandleSourceTableAltered",
-];
-
 impl TaskSettings {
-    /// Parses `[task.settings]`.
+    /// Parses the task settings, wherever they were written.
     pub(super) fn parse(mut bag: SettingsBag) -> Result<TaskSettings> {
         let prep_mode = match bag.choice(
             "FullLoadSettings.TargetTablePrepMode",
@@ -73,27 +78,7 @@ impl TaskSettings {
             MAX_FULL_LOAD_SUB_TASKS,
             "tables",
         )? as usize;
-        // Accepted for paste-compatibility; they tune DMS internals we do not have.
-        bag.int("FullLoadSettings.CommitRate", 10_000, 1, 50_000, "rows")?;
-        bag.int(
-            "FullLoadSettings.TransactionConsistencyTimeout",
-            600,
-            0,
-            86_400,
-            "seconds",
-        )?;
-        if bag.bool("TargetMetadata.FullLobMode", false)? {
-            return Err(Error::config(
-                "TargetMetadata.FullLobMode=true is not supported with an S3 target (as in DMS)",
-                "remove it; LOBs are written whole unless TargetMetadata.LobMaxSize is set",
-            ));
-        }
-        if bag.bool("TargetMetadata.BatchApplyEnabled", false)? {
-            return Err(Error::config(
-                "TargetMetadata.BatchApplyEnabled=true is not supported with an S3 target (as in DMS)",
-                "remove it",
-            ));
-        }
+        let limited_given = bag.has("TargetMetadata.LimitedSizeLobMode");
         let limited = bag.bool("TargetMetadata.LimitedSizeLobMode", true)?;
         let lob_kb = bag.take("TargetMetadata.LobMaxSize");
         let lob_max_bytes = match lob_kb {
@@ -103,6 +88,8 @@ impl TaskSettings {
                 })?;
                 Some(kb * 1024)
             }
+            // A document that turns limited mode on without a size gets DMS's default size.
+            None if limited && limited_given => Some(DEFAULT_LOB_MAX_SIZE_KB * 1024),
             _ => None,
         };
         let support_lobs = bag.bool("TargetMetadata.SupportLobs", true)?;
@@ -110,23 +97,22 @@ impl TaskSettings {
             "ChangeProcessingDdlHandlingPolicy.HandleSourceTableTruncated",
             true,
         )?;
-        // Accepted for paste-compatibility: a dropped table is not captured (as DMS on S3), and
-        // ALTER TABLE always changes the output shape (a new file starts with the new columns).
-        bag.bool(
-            "ChangeProcessingDdlHandlingPolicy.HandleSourceTableDropped",
-            true,
-        )?;
-        bag.bool(
-            "ChangeProcessingDdlHandlingPolicy.HandleSourceTableAltered",
-            true,
-        )?;
+        let not_applied = bag.bool("FullLoadSettings.StopTaskCachedChangesNotApplied", false)?;
+        let applied = bag.bool("FullLoadSettings.StopTaskCachedChangesApplied", false)?;
+        let stop_after_load = match (not_applied, applied) {
+            (true, true) => {
+                return Err(Error::config(
+                    "FullLoadSettings.StopTaskCachedChangesNotApplied and StopTaskCachedChangesApplied are both true",
+                    "keep one: NotApplied stops before the changes made during the load, Applied after them",
+                ))
+            }
+            (true, false) => Some(StopAfterLoad::CachedChangesNotApplied),
+            (false, true) => Some(StopAfterLoad::CachedChangesApplied),
+            (false, false) => None,
+        };
         let errors = ErrorBehavior::parse(&mut bag)?;
-        let accepted: Vec<&str> = TASK_SETTINGS
-            .iter()
-            .chain(ERROR_BEHAVIOR_SETTINGS)
-            .copied()
-            .collect();
-        bag.finish(&accepted)?;
+        let log_directives = dms_task::log_directives(&mut bag)?;
+        let unapplied = dms_task::check_rest(bag)?;
         Ok(TaskSettings {
             prep_mode,
             max_sub_tasks,
@@ -134,6 +120,9 @@ impl TaskSettings {
             lob_max_bytes,
             handle_truncate,
             errors,
+            stop_after_load,
+            log_directives,
+            unapplied,
         })
     }
 }

@@ -275,6 +275,20 @@ fn summary(cp: &Checkpoint) -> String {
 /// writable, state folder usable — and reports what is fine and every problem with its fix.
 pub async fn validate(task: &TaskConfig) -> Report {
     let mut report = Report::default();
+    // Each reason once, with the keys it covers: an exported task sets dozens of them.
+    let mut unapplied: Vec<(&str, Vec<&str>)> = Vec::new();
+    for u in &task.settings.unapplied {
+        match unapplied.iter_mut().find(|(r, _)| *r == u.reason) {
+            Some((_, keys)) => keys.push(&u.name),
+            None => unapplied.push((u.reason, vec![&u.name])),
+        }
+    }
+    for (reason, keys) in unapplied {
+        report.ok.push(format!(
+            "task settings accepted, not applied ({reason}): {}",
+            keys.join(", ")
+        ));
+    }
     source::open(task).validate(&mut report).await;
     let target = async {
         let folder =
