@@ -82,6 +82,10 @@ pub(crate) enum StopReason {
     StoppedAtServerTime,
     /// `CdcStopPosition` `commit_time` reached.
     StoppedAtCommitTime,
+    /// `StopTaskCachedChangesNotApplied`: stopped after the full load.
+    StoppedAfterFullLoad,
+    /// `StopTaskCachedChangesApplied`: stopped once the changes made during the load were written.
+    StoppedAfterCachedEvents,
     /// Stopped by an error.
     FatalError,
 }
@@ -94,6 +98,8 @@ impl StopReason {
             StopReason::FullLoadOnlyFinished => "FULL_LOAD_ONLY_FINISHED",
             StopReason::StoppedAtServerTime => "STOPPED_AT_SERVER_TIME",
             StopReason::StoppedAtCommitTime => "STOPPED_AT_COMMIT_TIME",
+            StopReason::StoppedAfterFullLoad => "STOPPED_AFTER_FULL_LOAD",
+            StopReason::StoppedAfterCachedEvents => "STOPPED_AFTER_CACHED_EVENTS",
             StopReason::FatalError => "FATAL_ERROR",
         }
     }

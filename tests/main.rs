@@ -18,6 +18,7 @@ mod resilience;
 mod resume;
 mod s3;
 mod segments;
+mod source_settings;
 mod suspend;
 mod tls;
 mod values;

@@ -47,12 +47,46 @@ pub(crate) struct PgConfig {
     pub(crate) heartbeat: Option<Heartbeat>,
     /// `UnchangedToastValues`: what an UPDATE's unchanged, unsent TOASTed value becomes.
     pub(crate) unchanged_toast: UnchangedToast,
-    /// `MapUnboundedNumericAsString`: `numeric` without precision is written as text (every
-    /// digit, NaN, the infinities) instead of DMS's NUMERIC(28,6).
-    pub(crate) map_unbounded_numeric_as_string: bool,
+    /// The endpoint settings that decide how types are written.
+    pub(crate) types: PgTypes,
+    /// `ExecuteTimeout`: the statement timeout of catalog and metadata queries (not of the
+    /// full load's COPY streams, which are one long statement per table).
+    pub(crate) execute_timeout: Duration,
+    /// `AfterConnectScript`: SQL run on every new connection (not the replication stream's).
+    pub(crate) after_connect: Option<String>,
     /// `CdcStartPosition` (`[task] cdc_start_position`): an LSN in the existing slot `SlotName`.
     pub(crate) start: Option<Lsn>,
 }
+
+/// PostgreSQL endpoint settings that shape values, by DMS's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PgTypes {
+    /// `MapUnboundedNumericAsString`: `numeric` without precision is written as text (every
+    /// digit, NaN, the infinities) instead of DMS's NUMERIC(28,6).
+    pub(crate) numeric_as_string: bool,
+    /// `MapBooleanAsBoolean`: `boolean` is a BOOLEAN; by default (false, as in DMS) it is the
+    /// string `true`/`false` (DMS's CHAR(5)) — a Parquet UTF8 column.
+    pub(crate) boolean_as_boolean: bool,
+    /// `TrimSpaceInChar` (default true, as in DMS): `char(n)` values lose their trailing blanks.
+    pub(crate) trim_char: bool,
+    /// `MapLongVarcharAs` `CLOB`/`NCLOB`: `varchar` without a length is a LOB (cut at
+    /// `LobMaxSize`, dropped without `SupportLobs`); `WSTRING` (default) keeps it a string.
+    pub(crate) long_varchar_as_lob: bool,
+}
+
+impl Default for PgTypes {
+    fn default() -> Self {
+        PgTypes {
+            numeric_as_string: false,
+            boolean_as_boolean: false,
+            trim_char: true,
+            long_varchar_as_lob: false,
+        }
+    }
+}
+
+/// Default `ExecuteTimeout`, seconds (DMS's).
+const DEFAULT_EXECUTE_TIMEOUT_S: u64 = 60;
 
 /// DMS's heartbeat: a row written periodically so an idle database's slot keeps moving.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +122,8 @@ pub(crate) struct MyConfig {
     pub(crate) tls: TlsSettings,
     /// `ServerId` (ours): the replica id the binlog reader registers with.
     pub(crate) server_id: u32,
+    /// `AfterConnectScript`: SQL run on every new connection, after Tributary's session setup.
+    pub(crate) after_connect: Option<String>,
     /// `CdcStartPosition` of a `cdc` task.
     pub(crate) start: Option<BinlogStart>,
 }
@@ -114,10 +150,26 @@ const PG_SETTINGS: &[&str] = &[
     "DdlArtifactsSchema",
     "UnchangedToastValues",
     "MapUnboundedNumericAsString",
+    "MapBooleanAsBoolean",
+    "TrimSpaceInChar",
+    "MapLongVarcharAs",
+    "MapJsonbAsClob",
+    "ExecuteTimeout",
+    "AfterConnectScript",
+    "DatabaseMode",
+    "FailTasksOnLobTruncation",
+    "fetchCacheSize",
 ];
 
 /// Every name `[source.settings]` accepts for MySQL/MariaDB.
-const MY_SETTINGS: &[&str] = &["ServerId"];
+const MY_SETTINGS: &[&str] = &[
+    "ServerId",
+    "AfterConnectScript",
+    "ServerTimezone",
+    "EventsPollInterval",
+    "CleanSourceMetadataOnMismatch",
+    "ParallelLoadThreads",
+];
 
 /// What `[source]` says, before it is checked.
 pub(super) struct RawSource<'a> {
@@ -228,7 +280,44 @@ impl PgConfig {
             "fail" => UnchangedToast::Fail,
             _ => UnchangedToast::Marker(marker),
         };
-        let map_unbounded_numeric_as_string = bag.bool("MapUnboundedNumericAsString", false)?;
+        let types = PgTypes {
+            numeric_as_string: bag.bool("MapUnboundedNumericAsString", false)?,
+            boolean_as_boolean: bag.bool("MapBooleanAsBoolean", false)?,
+            trim_char: bag.bool("TrimSpaceInChar", true)?,
+            long_varchar_as_lob: bag.choice(
+                "MapLongVarcharAs",
+                "wstring",
+                &["wstring", "clob", "nclob"],
+            )? != "wstring",
+        };
+        // jsonb is a LOB written as its text either way: DMS's NCLOB and CLOB are both strings
+        // on S3, so the setting is accepted and checked, and changes nothing.
+        bag.bool("MapJsonbAsClob", false)?;
+        let execute_timeout = Duration::from_secs(bag.int(
+            "ExecuteTimeout",
+            DEFAULT_EXECUTE_TIMEOUT_S,
+            1,
+            86_400,
+            "seconds",
+        )?);
+        let after_connect = bag
+            .string("AfterConnectScript")
+            .filter(|s| !s.trim().is_empty());
+        bag.choice("DatabaseMode", "default", &["default"])
+            .map_err(|_| {
+                Error::config(
+                "[source.settings] DatabaseMode babelfish is not supported",
+                "read the Babelfish database through its PostgreSQL port with DatabaseMode default",
+            )
+            })?;
+        // The full load streams whole tables (COPY), so there is no fetch cache to size.
+        bag.int("fetchCacheSize", 10_000, 1, u64::from(u32::MAX), "rows")?;
+        if bag.bool("FailTasksOnLobTruncation", false)? {
+            return Err(Error::config(
+                "[source.settings] FailTasksOnLobTruncation=true is not supported",
+                "remove it: a LOB cut at LobMaxSize is logged and counted per table (status shows it); raise LobMaxSize to keep whole values",
+            ));
+        }
         bag.finish(PG_SETTINGS)?;
         let start = cdc_start
             .map(|s| {
@@ -261,7 +350,9 @@ impl PgConfig {
                 schema,
             }),
             unchanged_toast,
-            map_unbounded_numeric_as_string,
+            types,
+            execute_timeout,
+            after_connect,
             start,
         })
     }
@@ -283,6 +374,27 @@ impl MyConfig {
                 )
             })?,
         };
+        let after_connect = bag
+            .string("AfterConnectScript")
+            .filter(|s| !s.trim().is_empty());
+        // Sessions read TIMESTAMP in UTC (time_zone '+00:00') and the binlog carries epoch
+        // seconds, so the server's zone is never needed to interpret a value; checked only.
+        if let Some(zone) = bag.string("ServerTimezone") {
+            crate::layout::parse_timezone(&zone).map_err(|_| {
+                Error::config(
+                    format!("[source.settings] ServerTimezone {zone:?} is not a time zone"),
+                    "use an IANA name such as US/Pacific or Europe/Paris (no quotes)",
+                )
+            })?;
+        }
+        // The binlog is streamed (the server pushes events), so there is no poll to pace.
+        bag.int("EventsPollInterval", 5, 1, 60, "seconds")?;
+        // Table metadata is read from the catalog and the binlog's row metadata, never cached
+        // across runs, so there is nothing to clean on a mismatch.
+        bag.bool("CleanSourceMetadataOnMismatch", false)?;
+        // DMS's ParallelLoadThreads of a MySQL endpoint speeds loading *into* MySQL; the full
+        // load's readers are MaxFullLoadSubTasks.
+        bag.int("ParallelLoadThreads", 0, 0, 32, "threads")?;
         bag.finish(MY_SETTINGS)?;
         let (driver_url, tls) = TlsSettings::split_url(&url, Dialect::MySql)?;
         Ok(MyConfig {
@@ -290,6 +402,7 @@ impl MyConfig {
             driver_url,
             tls,
             server_id,
+            after_connect,
             start: cdc_start.map(BinlogStart::parse).transpose()?,
         })
     }

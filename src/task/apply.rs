@@ -86,6 +86,10 @@ pub(crate) enum Stopped {
     ServerTime,
     /// `CdcStopPosition` commit_time reached.
     CommitTime,
+    /// `StopTaskCachedChangesNotApplied`: the full load is done; no change written yet.
+    AfterFullLoad,
+    /// `StopTaskCachedChangesApplied`: the changes committed during the full load are written.
+    AfterCachedEvents,
 }
 
 impl Stopped {
@@ -95,6 +99,8 @@ impl Stopped {
             Stopped::Signal => StopReason::Normal,
             Stopped::ServerTime => StopReason::StoppedAtServerTime,
             Stopped::CommitTime => StopReason::StoppedAtCommitTime,
+            Stopped::AfterFullLoad => StopReason::StoppedAfterFullLoad,
+            Stopped::AfterCachedEvents => StopReason::StoppedAfterCachedEvents,
         }
     }
 }
@@ -119,6 +125,9 @@ pub(crate) struct Apply<'a> {
     mapper: Mapper,
     /// Tables whose changes are dropped (`ErrorBehavior` suspended them), by `schema.table`.
     suspended: HashSet<String>,
+    /// `StopTaskCachedChangesApplied`: when the full load ended (µs); the loop stops before the
+    /// first transaction committed after it, or when the stream is idle past it.
+    cached_until: Option<i64>,
 }
 
 impl<'a> Apply<'a> {
@@ -148,7 +157,15 @@ impl<'a> Apply<'a> {
             events: 0,
             mapper: Mapper::default(),
             suspended,
+            cached_until: None,
         }
+    }
+
+    /// Stops once the changes committed before `load_end_us` are written
+    /// (`StopTaskCachedChangesApplied`).
+    pub(super) fn stop_after_cached_changes(mut self, load_end_us: i64) -> Self {
+        self.cached_until = Some(load_end_us);
+        self
     }
 
     /// Streams until a signal or the stop position, riding out retryable errors.
@@ -235,6 +252,13 @@ impl<'a> Apply<'a> {
                     if let Some(CdcStop::ServerTime(t)) = self.ctx.task.cdc_stop {
                         if chrono::Utc::now().timestamp_micros() >= t {
                             break Stopped::ServerTime;
+                        }
+                    }
+                    // Nothing was ready for a whole wait: the stream has caught up with the
+                    // source, so every change committed before the load ended is read.
+                    if let Some(t) = self.cached_until {
+                        if self.txn.is_none() && chrono::Utc::now().timestamp_micros() >= t {
+                            break Stopped::AfterCachedEvents;
                         }
                     }
                     self.tick(stream).await?;
@@ -427,6 +451,10 @@ impl ChangeSink for Apply<'_> {
                 self.stop = Some(Stopped::CommitTime);
                 return false;
             }
+        }
+        if self.cached_until.is_some_and(|t| commit_us > t) {
+            self.stop = Some(Stopped::AfterCachedEvents);
+            return false;
         }
         self.txn = Some((at.clone(), commit_us));
         self.cp.cdc_mut().last_commit_us = Some(commit_us);

@@ -14,6 +14,7 @@ use super::full_load::FullLoad;
 use super::Context;
 use crate::change::StreamKey;
 use crate::checkpoint::{CdcPhase, CdcState, Checkpoint, TableState};
+use crate::config::task::StopAfterLoad;
 use crate::config::MigrationType;
 use crate::error::Result;
 use crate::layout;
@@ -28,6 +29,8 @@ pub(crate) async fn run(
 ) -> Result<Stopped> {
     let mut capture = source.capture().await?;
     let mut state = cp.cdc.take().unwrap_or_default();
+    // True when this run finishes the full load (StopTaskCachedChanges* then apply).
+    let mut loaded = false;
     if state.resume_from.is_none() {
         let load = ctx.task.migration_type == MigrationType::FullLoadAndCdc;
         let snapshot_cp = cp.clone();
@@ -47,6 +50,7 @@ pub(crate) async fn run(
         ctx.checkpoints.save(cp)?;
         if let Some(h) = handoff {
             load_from(ctx, cp, h, None).await?;
+            loaded = true;
         }
     } else {
         let loading = state.phase == CdcPhase::FullLoad;
@@ -54,14 +58,22 @@ pub(crate) async fn run(
         if loading {
             let h = capture.reload().await?;
             load_from(ctx, cp, h, None).await?;
+            loaded = true;
         } else {
             reload_suspended(ctx, cp, capture.as_mut()).await?;
         }
     }
+    let stop = ctx.task.settings.stop_after_load.filter(|_| loaded);
+    if stop == Some(StopAfterLoad::CachedChangesNotApplied) {
+        tracing::info!("full load done; stopping before the changes made during it (StopTaskCachedChangesNotApplied); the next run writes them");
+        return Ok(Stopped::AfterFullLoad);
+    }
     let mut stream = capture.stream().await?;
-    Apply::new(ctx, cp, Arc::new(SystemClock))
-        .run(stream.as_mut())
-        .await
+    let mut apply = Apply::new(ctx, cp, Arc::new(SystemClock));
+    if stop == Some(StopAfterLoad::CachedChangesApplied) {
+        apply = apply.stop_after_cached_changes(chrono::Utc::now().timestamp_micros());
+    }
+    apply.run(stream.as_mut()).await
 }
 
 /// Loads the suspended tables again from a fresh snapshot, so a run after the cause is fixed

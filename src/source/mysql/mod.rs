@@ -241,7 +241,13 @@ fn options(source: &MyConfig, tls: bool, name: Option<&str>) -> Result<Opts> {
     Ok(OptsBuilder::from_opts(opts)
         .prefer_socket(false)
         .ssl_opts(tls.then(|| ssl_opts(&source.tls, name)))
-        .init(SESSION_SETUP.iter().map(|s| s.to_string()).collect())
+        .init(
+            SESSION_SETUP
+                .iter()
+                .map(|s| s.to_string())
+                .chain(source.after_connect.clone())
+                .collect(),
+        )
         .into())
 }
 

@@ -13,7 +13,7 @@ use tokio_postgres::Client;
 use super::replication::PgReplication;
 use super::snapshot::PgSnapshot;
 use super::stream::PgStream;
-use super::{connect, no_tables, slot, Selection};
+use super::{connect_timed, no_tables, slot, Selection};
 use crate::change::{Lsn, Position};
 use crate::checkpoint::CdcState;
 use crate::error::{Error, Result};
@@ -30,21 +30,17 @@ impl PgCapture {
     /// Checks the prerequisites, refuses tables whose updates PostgreSQL would reject once
     /// published, and creates the publication (and heartbeat table).
     pub(super) async fn prepare(sel: Selection) -> Result<PgCapture> {
-        let admin = connect(&sel.config).await?;
+        let admin = connect_timed(&sel.config).await?;
         if let Some(first) = slot::check_prerequisites(&admin).await?.into_iter().next() {
             return Err(first);
         }
-        let selected: Vec<_> = super::catalog::selected_tables(
-            &admin,
-            &sel.mappings,
-            sel.lobs,
-            sel.config.map_unbounded_numeric_as_string,
-        )
-        .await?
-        .into_iter()
-        .filter(|t| t.source.kind == crate::mapping::RelationKind::Table)
-        .map(|t| t.source.schema)
-        .collect();
+        let selected: Vec<_> =
+            super::catalog::selected_tables(&admin, &sel.mappings, sel.lobs, sel.config.types)
+                .await?
+                .into_iter()
+                .filter(|t| t.source.kind == crate::mapping::RelationKind::Table)
+                .map(|t| t.source.schema)
+                .collect();
         if let Some(first) = slot::identity_problems(&admin, &selected, &sel.mappings)
             .await?
             .into_iter()

@@ -7,6 +7,7 @@ use tokio_postgres::Client;
 
 use super::pg_error;
 use crate::change::{Column, DmsType, TableSchema};
+use crate::config::source::PgTypes;
 use crate::error::Result;
 use crate::mapping::filter::Dialect;
 use crate::mapping::segments::{self, ParallelLoad, Partition};
@@ -52,16 +53,19 @@ pub(super) enum Normalize {
     Money,
     /// `char(n)`: trailing blanks dropped (what `::text` does).
     Bpchar,
+    /// `boolean` written as a string: `t`/`f` → `true`/`false` (what `::text` does).
+    BoolText,
     /// `timetz` → the UTC wall-clock time.
     TimetzUtc,
 }
 
 impl Normalize {
-    /// The normalizer for PostgreSQL type `typname` (domains: the base type).
-    pub(super) fn for_type(typname: &str) -> Normalize {
+    /// The normalizer for PostgreSQL type `typname` (domains: the base type) under `types`.
+    pub(super) fn for_type(typname: &str, types: PgTypes) -> Normalize {
         match typname {
             "money" => Normalize::Money,
-            "bpchar" => Normalize::Bpchar,
+            "bpchar" if types.trim_char => Normalize::Bpchar,
+            "bool" if !types.boolean_as_boolean => Normalize::BoolText,
             "timetz" => Normalize::TimetzUtc,
             _ => Normalize::None,
         }
@@ -114,28 +118,20 @@ pub(super) async fn lookup_types(client: &Client, oids: &[u32]) -> Result<BTreeM
 }
 
 /// DMS type of a column of the given type and modifier (the same mapping the full load uses).
-pub(super) fn dms_type_of(t: &TypeInfo, typmod: i32, numeric_as_string: bool) -> DmsType {
+pub(super) fn dms_type_of(t: &TypeInfo, typmod: i32, types: PgTypes) -> DmsType {
     let typmod = t.domain_typmod.unwrap_or(typmod);
-    map_type(
-        &t.typname,
-        &t.typtype,
-        &t.category,
-        typmod,
-        numeric_as_string,
-        "x",
-    )
-    .0
+    map_type(&t.typname, &t.typtype, &t.category, typmod, types, "x").0
 }
 
 /// DMS type and select expression for a column of PostgreSQL type `typname`
 /// (for domains, the base type), given its type category, kind and modifier;
-/// `numeric_as_string` is `MapUnboundedNumericAsString`.
+/// `types` holds the endpoint settings that shape values.
 fn map_type(
     typname: &str,
     typtype: &str,
     category: &str,
     typmod: i32,
-    numeric_as_string: bool,
+    types: PgTypes,
     ident: &str,
 ) -> (DmsType, String) {
     let plain = ident.to_string();
@@ -150,14 +146,16 @@ fn map_type(
         _ => {}
     }
     match typname {
-        "bool" => (DmsType::Boolean, plain),
+        "bool" if types.boolean_as_boolean => (DmsType::Boolean, plain),
+        // DMS's default CHAR(5): `true`/`false` as text.
+        "bool" => (string, format!("{ident}::text")),
         "int2" => (DmsType::Int2, plain),
         "int4" => (DmsType::Int4, plain),
         "int8" | "oid" => (DmsType::Int8, plain),
         "float4" => (DmsType::Real4, plain),
         "float8" => (DmsType::Real8, plain),
         // Every digit, NaN and the infinities, as PostgreSQL prints them.
-        "numeric" if typmod < 4 && numeric_as_string => (string, plain),
+        "numeric" if typmod < 4 && types.numeric_as_string => (string, plain),
         "numeric" if typmod < 4 => (
             DmsType::Numeric {
                 precision: 28,
@@ -190,7 +188,8 @@ fn map_type(
             format!("{ident}::numeric"),
         ),
         // bpchar→text drops the padding: DMS's TrimSpaceInChar (default true).
-        "bpchar" => (string, format!("{ident}::text")),
+        "bpchar" if types.trim_char => (string, format!("{ident}::text")),
+        "varchar" if typmod < 0 && types.long_varchar_as_lob => (lob, plain),
         "varchar" | "name" | "char" | "uuid" | "interval" | "inet" | "cidr" | "macaddr"
         | "macaddr8" | "bit" | "varbit" | "point" | "line" | "lseg" | "box" | "circle"
         | "pg_lsn" | "tsquery" => (string, plain),
@@ -205,14 +204,13 @@ fn map_type(
     }
 }
 
-/// Lists the relations the mappings select, with their columns (`numeric_as_string`:
-/// `MapUnboundedNumericAsString`). Partitions are skipped: their partitioned parent reads their
+/// Lists the relations the mappings select, with their columns typed under `types`. Partitions are skipped: their partitioned parent reads their
 /// rows (selecting both would load rows twice).
 pub(super) async fn selected_tables(
     client: &Client,
     mappings: &TableMappings,
     lobs: Lobs,
-    numeric_as_string: bool,
+    types: PgTypes,
 ) -> Result<Vec<PgTable>> {
     let rels = client
         .query(
@@ -290,14 +288,7 @@ pub(super) async fn selected_tables(
         let typmod: i32 = r.get(5);
         let source_type: String = r.get(6);
         let ident = quote_ident(&name);
-        let (dms_type, select) = map_type(
-            &typname,
-            &typtype,
-            &category,
-            typmod,
-            numeric_as_string,
-            &ident,
-        );
+        let (dms_type, select) = map_type(&typname, &typtype, &category, typmod, types, &ident);
         if let Some(t) = picked.get_mut(&oid) {
             let s = &t.source.schema;
             if dms_type.is_lob() && !mappings.lobs(&s.schema, &s.table, lobs).support {

@@ -9,7 +9,7 @@ use super::catalog::{self, quote_ident, Normalize, TypeInfo};
 use super::pgoutput::{Relation, Tuple, Value};
 use super::{pg_error, Helper};
 use crate::change::{Column, RowBatch, TableSchema};
-use crate::config::source::UnchangedToast;
+use crate::config::source::{PgTypes, UnchangedToast};
 use crate::error::{Error, ErrorKind, Result};
 use crate::mapping::{Lobs, RelationKind, TableMappings};
 use crate::source::lob_cut_len;
@@ -55,8 +55,8 @@ pub(super) struct RowOptions {
     pub(crate) lobs: Lobs,
     /// What an unchanged, unsent TOASTed value becomes.
     pub(crate) unchanged: UnchangedToast,
-    /// `MapUnboundedNumericAsString`.
-    pub(crate) numeric_as_string: bool,
+    /// The endpoint settings that shape values.
+    pub(crate) types: PgTypes,
 }
 
 /// Values read back by key for an UPDATE's unchanged TOASTed columns (lookup policy): by
@@ -135,8 +135,7 @@ impl Relations {
                 if c.key {
                     key_cols.push((i, c.name.clone(), t.display.clone()));
                 }
-                let dms_type =
-                    catalog::dms_type_of(t, c.type_modifier, self.opts.numeric_as_string);
+                let dms_type = catalog::dms_type_of(t, c.type_modifier, self.opts.types);
                 if dms_type.is_lob() && !lobs.support {
                     continue;
                 }
@@ -145,7 +144,7 @@ impl Relations {
                 }
                 cols.push(ColumnMap {
                     src: i,
-                    norm: Normalize::for_type(&t.typname),
+                    norm: Normalize::for_type(&t.typname, self.opts.types),
                     lob_cut: crate::source::lob_limit(lobs.max_bytes, dms_type),
                     type_name: t.display.clone(),
                 });
@@ -443,6 +442,11 @@ pub(super) fn needs_full_identity(table: &str, columns: &[&str]) -> Error {
 fn normalize(n: Normalize, v: &[u8], out: &mut Vec<u8>) {
     match n {
         Normalize::None => out.extend_from_slice(v),
+        Normalize::BoolText => out.extend_from_slice(match v {
+            b"t" => b"true",
+            b"f" => b"false",
+            other => other,
+        }),
         Normalize::Bpchar => {
             let end = v.iter().rposition(|&b| b != b' ').map_or(0, |i| i + 1);
             out.extend_from_slice(&v[..end]);
@@ -512,5 +516,7 @@ mod tests {
         );
         assert_eq!(norm(Normalize::TimetzUtc, "00:10:00+05:30"), "18:40:00");
         assert_eq!(norm(Normalize::None, "x"), "x");
+        assert_eq!(norm(Normalize::BoolText, "t"), "true");
+        assert_eq!(norm(Normalize::BoolText, "f"), "false");
     }
 }

@@ -78,7 +78,7 @@ impl PgSource {
             client,
             &self.sel.mappings,
             self.sel.lobs,
-            self.sel.config.map_unbounded_numeric_as_string,
+            self.sel.config.types,
         )
         .await?
         .into_iter()
@@ -192,7 +192,7 @@ impl Source for PgSource {
     }
 
     async fn retained_log_bytes(&self, cdc: &CdcState) -> Option<u64> {
-        let client = connect(&self.sel.config).await.ok()?;
+        let client = connect_timed(&self.sel.config).await.ok()?;
         let info = slot::slot_info(&client, &cdc.slot).await.ok()??;
         info.retained_bytes
     }
@@ -200,7 +200,7 @@ impl Source for PgSource {
     async fn retire(&self, cdc: &CdcState) -> Result<()> {
         if cdc.created_slot {
             // A fresh run gets a fresh slot; the old one would pin WAL forever.
-            let admin = connect(&self.sel.config).await?;
+            let admin = connect_timed(&self.sel.config).await?;
             slot::drop_slot(&admin, &cdc.slot).await?;
             tracing::info!(slot = %cdc.slot, "dropped the previous run's replication slot");
         }
@@ -209,7 +209,7 @@ impl Source for PgSource {
 
     async fn drop_objects(&self, cdc: Option<&CdcState>, apply: bool) -> Result<SourceObjects> {
         let c = &self.sel.config;
-        let client = connect(c).await?;
+        let client = connect_timed(c).await?;
         let mut found = SourceObjects::default();
         // The slot: ours when named after the task, or when the checkpoint says we created it.
         let name = cdc.map_or(c.slot_name.as_str(), |s| s.slot.as_str());
@@ -349,6 +349,27 @@ async fn connect(config: &PgConfig) -> Result<Client> {
         .batch_execute(SESSION_SETUP)
         .await
         .map_err(|e| pg_error(e, "setting up the session"))?;
+    if let Some(script) = &config.after_connect {
+        client.batch_execute(script).await.map_err(|e| {
+            let mut err = pg_error(e, "running AfterConnectScript");
+            err.fix = "fix the SQL in [source.settings] AfterConnectScript (it runs on every new connection)".into();
+            err
+        })?;
+    }
+    Ok(client)
+}
+
+/// [`connect`] for short statements (catalog, slot, heartbeat, lookups): limited by
+/// `ExecuteTimeout`. The full load's sessions stay unlimited: a COPY is one statement per table.
+async fn connect_timed(config: &PgConfig) -> Result<Client> {
+    let client = connect(config).await?;
+    client
+        .batch_execute(&format!(
+            "SET statement_timeout = {}",
+            config.execute_timeout.as_millis()
+        ))
+        .await
+        .map_err(|e| pg_error(e, "setting ExecuteTimeout"))?;
     Ok(client)
 }
 
@@ -395,7 +416,7 @@ impl Helper {
     /// The connection, reopened if it closed.
     async fn client(&mut self) -> Result<&Client> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
-            self.client = Some(connect(&self.config).await?);
+            self.client = Some(connect_timed(&self.config).await?);
         }
         Ok(self.client.as_ref().expect("connected above"))
     }

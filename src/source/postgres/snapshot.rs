@@ -131,13 +131,7 @@ impl PgSnapshot {
             .await
             .map_err(|e| pg_error(e, "exporting the snapshot"))?;
         let snapshot_id: String = row.get(0);
-        let tables = catalog::selected_tables(
-            &client,
-            mappings,
-            lobs,
-            source.map_unbounded_numeric_as_string,
-        )
-        .await?;
+        let tables = catalog::selected_tables(&client, mappings, lobs, source.types).await?;
         Ok(PgSnapshot {
             source: source.clone(),
             holder: Mutex::new(Some(client)),
@@ -163,13 +157,7 @@ impl PgSnapshot {
             ))
             .await
             .map_err(|e| pg_error(e, "importing the replication slot's snapshot"))?;
-        let tables = catalog::selected_tables(
-            &client,
-            mappings,
-            lobs,
-            source.map_unbounded_numeric_as_string,
-        )
-        .await?;
+        let tables = catalog::selected_tables(&client, mappings, lobs, source.types).await?;
         Ok(PgSnapshot {
             source: source.clone(),
             holder: Mutex::new(Some(client)),

@@ -44,7 +44,7 @@ impl PgStream {
                 mappings: sel.mappings.clone(),
                 lobs: sel.lobs,
                 unchanged: sel.config.unchanged_toast.clone(),
-                numeric_as_string: sel.config.map_unbounded_numeric_as_string,
+                types: sel.config.types,
             }),
             helper: Helper::new(sel.config.clone()),
             sel,
