@@ -238,7 +238,8 @@ async fn parquet_full_load_replays_source() {
             "Op:Utf8",
             "dms_ts:Utf8",
             "id:Int64",
-            "b:Boolean",
+            // DMS's CHAR(5) unless MapBooleanAsBoolean (tests/source_settings.rs).
+            "b:Utf8",
             "i2:Int16",
             "i4:Int32",
             "n:Decimal128(11, 2)",

@@ -6,7 +6,7 @@
 //! architecture has ([`Class::Irrelevant`], listed by `validate`), or accepted only with the
 //! values that change nothing and refused otherwise ([`Class::Only`]). Nothing that changes the
 //! output is silently ignored. The README's "Task settings" table is rendered from this one
-//! (`tributary settings --markdown`), and a test keeps them equal.
+//! (`tributary settings`), and a test keeps them equal.
 
 use super::settings::SettingsBag;
 use crate::error::{Error, Result};
@@ -77,10 +77,10 @@ const LOG_COMPONENT: &str = "sets the log level of the Tributary modules doing t
 
 /// Every key of DMS's task-settings document, in the document's order.
 pub(crate) const KEYS: &[Key] = &[
-    only(
+    imp(
         "TargetMetadata.TargetSchema",
-        &[""],
-        "it would rename every schema folder; use a rename transformation on rule-target schema",
+        "names every table's schema folder; schema transformation rules (matched by source \
+         schema) still apply to it",
     ),
     imp(
         "TargetMetadata.SupportLobs",
@@ -530,7 +530,7 @@ mod tests {
         assert!(
             readme.contains(&table),
             "README.md's task-settings table is out of date; replace it with the output of \
-             `tributary settings --markdown`"
+             `tributary settings`"
         );
     }
 }

@@ -253,6 +253,9 @@ impl TaskConfig {
         }
         bag.extend_toml(&raw.task.settings, "")?;
         let settings = TaskSettings::parse(bag)?;
+        if let Some(schema) = &settings.target_schema {
+            mappings.set_target_schema(schema);
+        }
 
         let cdc_stop = raw
             .task
@@ -691,5 +694,20 @@ url = "file:///tmp/x"
         assert!(e.to_string().contains("mysql-bin.000024:373"), "{e}");
         let e = mysql_task("", "ServerId = 0").unwrap_err();
         assert!(e.to_string().contains("ServerId"), "{e}");
+        let t = mysql_task(
+            "",
+            "ServerTimezone = \"US/Pacific\"\nEventsPollInterval = 10\nAfterConnectScript = \"SET @x = 1\"",
+        )
+        .unwrap();
+        assert!(
+            matches!(&t.source, SourceConfig::MySql(m) if m.after_connect.as_deref() == Some("SET @x = 1"))
+        );
+        let e = mysql_task("", "ServerTimezone = \"Mars/Olympus\"").unwrap_err();
+        assert!(e.to_string().contains("ServerTimezone"), "{e}");
+        assert!(mysql_task("", "EventsPollInterval = 0").is_err());
+        assert!(
+            mysql_task("", "MapBooleanAsBoolean = true").is_err(),
+            "PostgreSQL-only"
+        );
     }
 }

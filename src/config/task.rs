@@ -51,6 +51,8 @@ pub(crate) struct TaskSettings {
     pub(crate) handle_truncate: bool,
     /// `ErrorBehavior`: what a failing table or record does.
     pub(crate) errors: ErrorBehavior,
+    /// `TargetMetadata.TargetSchema` (None when absent or empty).
+    pub(crate) target_schema: Option<String>,
     /// `FullLoadSettings.StopTaskCachedChanges*`.
     pub(crate) stop_after_load: Option<StopAfterLoad>,
     /// `Logging.LogComponents` as `tracing` filter directives.
@@ -93,6 +95,9 @@ impl TaskSettings {
             _ => None,
         };
         let support_lobs = bag.bool("TargetMetadata.SupportLobs", true)?;
+        let target_schema = bag
+            .string("TargetMetadata.TargetSchema")
+            .filter(|s| !s.is_empty());
         let handle_truncate = bag.bool(
             "ChangeProcessingDdlHandlingPolicy.HandleSourceTableTruncated",
             true,
@@ -120,6 +125,7 @@ impl TaskSettings {
             lob_max_bytes,
             handle_truncate,
             errors,
+            target_schema,
             stop_after_load,
             log_directives,
             unapplied,

@@ -268,6 +268,11 @@ impl TableMappings {
         })
     }
 
+    /// `TargetMetadata.TargetSchema`: the schema folder of every table, before schema rules.
+    pub(crate) fn set_target_schema(&mut self, name: &str) {
+        self.names.set_target_schema(name);
+    }
+
     /// Declares that files name their columns, and the names the task adds to every file
     /// (see [`TableMappings::check`]).
     pub(crate) fn reserve(&mut self, names: Vec<String>) {

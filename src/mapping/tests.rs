@@ -554,3 +554,27 @@ fn before_image_columns_follow_the_key_and_filter() {
         "{e:?}"
     );
 }
+
+#[test]
+fn target_schema_names_the_folder() {
+    let mut m = mapping(&[
+        sel("1", "include", "%", "%", ""),
+        tr(
+            "2",
+            "schema",
+            r#""schema-name":"Sales""#,
+            "convert-lowercase",
+            "",
+        ),
+    ]);
+    m.set_target_schema("Lake");
+    // The rule matches the source schema and edits the target schema's name.
+    assert_eq!(
+        m.names().folder("Sales", "Orders"),
+        ("lake".into(), "Orders".into())
+    );
+    assert_eq!(
+        m.names().folder("hr", "People"),
+        ("Lake".into(), "People".into())
+    );
+}

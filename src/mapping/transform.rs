@@ -488,6 +488,8 @@ pub(crate) struct Names {
     schema: Vec<NameRule>,
     /// Table-target name rules in rule order.
     table: Vec<NameRule>,
+    /// `TargetMetadata.TargetSchema`: the schema folder every table starts from.
+    target_schema: Option<String>,
 }
 
 /// One name rule, reduced to what naming needs.
@@ -538,7 +540,14 @@ impl Names {
                         .unwrap_or(name)
                 })
         };
-        (apply(&self.schema, schema), apply(&self.table, table))
+        let start = self.target_schema.as_deref().unwrap_or(schema);
+        (apply(&self.schema, start), apply(&self.table, table))
+    }
+
+    /// Sets `TargetMetadata.TargetSchema`: every table's schema folder starts from `name`
+    /// instead of its source schema; schema rules (matched by source names) still apply.
+    pub(super) fn set_target_schema(&mut self, name: &str) {
+        self.target_schema = Some(name.to_string());
     }
 
     /// True when no rule renames anything.

@@ -422,60 +422,100 @@ fn key_indexes(key: Option<&Vec<String>>, columns: &[PgColumn]) -> Vec<usize> {
 mod tests {
     use super::*;
 
+    /// `MapUnboundedNumericAsString` on.
+    fn numeric_text() -> PgTypes {
+        PgTypes {
+            numeric_as_string: true,
+            ..PgTypes::default()
+        }
+    }
+
     fn numeric(p: i32, s: i32) -> i32 {
         ((p << 16) | (s & 0x7FF)) + 4
     }
 
     #[test]
+    fn booleans_are_strings_unless_mapped_as_booleans() {
+        let (t, select) = map_type("bool", "b", "B", -1, PgTypes::default(), "\"b\"");
+        assert_eq!(t, DmsType::String { lob: false });
+        assert_eq!(select, "\"b\"::text");
+        let as_bool = PgTypes {
+            boolean_as_boolean: true,
+            ..PgTypes::default()
+        };
+        assert_eq!(
+            map_type("bool", "b", "B", -1, as_bool, "x").0,
+            DmsType::Boolean
+        );
+        let keep = PgTypes {
+            trim_char: false,
+            long_varchar_as_lob: true,
+            ..PgTypes::default()
+        };
+        assert_eq!(
+            map_type("bpchar", "b", "S", 9, keep, "c"),
+            (DmsType::String { lob: false }, "c".into())
+        );
+        assert_eq!(
+            map_type("varchar", "b", "S", -1, keep, "v").0,
+            DmsType::String { lob: true }
+        );
+        assert_eq!(
+            map_type("varchar", "b", "S", 14, keep, "v").0,
+            DmsType::String { lob: false }
+        );
+    }
+
+    #[test]
     fn type_map() {
         assert_eq!(
-            map_type("numeric", "b", "N", numeric(11, 0), false, "x").0,
+            map_type("numeric", "b", "N", numeric(11, 0), PgTypes::default(), "x").0,
             DmsType::Numeric {
                 precision: 11,
                 scale: 0
             }
         );
         assert_eq!(
-            map_type("numeric", "b", "N", -1, false, "x").0,
+            map_type("numeric", "b", "N", -1, PgTypes::default(), "x").0,
             DmsType::Numeric {
                 precision: 28,
                 scale: 6
             }
         );
         assert_eq!(
-            map_type("numeric", "b", "N", numeric(40, 2), false, "x").0,
+            map_type("numeric", "b", "N", numeric(40, 2), PgTypes::default(), "x").0,
             DmsType::String { lob: false }
         );
         assert_eq!(
-            map_type("numeric", "b", "N", numeric(5, -2), false, "x").0,
+            map_type("numeric", "b", "N", numeric(5, -2), PgTypes::default(), "x").0,
             DmsType::String { lob: false }
         );
         // MapUnboundedNumericAsString: unbounded numeric only.
         assert_eq!(
-            map_type("numeric", "b", "N", -1, true, "x").0,
+            map_type("numeric", "b", "N", -1, numeric_text(), "x").0,
             DmsType::String { lob: false }
         );
         assert_eq!(
-            map_type("numeric", "b", "N", numeric(11, 2), true, "x").0,
+            map_type("numeric", "b", "N", numeric(11, 2), numeric_text(), "x").0,
             DmsType::Numeric {
                 precision: 11,
                 scale: 2
             }
         );
         assert_eq!(
-            map_type("money", "b", "N", -1, false, "\"m\"").1,
+            map_type("money", "b", "N", -1, PgTypes::default(), "\"m\"").1,
             "\"m\"::numeric"
         );
         assert_eq!(
-            map_type("_int4", "b", "A", -1, false, "x").0,
+            map_type("_int4", "b", "A", -1, PgTypes::default(), "x").0,
             DmsType::String { lob: true }
         );
         assert_eq!(
-            map_type("mood", "e", "E", -1, false, "x").0,
+            map_type("mood", "e", "E", -1, PgTypes::default(), "x").0,
             DmsType::String { lob: false }
         );
         assert_eq!(
-            map_type("bytea", "b", "U", -1, false, "x").0,
+            map_type("bytea", "b", "U", -1, PgTypes::default(), "x").0,
             DmsType::Bytes { lob: true }
         );
         assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");
