@@ -405,6 +405,14 @@ fn parse_cdc(bag: &mut SettingsBag) -> Result<CdcSettings> {
         Some(p) => Some(crate::layout::normalize_folder("CdcPath", &p)?).filter(|p| !p.is_empty()),
         None => None,
     };
+    if !preserve && cdc_path.is_some() {
+        // What DMS writes for CdcPath alone is undocumented (reference §1.8); accepting it
+        // silently would leave the user expecting files that never come.
+        return Err(Error::config(
+            "CdcPath is set but PreserveTransactions is not: CdcPath only names the folder of transaction-ordered files",
+            "set PreserveTransactions=true for commit-ordered CDC_TXN files under CdcPath, or remove CdcPath for per-table CDC files",
+        ));
+    }
     if preserve && cdc_path.is_none() {
         return Err(Error::config(
             "PreserveTransactions=true needs CdcPath",
@@ -506,6 +514,7 @@ mod tests {
             "maxFileSize=1048577",
             "preserveTransactions=true",
             "preserveTransactions=true;cdcPath=x;datePartitionEnabled=true",
+            "cdcPath=changes",
             "dataFormat=avro",
             "expectedBucketOwner=12",
             "csvDelimiter=\"",
