@@ -249,3 +249,35 @@ async fn stop_task_cached_changes_stop_after_the_load() {
         assert_eq!(ids, ["1", "2", "101", "102"], "{key}");
     }
 }
+
+/// MySQL's AfterConnectScript runs on the task's sessions (here: the full load's), and
+/// `[source] extra_connection_attributes` carries endpoint settings as DMS's ECA string.
+#[tokio::test]
+async fn mysql_after_connect_script_runs_from_the_eca_string() {
+    use mysql_async::prelude::Queryable;
+    let db = "srcset_my_script";
+    let mut conn = crate::mysql::my_db(db).await;
+    conn.query_drop(format!(
+        "CREATE DATABASE IF NOT EXISTS {db}_log; CREATE TABLE IF NOT EXISTS {db}_log.l (n int);
+         DELETE FROM {db}_log.l;
+         CREATE TABLE t (id int PRIMARY KEY, v varchar(10)); INSERT INTO t VALUES (1, 'a'), (2, 'b')"
+    ))
+    .await
+    .unwrap();
+    let task = crate::mysql::my_task_at(&crate::mysql::my_url(db), db, "full-load", "", "");
+    let text = std::fs::read_to_string(&task.path).unwrap().replace(
+        "engine = \"mysql\"",
+        &format!(
+            "engine = \"mysql\"\nextra_connection_attributes = \"afterConnectScript=INSERT INTO {db}_log.l VALUES (1);eventsPollInterval=5;\""
+        ),
+    );
+    std::fs::write(&task.path, text).unwrap();
+    run_ok(&task, &[]);
+    let rows = crate::cdc::read_table_files(&task.lake(), &format!("{db}/t"));
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let n: Option<i64> = conn
+        .query_first(format!("SELECT count(*) FROM {db}_log.l"))
+        .await
+        .unwrap();
+    assert!(n.unwrap_or(0) >= 1, "AfterConnectScript ran {n:?} times");
+}
