@@ -281,3 +281,46 @@ async fn mysql_after_connect_script_runs_from_the_eca_string() {
         .unwrap();
     assert!(n.unwrap_or(0) >= 1, "AfterConnectScript ran {n:?} times");
 }
+
+/// `validate` accepts an exported task-settings document with every section and lists the keys
+/// that are accepted and not applied, once per reason.
+#[tokio::test]
+async fn validate_lists_the_task_settings_it_does_not_apply() {
+    let client = db("srcset_validate").await;
+    client.batch_execute(&rows(0)).await.unwrap();
+    let task = new_task("srcset_validate", "c", None, "", "");
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/dms/task-settings-full.json");
+    let text = std::fs::read_to_string(&task.path).unwrap().replacen(
+        "[task.settings]",
+        &format!(
+            "task_settings_file = \"{}\"\n[task.settings]",
+            fixture.display()
+        ),
+        1,
+    );
+    std::fs::write(&task.path, text).unwrap();
+    let out = tributary(&["validate", "--config", task.path.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("ok: task settings accepted, not applied"))
+        .collect();
+    assert!(listed.len() >= 5, "{stdout}");
+    for key in [
+        "Logging.EnableLogging",
+        "ControlTablesSettings.StatusTableEnabled",
+        "ChangeProcessingTuning.MemoryLimitTotal",
+    ] {
+        assert_eq!(
+            listed.iter().filter(|l| l.contains(key)).count(),
+            1,
+            "{key} listed once: {stdout}"
+        );
+    }
+}
