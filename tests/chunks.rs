@@ -323,3 +323,75 @@ async fn mysql_big_tables_load_in_resumable_automatic_chunks() {
         .filter(|f| f.starts_with(&format!("{db}/named/")))
         .all(|f| chunk_of(f) == 1));
 }
+
+/// `full-load-and-cdc` with automatic chunks, a concurrent workload, and `kill -9` after the
+/// first chunks finished: the resume reads the interrupted table again (every chunk, from the
+/// resume's snapshot), and the replay of LOAD and CDC files equals the source with every change
+/// once (per-row revisions consecutive).
+#[tokio::test]
+async fn full_load_and_cdc_in_chunks_survives_kill_9_with_every_change_once() {
+    use crate::cdc::{cdc_task, fence_stop_and_compare, wait_for, workload, SCHEMA};
+    let db = "chunk_cdc";
+    let id = format!("t-{db}");
+    let client = fresh_db(db).await;
+    client
+        .batch_execute(&format!(
+            "{SCHEMA}
+             INSERT INTO c.plain SELECT g, 0, 'v' || g FROM generate_series(1000001, 1300000) g;
+             ANALYZE c.items, c.plain;"
+        ))
+        .await
+        .unwrap();
+    let task = cdc_task(
+        db,
+        "full-load-and-cdc",
+        "AddColumnName = true\nCdcMaxBatchInterval = 1\nCdcMinFileSize = 8\nMaxFileSize = 64",
+        "",
+    );
+    let text = std::fs::read_to_string(&task.path).unwrap();
+    let text = text.replace(
+        "[task.settings]\n",
+        "[task.settings]\nFullLoadSettings.MaxFullLoadSubTasks = 1\n",
+    );
+    std::fs::write(&task.path, text).unwrap();
+    let spawn = |n: usize| {
+        let log = std::fs::File::create(task.dir.path().join(format!("run-{n}.log"))).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_tributary"))
+            .args([
+                "run",
+                "--config",
+                task.path.to_str().unwrap(),
+                "--no-progress",
+            ])
+            .env("TRIBUTARY_LOG", "info")
+            .env("TRIBUTARY_AUTO_SEGMENT_KB", "256")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    };
+    let mut child = spawn(0);
+    workload(&client, 0).await;
+    // The biggest table loads first: killed after two of its chunks.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while completed_chunks(&task, &id, "c.plain").len() < 2 {
+        assert!(Instant::now() < deadline, "no chunk ever finished");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let s = stats(&task, &id, "c.plain");
+    assert!(s["Chunks"].as_array().is_some_and(|c| c.len() >= 4), "{s}");
+    assert_ne!(s["TableState"], "Table completed", "killed after the load");
+    let mut child = spawn(1);
+    workload(&client, 1).await;
+    wait_for(&task, 1, &mut child, 120, "the load", |_| {
+        ["c.items", "c.plain"]
+            .iter()
+            .all(|t| stats(&task, &id, t)["TableState"] == "Table completed")
+    });
+    workload(&client, 2).await;
+    fence_stop_and_compare(&client, &task, 1, child).await;
+    let log = crate::cdc::log(&task, 1);
+    assert!(log.contains("loading segment"), "{log}");
+}
