@@ -85,7 +85,7 @@ impl SegmentPlace {
         match self {
             SegmentPlace::Chunk(n) => {
                 let base = u64::from(n.saturating_sub(1)) * CHUNK_COUNTERS;
-                base + 1..=base + CHUNK_COUNTERS
+                base + 1..=(base + CHUNK_COUNTERS).min(u64::from(u32::MAX))
             }
             _ => 1..=u64::from(u32::MAX),
         }

@@ -53,8 +53,8 @@ pub(crate) fn quantiles(sample: &[Vec<i128>], n: usize) -> Vec<Vec<i128>> {
         let Some(b) = sample.get(i * sample.len() / n) else {
             break;
         };
-        // The first sample row is no boundary: nothing would sort below it.
-        if i * sample.len() / n > 0 && out.last().is_none_or(|last| last < b) {
+        // The smallest key sampled is no boundary: nothing would sort below it.
+        if *b > sample[0] && out.last().is_none_or(|last| last < b) {
             out.push(b.clone());
         }
     }
