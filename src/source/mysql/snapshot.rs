@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use super::catalog::{self, MyTable, ValueKind};
 use super::{binlog_position, connect, my_error};
-use crate::change::{BinlogPos, DmsType, RowBatch};
+use crate::change::{BinlogPos, RowBatch};
 use crate::config::source::MyConfig;
 use crate::error::{Error, Result};
 use crate::mapping::filter::Dialect;
@@ -325,20 +325,10 @@ async fn split_table(conn: &mut Conn, table: &MyTable, chunk_bytes: u64) -> Resu
     let Some(first) = table.key.first() else {
         return Ok(Vec::new());
     };
-    let integer = schema.columns.iter().any(|c| {
-        c.name == *first
-            && matches!(
-                c.dms_type,
-                DmsType::Int1
-                    | DmsType::Int2
-                    | DmsType::Int4
-                    | DmsType::Int8
-                    | DmsType::UInt1
-                    | DmsType::UInt2
-                    | DmsType::UInt4
-                    | DmsType::UInt8
-            )
-    });
+    let integer = schema
+        .columns
+        .iter()
+        .any(|c| c.name == *first && c.dms_type.is_integer());
     if !integer {
         return Ok(Vec::new());
     }
