@@ -71,6 +71,21 @@ pub(crate) enum DmsType {
 }
 
 impl DmsType {
+    /// True for the signed and unsigned integer types.
+    pub(crate) fn is_integer(self) -> bool {
+        matches!(
+            self,
+            DmsType::Int1
+                | DmsType::Int2
+                | DmsType::Int4
+                | DmsType::Int8
+                | DmsType::UInt1
+                | DmsType::UInt2
+                | DmsType::UInt4
+                | DmsType::UInt8
+        )
+    }
+
     /// True for the LOB types (CLOB, NCLOB, BLOB).
     pub(crate) fn is_lob(self) -> bool {
         matches!(

@@ -185,6 +185,10 @@ pub(crate) struct TableStats {
     /// The segments of a segmented load (`parallel-load`), by segment name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) segments: BTreeMap<String, SegmentStats>,
+    /// The predicates of an automatically chunked table's segments (`CHUNK1`…), in order: a
+    /// resume reads the same chunks whatever the table's size has become.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) chunks: Vec<String>,
 }
 
 /// One segment of a segmented full load.

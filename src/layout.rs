@@ -137,16 +137,21 @@ impl Layout {
         counter: u64,
     ) -> Result<String> {
         // Wider counters would break the fixed 8-digit width that listing order relies on.
-        if counter == 0 || counter > u64::from(u32::MAX) {
+        let allowed = place.map_or(1..=u64::from(u32::MAX), |p| p.counters());
+        if !allowed.contains(&counter) {
             return Err(Error::config(
-                format!("LOAD counter {counter} for {schema}.{table} is not in 1..=0xFFFFFFFF"),
-                "LOAD counters must fit 8 hex digits; raise MaxFileSize so fewer files are needed",
+                format!(
+                    "LOAD counter {counter} for {schema}.{table} is not in {:#X}..={:#X}",
+                    allowed.start(),
+                    allowed.end()
+                ),
+                "LOAD counters must fit 8 hex digits (a chunk of a big table: 2^20 files); raise MaxFileSize so fewer files are needed",
             ));
         }
         let prefix = self.table_prefix(schema, table);
         let ext = self.extension();
         Ok(match place {
-            None => format!("{prefix}LOAD{counter:08X}{ext}"),
+            None | Some(SegmentPlace::Chunk(_)) => format!("{prefix}LOAD{counter:08X}{ext}"),
             Some(SegmentPlace::Folder(f)) => format!("{prefix}{f}/LOAD{counter:08X}{ext}"),
             Some(SegmentPlace::Numbered(n)) => {
                 format!("{prefix}SEGMENT{n}_LOAD{counter:08X}{ext}")
@@ -160,11 +165,12 @@ impl Layout {
         let name = match place {
             SegmentPlace::Folder(f) => rel.strip_prefix(f.as_str())?.strip_prefix('/')?,
             SegmentPlace::Numbered(n) => rel.strip_prefix(&format!("SEGMENT{n}_"))?,
+            SegmentPlace::Chunk(_) => rel,
         };
         if name.contains('/') {
             return None;
         }
-        Layout::parse_load_counter(name)
+        Layout::parse_load_counter(name).filter(|c| place.counters().contains(&u64::from(*c)))
     }
 
     /// Parses the LOAD counter out of a key or file name produced by `load_key` (any extension).

@@ -5,6 +5,7 @@
 #![allow(unreachable_pub)] // helper modules of one test binary
 
 mod cdc;
+mod chunks;
 mod common;
 mod drop;
 mod errors;

@@ -13,7 +13,10 @@ use crate::mapping::set_mapping;
 
 /// Every row of the LOAD files under `folder/` (recursively), as id → the other cells, failing
 /// on a row seen twice.
-fn loaded(lake: &std::path::Path, folder: &str) -> BTreeMap<String, Vec<Option<String>>> {
+pub(crate) fn loaded(
+    lake: &std::path::Path,
+    folder: &str,
+) -> BTreeMap<String, Vec<Option<String>>> {
     let mut out = BTreeMap::new();
     for f in files(lake) {
         if !f.starts_with(&format!("{folder}/")) {
@@ -33,7 +36,7 @@ fn loaded(lake: &std::path::Path, folder: &str) -> BTreeMap<String, Vec<Option<S
 }
 
 /// The rows of `select` (id first, as text) keyed like [`loaded`].
-async fn source_rows(
+pub(crate) async fn source_rows(
     client: &tokio_postgres::Client,
     select: &str,
 ) -> BTreeMap<String, Vec<Option<String>>> {

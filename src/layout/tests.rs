@@ -110,6 +110,29 @@ fn load_keys_roll_over_in_upper_case_hex() {
 }
 
 #[test]
+fn chunk_files_take_plain_names_from_their_own_block() {
+    let l = lay("", F::Csv, C::None, None);
+    let second = SegmentPlace::Chunk(2);
+    let key = |c| l.load_key_in("s", "t", Some(&second), c);
+    assert_eq!(key(0x10_0001).unwrap(), "s/t/LOAD00100001.csv");
+    assert_eq!(key(0x20_0000).unwrap(), "s/t/LOAD00200000.csv");
+    assert!(err(key(0x20_0001)).contains("2^20 files"));
+    assert!(err(key(1)).contains("counter 1 for s.t"));
+    assert_eq!(
+        Layout::segment_counter(&second, "LOAD00100002.csv"),
+        Some(0x10_0002)
+    );
+    // Another chunk's file, the table's own, and files in sub-folders are not the chunk's.
+    assert_eq!(Layout::segment_counter(&second, "LOAD00000002.csv"), None);
+    assert_eq!(
+        Layout::segment_counter(&second, "p1/LOAD00100002.csv"),
+        None
+    );
+    let last = SegmentPlace::Chunk(4096);
+    assert_eq!(*last.counters().end(), u64::from(u32::MAX));
+}
+
+#[test]
 fn parse_load_counter_round_trips_and_is_strict() {
     let (gz, pq) = (
         lay("", F::Csv, C::Gzip, None),

@@ -61,7 +61,14 @@ pub(crate) enum SegmentPlace {
     Folder(String),
     /// `SEGMENT<n>_` before each file name in the table's folder (an unnamed range).
     Numbered(u32),
+    /// Automatic chunk `n` (from 1) of a big table without a rule: plain `LOAD%08X` names in the
+    /// table's folder, from the chunk's own block of [`CHUNK_COUNTERS`] counters, so chunks
+    /// never share a name and each resumes on its own.
+    Chunk(u32),
 }
+
+/// LOAD counters per automatic chunk: chunk n numbers its files from `(n - 1) * 2^20 + 1`.
+pub(crate) const CHUNK_COUNTERS: u64 = 1 << 20;
 
 impl SegmentPlace {
     /// The segment's name in logs and checkpoints: the folder, or `SEGMENT<n>`.
@@ -69,8 +76,33 @@ impl SegmentPlace {
         match self {
             SegmentPlace::Folder(f) => f.clone(),
             SegmentPlace::Numbered(n) => format!("SEGMENT{n}"),
+            SegmentPlace::Chunk(n) => format!("CHUNK{n}"),
         }
     }
+
+    /// The LOAD counters the segment's files may take: from 1 (a chunk: its block).
+    pub(crate) fn counters(&self) -> std::ops::RangeInclusive<u64> {
+        match self {
+            SegmentPlace::Chunk(n) => {
+                let base = u64::from(n.saturating_sub(1)) * CHUNK_COUNTERS;
+                base + 1..=(base + CHUNK_COUNTERS).min(u64::from(u32::MAX))
+            }
+            _ => 1..=u64::from(u32::MAX),
+        }
+    }
+}
+
+/// The segments of an automatically chunked table, one per predicate (in the source's
+/// dialect), in order.
+pub(crate) fn chunks(predicates: &[String]) -> Vec<Segment> {
+    predicates
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Segment {
+            place: SegmentPlace::Chunk(i as u32 + 1),
+            part: SegmentPart::Where(p.clone()),
+        })
+        .collect()
 }
 
 /// What one segment reads.

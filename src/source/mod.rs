@@ -3,6 +3,7 @@
 //! reads ([`stream::ChangeStream`]) and the hand-off between them ([`Capture`]), `validate`'s
 //! checks and `status`'s figures.
 
+pub(crate) mod chunks;
 pub(crate) mod mysql;
 pub(crate) mod postgres;
 pub(crate) mod stream;
@@ -250,6 +251,10 @@ pub(crate) trait Snapshot: Send + Sync {
         tx: mpsc::Sender<RowBatch>,
         progress: Arc<ReadProgress>,
     ) -> BoxFuture<'static, Result<u64>>;
+    /// The automatic chunks of `table` (see [`chunks`]) when the source estimates it above
+    /// `chunk_bytes`: segments of about that size that cover every row once; empty when it
+    /// is smaller or cannot be cut.
+    async fn split(&self, table: &SourceTable, chunk_bytes: u64) -> Result<Vec<Segment>>;
     /// Ends the snapshot (releases the exporting transaction).
     async fn close(&self) -> Result<()>;
 }

@@ -82,8 +82,9 @@ impl<'a> FullLoad<'a> {
     pub(super) async fn run(
         &self,
         snapshot: &dyn Snapshot,
-        tables: Vec<SourceTable>,
+        mut tables: Vec<SourceTable>,
     ) -> Result<()> {
+        self.plan_chunks(snapshot, &mut tables).await?;
         let clock = {
             let cp = self.checkpoint.lock().await;
             if self

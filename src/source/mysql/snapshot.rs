@@ -15,9 +15,12 @@ use super::{binlog_position, connect, my_error};
 use crate::change::{BinlogPos, RowBatch};
 use crate::config::source::MyConfig;
 use crate::error::{Error, Result};
-use crate::mapping::segments::Segment;
+use crate::mapping::filter::Dialect;
+use crate::mapping::segments::{self, Segment};
 use crate::mapping::{Lobs, TableMappings};
-use crate::source::{lob_cut_len, read_from, ReadOptions, ReadProgress, Snapshot, SourceTable};
+use crate::source::{
+    chunks, lob_cut_len, read_from, ReadOptions, ReadProgress, Snapshot, SourceTable,
+};
 
 /// A batch is handed to the writer once it holds `ReadOptions::batch_bytes` of cell data, or
 /// this many rows.
@@ -286,6 +289,22 @@ impl Snapshot for MySnapshot {
         })
     }
 
+    async fn split(&self, table: &SourceTable, chunk_bytes: u64) -> Result<Vec<Segment>> {
+        let found = self
+            .tables
+            .iter()
+            .find(|t| Arc::ptr_eq(&t.source.schema, &table.schema))
+            .ok_or_else(|| Error::internal("table is not part of this snapshot"))?;
+        let mut conn = self.workers.take().await?;
+        let r = split_table(&mut conn, found, chunk_bytes).await;
+        self.workers.give_back(conn, r.is_ok());
+        let preds = r?;
+        if !preds.is_empty() {
+            tracing::info!(table = %table.schema.qualified(), chunks = preds.len(), "big table: loading it in automatic chunks");
+        }
+        Ok(segments::chunks(&preds))
+    }
+
     async fn close(&self) -> Result<()> {
         let conns: Vec<Conn> = std::mem::take(&mut *self.workers.idle.lock().expect("worker pool"));
         for c in conns {
@@ -293,4 +312,54 @@ impl Snapshot for MySnapshot {
         }
         Ok(())
     }
+}
+
+/// The chunk predicates of `table` (see [`chunks`]): ranges of the primary key's first column
+/// when it is an integer, cut evenly between its smallest and largest value in the snapshot
+/// (two reads of the key's index). InnoDB has no block sampling, and a sample of the rows
+/// would read the whole table once more before loading it. The size is the catalog's
+/// `DATA_LENGTH` (InnoDB's estimate of the clustered index).
+async fn split_table(conn: &mut Conn, table: &MyTable, chunk_bytes: u64) -> Result<Vec<String>> {
+    let schema = &table.source.schema;
+    let name = schema.qualified();
+    let Some(first) = table.key.first() else {
+        return Ok(Vec::new());
+    };
+    let integer = schema
+        .columns
+        .iter()
+        .any(|c| c.name == *first && c.dms_type.is_integer());
+    if !integer {
+        return Ok(Vec::new());
+    }
+    let bytes: Option<Option<u64>> = conn
+        .exec_first(
+            "SELECT DATA_LENGTH FROM information_schema.TABLES
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (&schema.schema, &schema.table),
+        )
+        .await
+        .map_err(|e| my_error(e, &format!("estimating the size of {name}")))?;
+    let n = chunks::count(bytes.flatten().unwrap_or(0), chunk_bytes);
+    if n < 2 {
+        return Ok(Vec::new());
+    }
+    let col = catalog::quote_ident(first);
+    let range: Option<(Option<String>, Option<String>)> = conn
+        .query_first(format!(
+            "SELECT CAST(MIN({col}) AS CHAR), CAST(MAX({col}) AS CHAR) FROM {}.{}",
+            catalog::quote_ident(&schema.schema),
+            catalog::quote_ident(&schema.table)
+        ))
+        .await
+        .map_err(|e| my_error(e, &format!("reading the key range of {name}")))?;
+    let parse = |v: Option<String>| v.and_then(|v| v.parse::<i128>().ok());
+    let Some((Some(min), Some(max))) = range.map(|(a, b)| (parse(a), parse(b))) else {
+        return Ok(Vec::new());
+    };
+    let bounds = chunks::spread(min, max, n);
+    if bounds.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(chunks::key_ranges(&[col], &bounds, Dialect::MySql))
 }

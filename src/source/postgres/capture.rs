@@ -197,6 +197,14 @@ impl Snapshot for SlotSnapshot {
         self.inner.read_table(table, segment, opts, tx, progress)
     }
 
+    async fn split(
+        &self,
+        table: &crate::source::SourceTable,
+        chunk_bytes: u64,
+    ) -> Result<Vec<crate::mapping::segments::Segment>> {
+        self.inner.split(table, chunk_bytes).await
+    }
+
     async fn close(&self) -> Result<()> {
         let r = self.inner.close().await;
         self.session.lock().await.take();

@@ -9,14 +9,16 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, Mutex};
 use tokio_postgres::Client;
 
-use super::catalog::{self, PgTable};
+use super::catalog::{self, quote_ident, PgTable};
 use super::copy::CopyParser;
 use super::{connect, pg_error};
 use crate::change::RowBatch;
 use crate::config::source::PgConfig;
 use crate::error::{Error, ErrorKind, Result};
-use crate::mapping::segments::Segment;
+use crate::mapping::filter::Dialect;
+use crate::mapping::segments::{self, Segment};
 use crate::mapping::{Lobs, TableMappings};
+use crate::source::chunks;
 use crate::source::{read_from, ReadOptions, ReadProgress, Snapshot, SourceTable};
 
 /// A batch is handed to the writer once it holds `ReadOptions::batch_bytes` of cell data, or
@@ -215,10 +217,127 @@ impl Snapshot for PgSnapshot {
         })
     }
 
+    async fn split(&self, table: &SourceTable, chunk_bytes: u64) -> Result<Vec<Segment>> {
+        let pg = self.find(table)?;
+        let holder = self.holder.lock().await;
+        let Some(client) = holder.as_ref() else {
+            return Ok(Vec::new());
+        };
+        // In a savepoint: a failed query must not abort the transaction that holds the snapshot.
+        let savepoint = |sql: &'static str| async move {
+            client
+                .batch_execute(sql)
+                .await
+                .map_err(|e| pg_error(e, "estimating a table's size"))
+        };
+        savepoint("SAVEPOINT tributary_split").await?;
+        let preds = match split_table(client, pg, chunk_bytes).await {
+            Ok(p) => {
+                savepoint("RELEASE SAVEPOINT tributary_split").await?;
+                p
+            }
+            Err(e) => {
+                savepoint("ROLLBACK TO SAVEPOINT tributary_split").await?;
+                return Err(e);
+            }
+        };
+        if !preds.is_empty() {
+            tracing::info!(table = %table.schema.qualified(), chunks = preds.len(), "big table: loading it in automatic chunks");
+        }
+        Ok(segments::chunks(&preds))
+    }
+
     async fn close(&self) -> Result<()> {
         if let Some(client) = self.holder.lock().await.take() {
             let _ = client.batch_execute("COMMIT").await;
         }
         Ok(())
     }
+}
+
+/// Pages of a table the key sample reads (8 MB at the default block size), whatever its size.
+const SAMPLE_PAGES: f64 = 1000.0;
+
+/// The chunk predicates of `pg` (see [`chunks`]): key ranges at boundaries sampled from about
+/// [`SAMPLE_PAGES`] random pages (`TABLESAMPLE SYSTEM`) when its primary key (else its replica
+/// identity index) is all integers; else `ctid` page ranges for a plain table on PostgreSQL 14
+/// or later (a TID range scan reads each); else none. The size is the relation's size on disk
+/// now (`pg_relation_size`, summed over a partitioned table's partitions): unlike `relpages`
+/// it needs no `ANALYZE` after a bulk load.
+async fn split_table(client: &Client, pg: &PgTable, chunk_bytes: u64) -> Result<Vec<String>> {
+    let name = pg.source.schema.qualified();
+    let ctx = format!("estimating the size of {name}");
+    let row = client
+        .query_one(
+            "SELECT c.relkind::text,
+                    CASE WHEN c.relkind = 'p'
+                         THEN (SELECT coalesce(sum(pg_relation_size(t.relid)), 0)::int8
+                               FROM pg_partition_tree(c.oid) t)
+                         ELSE pg_relation_size(c.oid)::int8 END,
+                    current_setting('block_size')::int8,
+                    current_setting('server_version_num')::int4
+             FROM pg_class c WHERE c.oid = $1::oid",
+            &[&pg.oid],
+        )
+        .await
+        .map_err(|e| pg_error(e, &ctx))?;
+    let (relkind, bytes, block, version): (String, i64, i64, i32) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    let n = chunks::count(bytes.max(0) as u64, chunk_bytes);
+    if n < 2 {
+        return Ok(Vec::new());
+    }
+    let pages = (bytes / block.max(1)).max(1) as u64;
+    // int2, int4, int8 in the index's column order, so a range reads as one index range.
+    let key = client
+        .query(
+            "SELECT a.attname, a.atttypid IN (20, 21, 23)
+             FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k(attnum, n)
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+             WHERE i.indexrelid = (SELECT indexrelid FROM pg_index
+                                   WHERE indrelid = $1::oid AND (indisprimary OR indisreplident)
+                                   ORDER BY indisprimary DESC LIMIT 1)
+             ORDER BY k.n",
+            &[&pg.oid],
+        )
+        .await
+        .map_err(|e| pg_error(e, &ctx))?;
+    let integers = !key.is_empty() && key.iter().all(|r| r.get::<_, bool>(1));
+    if integers {
+        let cols: Vec<String> = key.iter().map(|r| quote_ident(r.get(0))).collect();
+        let percent = (100.0 * SAMPLE_PAGES / pages as f64).clamp(0.000_001, 100.0);
+        // Sorted by position: a name would sort by the output column, not the key.
+        let values: Vec<String> = cols.iter().map(|c| format!("t.{c}::int8")).collect();
+        let order: Vec<String> = (1..=cols.len()).map(|i| i.to_string()).collect();
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {} FROM {}.{} t TABLESAMPLE SYSTEM ({percent:.6}) ORDER BY {}",
+                    values.join(", "),
+                    quote_ident(&pg.source.schema.schema),
+                    quote_ident(&pg.source.schema.table),
+                    order.join(", ")
+                ),
+                &[],
+            )
+            .await
+            .map_err(|e| pg_error(e, &format!("sampling the key of {name}")))?;
+        let sample: Vec<Vec<i128>> = rows
+            .iter()
+            .map(|r| {
+                (0..cols.len())
+                    .map(|i| i128::from(r.get::<_, i64>(i)))
+                    .collect()
+            })
+            .collect();
+        let bounds = chunks::quantiles(&sample, n);
+        if bounds.is_empty() {
+            return Ok(Vec::new());
+        }
+        return Ok(chunks::key_ranges(&cols, &bounds, Dialect::Postgres));
+    }
+    if relkind == "r" && version >= 140_000 {
+        return Ok(chunks::page_ranges(pages, n));
+    }
+    Ok(Vec::new())
 }

@@ -10,9 +10,46 @@ use super::{interrupted, FullLoad};
 use crate::checkpoint::{now, SegmentStats, TableState, TableStats};
 use crate::error::Result;
 use crate::layout::Layout;
+use crate::mapping::segments::{self, SegmentPart, SegmentPlace};
+use crate::mapping::RelationKind;
 use crate::source::{ReadOptions, Snapshot, SourceTable};
 
 impl FullLoad<'_> {
+    /// Gives each big table without a `parallel-load` rule its automatic chunks
+    /// (`source::chunks`): the chunks its interrupted attempt recorded when it resumes, else
+    /// the snapshot's split of it when it is above the chunk size. A table whose interrupted
+    /// attempt read it whole resumes whole.
+    pub(super) async fn plan_chunks(
+        &self,
+        snapshot: &dyn Snapshot,
+        tables: &mut [SourceTable],
+    ) -> Result<()> {
+        let chunk_bytes = crate::source::chunks::chunk_bytes()?;
+        for t in tables
+            .iter_mut()
+            .filter(|t| t.segments.is_empty() && t.kind == RelationKind::Table)
+        {
+            let key = t.schema.qualified();
+            let previous = self.checkpoint.lock().await.tables.get(&key).cloned();
+            match previous {
+                Some(p) if p.table_state == TableState::Completed => {}
+                Some(p) if !p.chunks.is_empty() => t.segments = segments::chunks(&p.chunks),
+                Some(p) if p.first_load_file.is_some() => {}
+                _ => {
+                    let Some(bytes) = chunk_bytes else { continue };
+                    match snapshot.split(t, bytes).await {
+                        Ok(chunks) => t.segments = chunks,
+                        // Chunks are an optimisation: the table is still loaded, whole.
+                        Err(e) => {
+                            tracing::warn!(table = %key, error = %e, "could not split the table into chunks; loading it whole")
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Loads segment `index` of `table`, unless an earlier attempt finished it.
     pub(super) async fn load_segment(
         &self,
@@ -139,6 +176,8 @@ impl FullLoad<'_> {
                 full_load_start_time: Some(now()),
                 table_errors: previous.as_ref().map_or(0, |p| p.table_errors),
                 segments,
+                // Recorded before any chunk writes a file: a resume reads the same chunks.
+                chunks: auto_chunks(table),
                 ..TableStats::default()
             };
         })
@@ -151,7 +190,7 @@ impl FullLoad<'_> {
     async fn prepare_segment(
         &self,
         table: &SourceTable,
-        place: &crate::mapping::segments::SegmentPlace,
+        place: &SegmentPlace,
         previous: Option<&SegmentStats>,
     ) -> Result<u64> {
         let store = self.ctx.store;
@@ -172,8 +211,9 @@ impl FullLoad<'_> {
             .iter()
             .map(|(_, c)| c + 1)
             .chain(previous.and_then(|p| p.next_load_file))
+            .chain([*place.counters().start()])
             .max()
-            .unwrap_or(1);
+            .expect("one counter at least");
         if let Some(first) = previous.and_then(|p| p.first_load_file) {
             let partial: Vec<String> = mine
                 .into_iter()
@@ -211,4 +251,17 @@ impl FullLoad<'_> {
         })
         .await
     }
+}
+
+/// The predicates of `table`'s automatic chunks, in order (empty when it has none).
+fn auto_chunks(table: &SourceTable) -> Vec<String> {
+    table
+        .segments
+        .iter()
+        .filter(|s| matches!(s.place, SegmentPlace::Chunk(_)))
+        .filter_map(|s| match &s.part {
+            SegmentPart::Where(p) => Some(p.clone()),
+            SegmentPart::Partition(_) => None,
+        })
+        .collect()
 }
