@@ -18,6 +18,7 @@ mod resilience;
 mod resume;
 mod s3;
 mod segments;
+mod state;
 mod suspend;
 mod tls;
 mod values;
