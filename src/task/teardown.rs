@@ -1,6 +1,6 @@
 //! `tributary drop`: removes what a task created — on the source (PostgreSQL: its replication
-//! slot, publication and heartbeat table; MySQL keeps nothing of a task), its local state (the
-//! checkpoint folder) and, when asked, its objects on the target — after listing what will go.
+//! slot, publication and heartbeat table; MySQL keeps nothing of a task), its state (the
+//! checkpoint folder or S3 object, after taking the task's lease) and, when asked, its objects on the target — after listing what will go.
 //!
 //! The plan is read first and shown; [`Plan::apply`] then removes it in an order that can be
 //! repeated after any failure: target objects (found through the checkpoint's tables), then the
@@ -138,19 +138,23 @@ impl Plan<'_> {
                 let _ = writeln!(out, "deleted {n} object(s) under {}/{f}", store.describe());
             }
         }
-        // The lease first: a task that is running is not dropped under it.
+        // The lease first: a task that is running is not dropped under it. Without state
+        // there is nothing to lock (and locking would create the folder).
         let checkpoints = StateStore::open(self.task).await?;
-        let cdc = checkpoints
-            .acquire(CancellationToken::new())
-            .await?
-            .and_then(|c| c.cdc);
+        let cdc = match &self.state {
+            Some(_) => checkpoints
+                .acquire(CancellationToken::new())
+                .await?
+                .and_then(|c| c.cdc),
+            None => None,
+        };
         let done = source::open(self.task)
             .drop_objects(cdc.as_ref(), true)
             .await?;
         for o in done.owned {
             let _ = writeln!(out, "dropped {o}");
         }
-        if checkpoints.remove().await? {
+        if self.state.is_some() && checkpoints.remove().await? {
             let _ = writeln!(out, "removed {}", checkpoints.describe());
         }
         let _ = writeln!(out, "task {} dropped", self.task.id);
