@@ -176,9 +176,9 @@ async fn begin(
             )
         }
     };
-    // A checkpoint of a release that did not record them starts recording now.
-    if checkpoint.settings.is_empty() {
-        checkpoint.settings = settings;
+    // Settings a checkpoint of an earlier release did not record are recorded from now on.
+    for (name, value) in settings {
+        checkpoint.settings.entry(name).or_insert(value);
     }
     checkpoint.status = TaskStatus::Running;
     checkpoint.stop_reason = None;
