@@ -250,6 +250,45 @@ pub(crate) struct Checkpoint {
     /// Change-capture state (full-load-and-cdc and cdc tasks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) cdc: Option<CdcState>,
+    /// The task file's output-shaping settings this run started with, by name: a resume with
+    /// different ones is refused. Empty in checkpoints of releases that did not record them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) settings: BTreeMap<String, String>,
+    /// The process that holds the task's state (state in S3 only; a local folder's holder is in
+    /// its lock file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) lease: Option<LeaseHolder>,
+}
+
+/// The process holding a task's lease, as written into the state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct LeaseHolder {
+    /// Host name.
+    pub(crate) host: String,
+    /// The kernel's boot id: with the host name, tells whether the holder ran on this machine
+    /// (its pid can then be checked).
+    pub(crate) boot: String,
+    /// Process id.
+    pub(crate) pid: u32,
+    /// One id per process start, so a restarted process with the same pid is told apart.
+    pub(crate) session: String,
+    /// When it took the lease (RFC 3339).
+    pub(crate) since: String,
+    /// When it last renewed the lease (RFC 3339; S3 only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) renewed: Option<String>,
+    /// Seconds after `renewed` at which the lease is dead (S3 only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) ttl_seconds: Option<u64>,
+}
+
+/// Parses a checkpoint's JSON and checks its version; the error is the cause, in words.
+pub(crate) fn decode(bytes: &[u8]) -> std::result::Result<Checkpoint, String> {
+    let cp: Checkpoint = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    if cp.version != VERSION {
+        return Err(format!("version {} (expected {VERSION})", cp.version));
+    }
+    Ok(cp)
 }
 
 /// Where change capture stands: enough to restart with every committed change written exactly once.
@@ -388,6 +427,8 @@ impl Checkpoint {
             stop_date: None,
             tables: BTreeMap::new(),
             cdc: None,
+            settings: BTreeMap::new(),
+            lease: None,
         }
     }
 
@@ -471,19 +512,12 @@ impl CheckpointStore {
 
     /// Reads the checkpoint; None when the task never ran.
     pub(crate) fn load(&self) -> Result<Option<Checkpoint>> {
-        let text = match std::fs::read_to_string(&self.path) {
+        let text = match std::fs::read(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(self.error("read", e)),
         };
-        let cp: Checkpoint = serde_json::from_str(&text).map_err(|e| self.error("parse", e))?;
-        if cp.version != VERSION {
-            return Err(self.error(
-                "use",
-                format!("version {} (expected {VERSION})", cp.version),
-            ));
-        }
-        Ok(Some(cp))
+        decode(&text).map(Some).map_err(|e| self.error("use", e))
     }
 
     /// Writes the checkpoint durably and atomically.

@@ -27,6 +27,11 @@ pub enum ErrorKind {
     Data,
     /// Local state (checkpoint) cannot be read or written.
     State,
+    /// Another live process holds the task's lease: this one did not start.
+    LeaseHeld,
+    /// This process lost the task's lease (taken over, or not renewed in time) and stopped
+    /// writing.
+    LeaseLost,
     /// The task was interrupted (SIGINT/SIGTERM).
     Interrupted,
     /// The run ended, but some tables failed and were suspended (`TableErrorPolicy`).

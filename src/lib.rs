@@ -14,6 +14,7 @@ mod mapping;
 mod progress;
 mod retry;
 mod source;
+mod state;
 mod store;
 pub mod task;
 
@@ -28,6 +29,7 @@ mod layering {
         "progress",
         "source",
         "writer",
+        "state",
         "store",
         "config",
         "checkpoint",

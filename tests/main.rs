@@ -20,6 +20,7 @@ mod resume;
 mod s3;
 mod segments;
 mod source_settings;
+mod state;
 mod suspend;
 mod tls;
 mod values;

@@ -45,6 +45,11 @@ pub(crate) const DEFAULT_S3_MAX_RETRIES: u64 = 100;
 pub(crate) const DEFAULT_S3_RETRY_TIMEOUT_S: u64 = 300;
 /// Folder (beside the task file) holding checkpoints when `[task] state` is not set.
 const DEFAULT_STATE_FOLDER: &str = "tributary-state";
+/// Default `[task] lease_ttl_seconds`: a lease in S3 not renewed for this long belongs to a dead
+/// process and the next run takes it over; the holder renews it every sixth of it.
+pub(crate) const DEFAULT_LEASE_TTL_S: u64 = 60;
+/// Bounds of `[task] lease_ttl_seconds`.
+const LEASE_TTL_RANGE_S: std::ops::RangeInclusive<u64> = 6..=3600;
 
 /// DMS `MigrationType`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +72,31 @@ pub(crate) enum TargetLocation {
         /// Bucket name.
         bucket: String,
     },
+}
+
+/// Where a task keeps its state (checkpoint and lease): `[task] state`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum StateLocation {
+    /// A local folder (a plain path or `file:///path`).
+    Local(PathBuf),
+    /// `s3://bucket/prefix`, reached with the target's endpoint, region and credentials.
+    S3 {
+        /// Bucket name.
+        bucket: String,
+        /// Key prefix without a trailing `/` (may be empty).
+        prefix: String,
+    },
+}
+
+impl StateLocation {
+    /// The location as the task file names it, for messages.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            StateLocation::Local(p) => p.display().to_string(),
+            StateLocation::S3 { bucket, prefix } if prefix.is_empty() => format!("s3://{bucket}"),
+            StateLocation::S3 { bucket, prefix } => format!("s3://{bucket}/{prefix}"),
+        }
+    }
 }
 
 /// `[target]`.
@@ -95,8 +125,13 @@ pub struct TaskConfig {
     pub(crate) migration_type: MigrationType,
     /// Selection rules.
     pub(crate) mappings: TableMappings,
-    /// Folder for checkpoints and statistics.
-    pub(crate) state_dir: PathBuf,
+    /// The table-mapping JSON in a canonical form (keys sorted, no spacing): a resumed run
+    /// compares it with the one the run started with.
+    pub(crate) mappings_canonical: String,
+    /// Where checkpoints, statistics and the task's lease live.
+    pub(crate) state: StateLocation,
+    /// `[task] lease_ttl_seconds`: how long an S3 lease outlives its last renewal.
+    pub(crate) lease_ttl: Duration,
     /// Task-level DMS settings.
     pub(crate) settings: TaskSettings,
     /// `CdcStopPosition`.
@@ -123,6 +158,7 @@ struct RawTask {
     table_mappings: Option<String>,
     table_mappings_file: Option<PathBuf>,
     state: Option<String>,
+    lease_ttl_seconds: Option<u64>,
     cdc_start_position: Option<String>,
     cdc_stop_position: Option<String>,
     task_settings: Option<String>,
@@ -238,15 +274,24 @@ impl TaskConfig {
             }
         };
         let mut mappings = TableMappings::parse(&mappings_json)?;
-        let state_dir = match raw.task.state {
-            None => base.join(DEFAULT_STATE_FOLDER),
-            Some(s) => local_path(&s, base).ok_or_else(|| {
-                Error::config(
-                    format!("[task] state {s:?} is not a local folder"),
-                    "use file:///path or a plain path (checkpoints in S3 are not supported yet)",
-                )
-            })?,
+        // serde_json's maps are sorted, so equal mappings give equal text however written.
+        let mappings_canonical = serde_json::from_str::<serde_json::Value>(&mappings_json)
+            .map_or(mappings_json.clone(), |v| v.to_string());
+        let state = match raw.task.state {
+            None => StateLocation::Local(base.join(DEFAULT_STATE_FOLDER)),
+            Some(s) => parse_state(&s, base)?,
         };
+        let ttl = raw.task.lease_ttl_seconds.unwrap_or(DEFAULT_LEASE_TTL_S);
+        if !LEASE_TTL_RANGE_S.contains(&ttl) {
+            return Err(Error::config(
+                format!("[task] lease_ttl_seconds = {ttl} is out of range"),
+                format!(
+                    "use {} to {} seconds (default {DEFAULT_LEASE_TTL_S})",
+                    LEASE_TTL_RANGE_S.start(),
+                    LEASE_TTL_RANGE_S.end()
+                ),
+            ));
+        }
         let mut bag = SettingsBag::new("[task.settings]");
         if let Some(json) = &task_json {
             bag.extend_json(json, "")?;
@@ -312,7 +357,9 @@ impl TaskConfig {
             id,
             migration_type,
             mappings,
-            state_dir,
+            mappings_canonical,
+            state,
+            lease_ttl: Duration::from_secs(ttl),
             settings,
             cdc_stop,
             source,
@@ -391,6 +438,31 @@ fn local_path(s: &str, base: &Path) -> Option<PathBuf> {
     Some(base.join(s))
 }
 
+/// Parses `[task] state`: `s3://bucket/prefix`, `file:///path` or a plain path.
+fn parse_state(s: &str, base: &Path) -> Result<StateLocation> {
+    if let Some(rest) = s.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(Error::config(
+                format!("[task] state {s:?} names no bucket"),
+                "use s3://BUCKET/PREFIX, e.g. s3://my-bucket/tributary-state",
+            ));
+        }
+        return Ok(StateLocation::S3 {
+            bucket: bucket.to_string(),
+            prefix: prefix.trim_matches('/').to_string(),
+        });
+    }
+    local_path(s, base)
+        .map(StateLocation::Local)
+        .ok_or_else(|| {
+            Error::config(
+                format!("[task] state {s:?} is neither a folder nor s3://BUCKET/PREFIX"),
+                "use s3://bucket/prefix, file:///path or a plain path",
+            )
+        })
+}
+
 /// Parses `[target] url`.
 fn parse_target_url(url: &str, base: &Path) -> Result<TargetLocation> {
     if let Some(rest) = url.strip_prefix("s3://") {
@@ -467,7 +539,11 @@ mod tests {
         assert_eq!(t.source.url(), "postgres://u:s3cret@h/db");
         assert!(!format!("{:?}", t.source).contains("s3cret"));
         assert_eq!(t.target.settings.bucket_folder, "raw");
-        assert_eq!(t.state_dir, Path::new("/etc/trib/tributary-state"));
+        assert_eq!(
+            t.state,
+            StateLocation::Local(Path::new("/etc/trib/tributary-state").into())
+        );
+        assert_eq!(t.lease_ttl, Duration::from_secs(DEFAULT_LEASE_TTL_S));
         assert_eq!(
             t.target.location,
             TargetLocation::S3 {
@@ -609,6 +685,43 @@ mod tests {
         let e =
             TaskConfig::parse(&inline(r#"{"TargetMetadata": "#), Path::new("/"), &env).unwrap_err();
         assert!(e.to_string().contains("not valid JSON at line 1"), "{e}");
+    }
+
+    #[test]
+    fn state_locations() {
+        let base = Path::new("/etc/trib");
+        assert_eq!(
+            parse_state("s3://b/some/prefix/", base).unwrap(),
+            StateLocation::S3 {
+                bucket: "b".into(),
+                prefix: "some/prefix".into()
+            }
+        );
+        assert_eq!(
+            parse_state("s3://b", base).unwrap(),
+            StateLocation::S3 {
+                bucket: "b".into(),
+                prefix: String::new()
+            }
+        );
+        assert_eq!(
+            parse_state("file:///var/st", base).unwrap(),
+            StateLocation::Local("/var/st".into())
+        );
+        assert_eq!(
+            parse_state("st", base).unwrap(),
+            StateLocation::Local("/etc/trib/st".into())
+        );
+        for bad in ["s3:///p", "gs://b/p"] {
+            let e = parse_state(bad, base).unwrap_err();
+            assert!(e.fix.contains("s3://"), "{e}");
+        }
+        let text = task(
+            "state = \"s3://b/p\"\nlease_ttl_seconds = 2",
+            "url = \"file:///tmp/x\"",
+        );
+        let e = TaskConfig::parse(&text, base, &env).unwrap_err();
+        assert!(e.to_string().contains("lease_ttl_seconds"), "{e}");
     }
 
     #[test]

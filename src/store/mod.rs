@@ -10,7 +10,7 @@ use crate::config::{TargetConfig, TargetLocation};
 use crate::error::Result;
 
 pub(crate) use local::LocalStore;
-pub(crate) use s3::S3Store;
+pub(crate) use s3::{Expect, S3Store};
 
 /// A store of objects addressed by `/`-separated keys.
 ///

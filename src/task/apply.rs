@@ -177,7 +177,7 @@ impl<'a> Apply<'a> {
                 // What is not durable is read again by the next session.
                 self.writer.discard_all().await;
                 stream.stop().await;
-                self.ctx.checkpoints.save(self.cp)?;
+                self.ctx.checkpoints.save(self.cp).await?;
             }
             let e = match result {
                 Ok(stopped) => return Ok(stopped),
@@ -276,7 +276,7 @@ impl<'a> Apply<'a> {
             self.writer.discard_all().await;
         }
         self.advance();
-        self.save(stream)?;
+        self.save(stream).await?;
         stream.stop().await;
         Ok(stopped)
     }
@@ -305,15 +305,15 @@ impl<'a> Apply<'a> {
         stream.tick().await;
         self.advance();
         if self.dirty {
-            self.save(stream)?;
+            self.save(stream).await?;
         }
         metrics::publish(self.cp, self.writer.oldest_commit_us());
         Ok(())
     }
 
     /// Saves the checkpoint, then tells the source what it may discard.
-    fn save(&mut self, stream: &mut dyn ChangeStream) -> Result<()> {
-        self.ctx.checkpoints.save(self.cp)?;
+    async fn save(&mut self, stream: &mut dyn ChangeStream) -> Result<()> {
+        self.ctx.checkpoints.save(self.cp).await?;
         self.dirty = false;
         if let Some(p) = self.cp.cdc.as_ref().and_then(|c| c.resume_from.as_ref()) {
             stream.confirm(p);
@@ -475,7 +475,7 @@ impl ChangeSink for Apply<'_> {
                     ..TableStats::default()
                 },
             );
-            self.ctx.checkpoints.save(self.cp)?;
+            self.ctx.checkpoints.save(self.cp).await?;
         }
         let (target, changed) = self.mapper.shape(&self.ctx.task.mappings, schema)?;
         if self.writer.must_seal_for(&target) {
@@ -528,7 +528,7 @@ impl ChangeSink for Apply<'_> {
         let prefix = self.ctx.layout.table_prefix(schema, table);
         store::delete_prefix(self.ctx.store, &prefix).await?;
         self.cp.cdc_mut().series(&own).written_through = Some(pos);
-        self.ctx.checkpoints.save(self.cp)
+        self.ctx.checkpoints.save(self.cp).await
     }
 
     fn commit(&mut self, next: &Position) {

@@ -37,7 +37,12 @@ pub(crate) async fn run(
         let mut save = |s: &CdcState| {
             let mut with = snapshot_cp.clone();
             with.cdc = Some(s.clone());
-            ctx.checkpoints.save(&with)
+            // The Capture seam takes a plain closure (called once, before the slot or
+            // position is created); the save it runs is async, so it blocks this worker for
+            // that one write (the binary's runtime is multi-threaded).
+            tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(ctx.checkpoints.save(&with))
+            })
         };
         let started = capture.start(&mut state, load, &mut save).await;
         state.phase = if load {
@@ -47,7 +52,7 @@ pub(crate) async fn run(
         };
         cp.cdc = Some(state);
         let handoff = started?;
-        ctx.checkpoints.save(cp)?;
+        ctx.checkpoints.save(cp).await?;
         if let Some(h) = handoff {
             load_from(ctx, cp, h, None).await?;
             loaded = true;
@@ -139,7 +144,7 @@ async fn load_from(
                 cp.cdc_mut().series(&StreamKey::Table(name)).loaded_at = Some(position.clone());
             }
         }
-        ctx.checkpoints.save(cp)?;
+        ctx.checkpoints.save(cp).await?;
         let load = FullLoad::new(ctx, cp.clone());
         let r = load.run(snapshot.as_ref(), tables).await;
         *cp = load.into_checkpoint();
@@ -159,7 +164,7 @@ async fn load_from(
         cp.cdc_mut().series(&StreamKey::Table(t)).suspended_at = Some(position.clone());
     }
     cp.cdc_mut().phase = CdcPhase::Replication;
-    ctx.checkpoints.save(cp)?;
+    ctx.checkpoints.save(cp).await?;
     tracing::info!("load complete, replication ongoing");
     Ok(())
 }

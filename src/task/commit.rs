@@ -9,9 +9,10 @@
 //! `written_through`) every change lands in exactly one file.
 
 use crate::change::StreamKey;
-use crate::checkpoint::{Checkpoint, CheckpointStore, PendingFile};
+use crate::checkpoint::{Checkpoint, PendingFile};
 use crate::error::Result;
 use crate::layout::Layout;
+use crate::state::StateStore;
 use crate::store::Store;
 use crate::writer::cdc::SealedFile;
 
@@ -19,7 +20,7 @@ use crate::writer::cdc::SealedFile;
 pub(crate) async fn publish(
     file: SealedFile,
     cp: &mut Checkpoint,
-    checkpoints: &CheckpointStore,
+    checkpoints: &StateStore,
 ) -> Result<()> {
     let state = cp.cdc_mut().series(&file.series);
     state.last_stamp = Some(file.stamp);
@@ -29,12 +30,12 @@ pub(crate) async fn publish(
         counts: file.counts,
         per_table: file.per_table,
     });
-    checkpoints.save(cp)?;
+    checkpoints.save(cp).await?;
     let bytes = file.object.finish().await?;
     tracing::debug!(key = %file.key, rows = file.rows, bytes, reason = file.reason.as_str(), "CDC file written");
     metrics::counter!("tributary_cdc_files_total", "reason" => file.reason.as_str()).increment(1);
     commit_pending(cp, &file.series);
-    checkpoints.save(cp)
+    checkpoints.save(cp).await
 }
 
 /// Marks `series`' pending file as written: its position and statistics move forward.
@@ -63,7 +64,7 @@ pub(crate) async fn recover(
     layout: &Layout,
     cdc_path: Option<&str>,
     cp: &mut Checkpoint,
-    checkpoints: &CheckpointStore,
+    checkpoints: &StateStore,
 ) -> Result<()> {
     let mut folders: Vec<String> = cp
         .tables
@@ -101,5 +102,5 @@ pub(crate) async fn recover(
             cp.cdc_mut().series(&series).pending = None;
         }
     }
-    checkpoints.save(cp)
+    checkpoints.save(cp).await
 }

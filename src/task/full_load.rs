@@ -215,7 +215,7 @@ impl<'a> FullLoad<'a> {
         let stats = cp.tables.entry(key.to_string()).or_default();
         f(stats);
         stats.last_update_time = Some(now());
-        self.ctx.checkpoints.save(&cp)
+        self.ctx.checkpoints.save(&cp).await
     }
 
     /// Decides the first LOAD counter and clears what the prep mode (or a resume) says to clear.

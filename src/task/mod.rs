@@ -6,19 +6,19 @@ mod cdc;
 mod commit;
 mod full_load;
 mod metrics;
+mod shaping;
 pub mod status;
 pub mod teardown;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::checkpoint::{
-    now, Checkpoint, CheckpointStore, StopReason, TableState, TableStats, TaskStatus,
-};
+use crate::checkpoint::{now, Checkpoint, StopReason, TableState, TableStats, TaskStatus};
 use crate::config::{MigrationType, TaskConfig};
 use crate::error::{Error, ErrorKind, Result};
 use crate::layout::{self, Layout};
 pub use crate::source::Report;
 use crate::source::{self, Source};
+use crate::state::{self, Fenced, StateStore};
 use crate::store::{self, Store};
 use full_load::FullLoad;
 
@@ -43,8 +43,8 @@ pub(crate) struct Context<'a> {
     pub(crate) store: &'a dyn Store,
     /// Key naming of this run.
     pub(crate) layout: &'a Layout,
-    /// The checkpoint file.
-    pub(crate) checkpoints: &'a CheckpointStore,
+    /// The task's state (checkpoint), written under the task's lease.
+    pub(crate) checkpoints: &'a StateStore,
     /// Show progress bars.
     pub(crate) progress: bool,
     /// Cancelled on SIGINT/SIGTERM.
@@ -65,8 +65,20 @@ pub async fn run(
     // Before the checkpoint: a target that cannot be opened (no region, no credentials) leaves
     // no "running" state behind.
     let store = store::open(&task.target).await?;
-    let checkpoints = CheckpointStore::new(&task.state_dir, &task.id);
-    let mut checkpoint = begin(task, opts, source.as_ref(), &checkpoints).await?;
+    // The lease before anything else: a second process of the task stops here, having
+    // touched neither the source nor the target.
+    let checkpoints = StateStore::open(task).await?;
+    let previous = checkpoints.acquire(cancel.clone()).await?;
+    let mut checkpoint = match begin(task, opts, source.as_ref(), &checkpoints, previous).await {
+        Ok(cp) => cp,
+        Err(e) => {
+            if let Err(r) = checkpoints.release(None).await {
+                tracing::warn!("{r}");
+            }
+            return Err(e);
+        }
+    };
+    let store = Fenced::new(store, checkpoints.guard());
     let layout = layout(task, checkpoint.bucket_folder.clone());
     tracing::info!(
         task = %task.id,
@@ -81,7 +93,7 @@ pub async fn run(
     );
     let ctx = Context {
         task,
-        store: store.as_ref(),
+        store: &store,
         layout: &layout,
         checkpoints: &checkpoints,
         progress: opts.progress,
@@ -115,7 +127,7 @@ pub async fn run(
             checkpoint.last_error = Some(e.to_string());
         }
     }
-    checkpoints.save(&checkpoint)?;
+    checkpoints.release(Some(&checkpoint)).await?;
     result.map(|_| summary(&checkpoint))
 }
 
@@ -132,18 +144,21 @@ pub(crate) fn layout(task: &TaskConfig, bucket_folder: String) -> Layout {
     }
 }
 
-/// The checkpoint this run continues: the previous run's when it did not finish (a resume),
-/// else a fresh one (releasing what the previous run held on the source).
+/// The checkpoint this run continues: the previous run's when it did not finish (a resume,
+/// refused when the task file's output-shaping settings changed since), else a fresh one
+/// (releasing what the previous run held on the source).
 async fn begin(
     task: &TaskConfig,
     opts: &RunOptions,
     source: &dyn Source,
-    checkpoints: &CheckpointStore,
+    checkpoints: &StateStore,
+    previous: Option<Checkpoint>,
 ) -> Result<Checkpoint> {
-    let previous = checkpoints.load()?;
     let start = chrono::Utc::now();
+    let settings = shaping::settings(task);
     let mut checkpoint = match (previous, &opts.bucket_folder) {
         (Some(prev), None) if !opts.restart && !prev.finished() => {
+            shaping::compare(&prev, &settings)?;
             tracing::info!(folder = %prev.bucket_folder, "resuming the unfinished run: completed tables are kept");
             prev
         }
@@ -161,10 +176,14 @@ async fn begin(
             )
         }
     };
+    // Settings a checkpoint of an earlier release did not record are recorded from now on.
+    for (name, value) in settings {
+        checkpoint.settings.entry(name).or_insert(value);
+    }
     checkpoint.status = TaskStatus::Running;
     checkpoint.stop_reason = None;
     checkpoint.last_error = None;
-    checkpoints.save(&checkpoint)?;
+    checkpoints.save(&checkpoint).await?;
     Ok(checkpoint)
 }
 
@@ -301,15 +320,9 @@ pub async fn validate(task: &TaskConfig) -> Report {
         Ok(line) => report.ok.push(line),
         Err(e) => report.problems.push(e),
     }
-    if let Err(e) = std::fs::create_dir_all(&task.state_dir) {
-        report.problems.push(Error::new(
-            ErrorKind::State,
-            format!(
-                "cannot create state folder {}: {e}",
-                task.state_dir.display()
-            ),
-            "set [task] state to a writable folder",
-        ));
+    match state::check_writable(task, &task.target).await {
+        Ok(line) => report.ok.push(line),
+        Err(e) => report.problems.push(e),
     }
     report
 }

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::checkpoint::{CheckpointStore, TableStats};
+use crate::checkpoint::TableStats;
 use crate::config::TaskConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::source;
@@ -41,14 +41,14 @@ pub struct Status {
 
 /// Builds the status of `task`.
 pub async fn status(task: &TaskConfig) -> Result<Status> {
-    let store = CheckpointStore::new(&task.state_dir, &task.id);
-    let cp = store.load()?.ok_or_else(|| {
+    let store = crate::state::StateStore::open(task).await?;
+    let cp = store.load().await?.ok_or_else(|| {
         Error::new(
             ErrorKind::Config,
             format!(
                 "task {} has not run yet (no checkpoint at {})",
                 task.id,
-                store.path().display()
+                store.describe()
             ),
             "start it with tributary run --config TASK.toml",
         )

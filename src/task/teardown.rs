@@ -1,18 +1,19 @@
 //! `tributary drop`: removes what a task created — on the source (PostgreSQL: its replication
-//! slot, publication and heartbeat table; MySQL keeps nothing of a task), its local state (the
-//! checkpoint folder) and, when asked, its objects on the target — after listing what will go.
+//! slot, publication and heartbeat table; MySQL keeps nothing of a task), its state (the
+//! checkpoint folder or S3 object, after taking the task's lease) and, when asked, its objects on the target — after listing what will go.
 //!
 //! The plan is read first and shown; [`Plan::apply`] then removes it in an order that can be
 //! repeated after any failure: target objects (found through the checkpoint's tables), then the
 //! source's objects, then the state. A second `drop` finds nothing left.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
 
-use crate::checkpoint::CheckpointStore;
+use tokio_util::sync::CancellationToken;
+
 use crate::config::TaskConfig;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::Result;
 use crate::source::{self, SourceObjects};
+use crate::state::StateStore;
 use crate::store::{self, Store};
 
 /// What `drop` would remove for one task.
@@ -20,8 +21,8 @@ pub struct Plan<'a> {
     task: &'a TaskConfig,
     /// The task's objects on the source, and those it keeps.
     source: SourceObjects,
-    /// The checkpoint folder, when it exists.
-    state: Option<PathBuf>,
+    /// The task's state, when it exists.
+    state: Option<StateStore>,
     /// With `--files`: the store and each folder of the task's objects with its object count.
     files: Option<TargetFiles>,
     /// The checkpoint says the task was last seen running (or was killed).
@@ -35,20 +36,15 @@ type TargetFiles = (Box<dyn Store>, Vec<(String, usize)>);
 
 /// Reads what `drop` would remove for `task` (`files`: its objects on the target too).
 pub async fn plan(task: &TaskConfig, files: bool) -> Result<Plan<'_>> {
-    let checkpoints = CheckpointStore::new(&task.state_dir, &task.id);
-    let cp = checkpoints.load()?;
+    let checkpoints = StateStore::open(task).await?;
+    let cp = checkpoints.load().await?;
     let source = source::open(task)
         .drop_objects(cp.as_ref().and_then(|c| c.cdc.as_ref()), false)
         .await?;
-    let folder = checkpoints
-        .path()
-        .parent()
-        .filter(|d| d.exists())
-        .map(PathBuf::from);
     let mut plan = Plan {
         task,
         source,
-        state: folder,
+        state: cp.is_some().then_some(checkpoints),
         files: None,
         running: cp
             .as_ref()
@@ -106,8 +102,8 @@ impl Plan<'_> {
                 let _ = writeln!(out, "  - {n} object(s) under {}/{f}", store.describe());
             }
         }
-        if let Some(dir) = &self.state {
-            let _ = writeln!(out, "  - the task's state {}", dir.display());
+        if let Some(state) = &self.state {
+            let _ = writeln!(out, "  - the task's state {}", state.describe());
         }
         for k in &self.source.kept {
             let _ = writeln!(out, "  kept: {k}");
@@ -142,23 +138,24 @@ impl Plan<'_> {
                 let _ = writeln!(out, "deleted {n} object(s) under {}/{f}", store.describe());
             }
         }
-        let checkpoints = CheckpointStore::new(&self.task.state_dir, &self.task.id);
-        let cdc = checkpoints.load()?.and_then(|c| c.cdc);
+        // The lease first: a task that is running is not dropped under it. Without state
+        // there is nothing to lock (and locking would create the folder).
+        let checkpoints = StateStore::open(self.task).await?;
+        let cdc = match &self.state {
+            Some(_) => checkpoints
+                .acquire(CancellationToken::new())
+                .await?
+                .and_then(|c| c.cdc),
+            None => None,
+        };
         let done = source::open(self.task)
             .drop_objects(cdc.as_ref(), true)
             .await?;
         for o in done.owned {
             let _ = writeln!(out, "dropped {o}");
         }
-        if let Some(dir) = &self.state {
-            std::fs::remove_dir_all(dir).map_err(|e| {
-                Error::new(
-                    ErrorKind::State,
-                    format!("cannot remove the task's state {}: {e}", dir.display()),
-                    "make the [task] state folder writable and drop again",
-                )
-            })?;
-            let _ = writeln!(out, "removed {}", dir.display());
+        if self.state.is_some() && checkpoints.remove().await? {
+            let _ = writeln!(out, "removed {}", checkpoints.describe());
         }
         let _ = writeln!(out, "task {} dropped", self.task.id);
         Ok(out)

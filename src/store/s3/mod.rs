@@ -25,6 +25,7 @@
 //! [`DEFAULT_S3_RETRY_TIMEOUT_S`]: crate::config::DEFAULT_S3_RETRY_TIMEOUT_S
 //! [`DEFAULT_S3_MAX_RETRIES`]: crate::config::DEFAULT_S3_MAX_RETRIES
 
+mod cas;
 mod retry;
 mod upload;
 
@@ -45,6 +46,7 @@ use super::{ObjectWriter, Store};
 use crate::config::target::Encryption;
 use crate::config::TargetConfig;
 use crate::error::{Error, ErrorKind, Result};
+pub(crate) use cas::Expect;
 use retry::{retry, RetryPolicy};
 use upload::{S3Writer, Shared};
 

@@ -24,7 +24,7 @@ impl Apply<'_> {
         let errors = self.ctx.task.settings.errors.clone();
         match errors.data {
             Policy::StopTask => Err(e),
-            Policy::SuspendTable => self.suspend(table, e),
+            Policy::SuspendTable => self.suspend(table, e).await,
             Policy::LogError | Policy::IgnoreRecord => {
                 let stats = self.cp.table_mut(table);
                 stats.data_errors += 1;
@@ -40,7 +40,7 @@ impl Apply<'_> {
                         ));
                         match policy {
                             Policy::StopTask => Err(e),
-                            _ => self.suspend(table, e),
+                            _ => self.suspend(table, e).await,
                         }
                     }
                     _ => Ok(()),
@@ -53,7 +53,7 @@ impl Apply<'_> {
     /// and why (`status` shows it; the next run reloads it). What it buffered before the bad
     /// change is written as usual. A table that failed `TableErrorEscalationCount` times stops
     /// the task instead.
-    pub(super) fn suspend(&mut self, table: &str, e: Error) -> Result<()> {
+    pub(super) async fn suspend(&mut self, table: &str, e: Error) -> Result<()> {
         let at = self.txn.as_ref().map(|(at, _)| at.clone());
         let stats = self.cp.table_mut(table);
         stats.table_state = TableState::Error;
@@ -69,7 +69,7 @@ impl Apply<'_> {
         }
         let series = crate::change::StreamKey::Table(table.to_string());
         self.cp.cdc_mut().series(&series).suspended_at = at.or(self.last_end.clone());
-        self.ctx.checkpoints.save(self.cp)?;
+        self.ctx.checkpoints.save(self.cp).await?;
         self.suspended.insert(table.to_string());
         tracing::error!(table, error = %e, "table suspended: its changes are not written, the other tables go on; fix the cause and run the task again to reload it");
         Ok(())

@@ -9,10 +9,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::change::{Lsn, RowBatch};
-use crate::checkpoint::{CheckpointStore, PendingFile, SeriesState};
+use crate::checkpoint::{PendingFile, SeriesState};
 use crate::config::TaskConfig;
 use crate::error::ErrorKind;
 use crate::layout::Layout;
+use crate::state::StateStore;
 use crate::store::{LocalStore, ObjectWriter, Store};
 use crate::writer::cdc::SystemClock;
 
@@ -260,7 +261,7 @@ async fn play(
         names: Default::default(),
         tags: Default::default(),
     };
-    let checkpoints = CheckpointStore::new(&dir.join("state"), "t");
+    let checkpoints = StateStore::local(&dir.join("state"), "t");
     let cancel = CancellationToken::new();
     let ctx = Context {
         task,
@@ -289,7 +290,7 @@ async fn play(
         files.push((key, text.lines().map(str::to_string).collect::<Vec<_>>()));
     }
     assert_eq!(
-        checkpoints.load().unwrap().as_ref(),
+        checkpoints.load().await.unwrap().as_ref(),
         Some(&cp),
         "saved state"
     );
