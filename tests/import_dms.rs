@@ -17,7 +17,7 @@ use crate::mysql::{my_db, my_rows, my_url};
 const PASSWORD: &str = "dms-walkthrough-pw";
 const PASSWORD_ENV: &str = "TRIBUTARY_SOURCE_PASSWORD";
 
-/// The walkthrough's tables (the three its `parallel-load` rules name, and one without a rule).
+/// The MySQL walkthrough's tables (the three its `parallel-load` rules name, and one without a rule).
 const TABLES: &[&str] = &["post_history", "posts", "votes", "users"];
 
 /// A fixture with `edit` applied, written into `dir`.
@@ -65,20 +65,20 @@ fn spawn_run(task: &Task, n: usize) -> Child {
 
 /// One table's rows replayed from its files: LOAD rows (which must carry `Op` = I), then CDC
 /// files in name order (I/U upsert, D delete), keyed by the first source column.
-fn replay(lake: &Path, table: &str) -> (usize, BTreeMap<String, Row>) {
-    let prefix = format!("endpoint1/dms_sample/{table}/");
+fn replay(lake: &Path, prefix: &str) -> (usize, BTreeMap<String, Row>) {
     let mut names: Vec<String> = files(lake)
         .into_iter()
-        .filter(|f| f.starts_with(&prefix))
+        .filter(|f| f.starts_with(prefix))
         .collect();
     names.sort_by_key(|f| {
         let file = f.rsplit('/').next().unwrap().to_string();
-        (!file.starts_with("LOAD"), file)
+        // Segmented tables' files are SEGMENT<n>_LOAD…; CDC names are digits only.
+        (!file.contains("LOAD"), file)
     });
     let mut state = BTreeMap::new();
     let mut load_rows = 0;
     for f in names {
-        let is_load = f.rsplit('/').next().unwrap().starts_with("LOAD");
+        let is_load = f.rsplit('/').next().unwrap().contains("LOAD");
         let text = std::fs::read_to_string(lake.join(&f)).unwrap();
         for mut row in parse_csv(&text, ',', "") {
             let op = row.remove(0).expect("an Op field");
@@ -303,11 +303,190 @@ async fn mysql_walkthrough_imports_validates_and_runs() {
     }
     // Full-load rows equal the source at the load; the replayed files equal it now.
     for t in TABLES {
-        let (load_rows, state) = replay(&lake, t);
+        let (load_rows, state) = replay(&lake, &format!("endpoint1/dms_sample/{t}/"));
         assert_eq!(load_rows, loaded[t].len(), "{t}: full-load rows");
         let now = my_rows(&mut conn, &format!("SELECT * FROM {t} ORDER BY id")).await;
         let mut replayed: Vec<Row> = state.into_values().collect();
         replayed.sort_by_key(|r| r[0].as_deref().unwrap().parse::<i64>().unwrap());
         assert_rows_eq(&replayed, &now, t);
     }
+}
+
+/// Host and port of a server URL (`scheme://user@host:port/...`).
+fn host_port(url: &str) -> (String, u64) {
+    let after = url.split_once("://").unwrap().1;
+    let hostport = after.rsplit_once('@').map_or(after, |(_, h)| h);
+    let hostport = hostport.split('/').next().unwrap();
+    let (host, port) = hostport.rsplit_once(':').unwrap();
+    (host.to_string(), port.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pg_walkthrough_imports_validates_and_runs() {
+    let db = "import_pg_walk";
+    // A slot left in the database by an earlier run would keep it from being dropped.
+    let admin = connect(&pg_url("postgres")).await;
+    admin
+        .batch_execute(&format!(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '{db}';
+             DO $$ BEGIN CREATE ROLE dms_user LOGIN SUPERUSER PASSWORD '{PASSWORD}';
+             EXCEPTION WHEN duplicate_object THEN NULL; END $$;"
+        ))
+        .await
+        .unwrap();
+    // The walkthrough's insurance schema: claim (segmented by claim_requested_timestamp
+    // ranges, 2013..2022) and policy.
+    let client = fresh_db(db).await;
+    client
+        .batch_execute(
+            "CREATE SCHEMA insurance;
+             CREATE TABLE insurance.claim (id int PRIMARY KEY, claim_requested_timestamp timestamp,
+                 amount numeric(10,2));
+             CREATE TABLE insurance.policy (id int PRIMARY KEY, holder text);
+             INSERT INTO insurance.claim SELECT g, timestamp '2012-01-01' + g * interval '3 days',
+                 g / 8.0 FROM generate_series(1, 1300) g;
+             INSERT INTO insurance.policy SELECT g, 'holder, ' || g FROM generate_series(1, 100) g;",
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let (host, port) = host_port(&env("TRIBUTARY_TEST_PG_URL"));
+    let task_json = fixture_into(&d, "pg-walkthrough-task.json", |_| {});
+    let source = fixture_into(&d, "pg-walkthrough-source.json", |v| {
+        for path in ["/Endpoints/0", "/Endpoints/0/PostgreSQLSettings"] {
+            let obj = v.pointer_mut(path).unwrap();
+            obj["ServerName"] = host.clone().into();
+            obj["Port"] = port.into();
+            obj["DatabaseName"] = db.into();
+        }
+    });
+    // As for MySQL: CDC batches of one second instead of an hour.
+    let target = fixture_into(&d, "pg-walkthrough-target.json", |v| {
+        let ep = &mut v["Endpoints"][0];
+        ep["S3Settings"]["CdcMaxBatchInterval"] = 1.into();
+        let eca = ep["ExtraConnectionAttributes"]
+            .as_str()
+            .unwrap()
+            .replace("cdcMaxBatchInterval=3600", "cdcMaxBatchInterval=1");
+        ep["ExtraConnectionAttributes"] = eca.into();
+    });
+    let out = tributary_env(
+        &[
+            "import-dms",
+            "--task",
+            &task_json,
+            "--source-endpoint",
+            &source,
+            "--target-endpoint",
+            &target,
+        ],
+        false,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(&format!(
+            "url = \"postgres://dms_user:${{{PASSWORD_ENV}}}@{host}:{port}/{db}?sslmode=disable\""
+        )),
+        "{text}"
+    );
+    let lake = d.join("lake");
+    let text = text.replace(
+        "url = \"s3://insurance-policy-datalake\"",
+        &format!("url = \"file://{}\"", lake.display()),
+    );
+    let toml = d.join("task.toml");
+    std::fs::write(&toml, &text).unwrap();
+    let toml_s = toml.to_str().unwrap();
+    let out = tributary_env(&["validate", "--config", toml_s], true);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let task = Task {
+        dir,
+        path: toml.clone(),
+    };
+    let mut child = spawn_run(&task, 1);
+    wait_streaming(&task, 1, &mut child);
+    client
+        .batch_execute(
+            "INSERT INTO insurance.claim VALUES (5000, '2024-05-01', 99.50);
+             DELETE FROM insurance.claim WHERE id <= 5;
+             UPDATE insurance.policy SET holder = 'changed' WHERE id = 42;",
+        )
+        .await
+        .unwrap();
+    let cdc = |fs: &[String], t: &str, needle: &str| {
+        fs.iter()
+            .filter(|f| {
+                f.starts_with(&format!("US-WEST-DATA/insurance/{t}/"))
+                    && !f.rsplit('/').next().unwrap().contains("LOAD")
+            })
+            .any(|f| {
+                std::fs::read_to_string(lake.join(f))
+                    .map(|x| x.lines().any(|l| l.starts_with(needle)))
+                    .unwrap_or(false)
+            })
+    };
+    wait_for(&task, 1, &mut child, 60, "the CDC files", |fs| {
+        cdc(fs, "claim", "I,5000,") && cdc(fs, "claim", "D,5,") && cdc(fs, "policy", "U,42,")
+    });
+    terminate(&task, 1, child);
+
+    // LOAD files: claim in the rule's unnamed range segments, policy whole; CDC files in one
+    // YYYYMMDD folder (DatePartitionDelimiter NONE).
+    let all = files(&lake);
+    let claim_segments = all
+        .iter()
+        .filter(|f| {
+            f.starts_with("US-WEST-DATA/insurance/claim/SEGMENT")
+                && f.ends_with("_LOAD00000001.csv")
+        })
+        .count();
+    assert!(claim_segments >= 10, "{all:?}");
+    assert!(all.contains(&"US-WEST-DATA/insurance/policy/LOAD00000001.csv".to_string()));
+    for f in &all {
+        let parts: Vec<&str> = f.split('/').collect();
+        assert_eq!(&parts[..2], ["US-WEST-DATA", "insurance"], "{f}");
+        if parts.len() == 5 {
+            assert_eq!(parts[3].len(), 8, "{f}");
+            assert!(parts[4].starts_with(parts[3]), "{f}");
+        } else {
+            assert_eq!(parts.len(), 4, "{f}");
+            assert!(parts[3].contains("LOAD"), "{f}");
+        }
+    }
+    for (t, cols) in [
+        ("claim", "id::text, amount::text"),
+        ("policy", "id::text, holder"),
+    ] {
+        let (load_rows, state) = replay(&lake, &format!("US-WEST-DATA/insurance/{t}/"));
+        assert_eq!(load_rows, if t == "claim" { 1300 } else { 100 }, "{t}");
+        let now = query_rows(
+            &client,
+            &format!("SELECT {cols} FROM insurance.{t} t ORDER BY t.id"),
+        )
+        .await;
+        let mut replayed: Vec<Row> = state
+            .into_values()
+            .map(|r| vec![r[0].clone(), r.last().cloned().flatten()])
+            .collect();
+        replayed.sort_by_key(|r| r[0].as_deref().unwrap().parse::<i64>().unwrap());
+        assert_rows_eq(&replayed, &now, t);
+    }
+    // The slot this task made would keep the next run from recreating the database.
+    let _ = admin
+        .batch_execute(&format!(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '{db}'"
+        ))
+        .await;
 }
