@@ -18,7 +18,7 @@ mod state;
 mod store;
 pub mod task;
 
-pub use config::{task_settings_table, TaskConfig};
+pub use config::{import, task_settings_table, TaskConfig};
 mod writer;
 
 #[cfg(test)]

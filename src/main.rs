@@ -10,6 +10,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter};
 
 use tributary::error::Error;
+use tributary::import;
 use tributary::task::{self, RunOptions};
 use tributary::TaskConfig;
 
@@ -71,6 +72,37 @@ enum Command {
     },
     /// Print every key of DMS's task-settings JSON and what Tributary does with it (Markdown).
     Settings,
+    /// Write a task file from an AWS DMS task and its two endpoints, as `aws dms
+    /// describe-replication-tasks` and `aws dms describe-endpoints` export them.
+    ImportDms {
+        /// The task: `aws dms describe-replication-tasks --output json` (all of it or one task).
+        #[arg(long)]
+        task: PathBuf,
+        /// The source endpoint: `aws dms describe-endpoints --output json` (all of it or one).
+        #[arg(long)]
+        source_endpoint: PathBuf,
+        /// The S3 target endpoint (may be the same file as --source-endpoint).
+        #[arg(long)]
+        target_endpoint: PathBuf,
+        /// Write the task file here instead of to stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Overwrite the -o file if it exists.
+        #[arg(long)]
+        force: bool,
+        /// Which task of a list (ReplicationTaskIdentifier).
+        #[arg(long)]
+        task_id: Option<String>,
+        /// Which endpoint of the --source-endpoint list (EndpointIdentifier); default: the task's.
+        #[arg(long)]
+        source_id: Option<String>,
+        /// Which endpoint of the --target-endpoint list (EndpointIdentifier); default: the task's.
+        #[arg(long)]
+        target_id: Option<String>,
+        /// The environment variable the source password is read from.
+        #[arg(long, default_value = tributary::import::DEFAULT_PASSWORD_ENV)]
+        password_env: String,
+    },
 }
 
 fn load(path: &std::path::Path) -> Result<TaskConfig, Error> {
@@ -232,6 +264,38 @@ async fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(&e),
+            }
+        }
+        Command::ImportDms {
+            task,
+            source_endpoint,
+            target_endpoint,
+            output,
+            force,
+            task_id,
+            source_id,
+            target_id,
+            password_env,
+        } => {
+            let opts = import::ImportOptions {
+                task_id,
+                source_id,
+                target_id,
+                password_env: Some(password_env.clone()),
+            };
+            let written = import::Documents::read(&task, &source_endpoint, &target_endpoint)
+                .and_then(|docs| import::import(&docs, &opts))
+                .and_then(|text| import::write_output(&text, output.as_deref(), force));
+            match (written, output) {
+                (Err(e), _) => fail(&e),
+                (Ok(()), Some(path)) => {
+                    err(format_args!(
+                        "wrote {p}; next: export {password_env}=..., read its comments, then tributary validate --config {p}\n",
+                        p = path.display()
+                    ));
+                    ExitCode::SUCCESS
+                }
+                (Ok(()), None) => ExitCode::SUCCESS,
             }
         }
         Command::Settings => {

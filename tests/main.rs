@@ -10,6 +10,7 @@ mod common;
 mod drop;
 mod errors;
 mod full_load;
+mod import_dms;
 mod keys;
 mod load_retry;
 mod mapping;

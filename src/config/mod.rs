@@ -3,6 +3,7 @@
 
 pub(crate) mod dms_task;
 pub(crate) mod errors;
+pub mod import;
 pub(crate) mod settings;
 pub(crate) mod source;
 pub(crate) mod target;

@@ -477,6 +477,16 @@ fn default_server_id(task_id: &str) -> u32 {
     1_000_000 + h % 1_000_000_000
 }
 
+/// Every name `[source.settings]` accepts for `engine` (`postgres` or `mysql`), for
+/// `tributary import-dms`, which carries over exactly what this parser takes.
+pub(crate) fn accepted_settings(engine: &str) -> &'static [&'static str] {
+    if engine == "mysql" {
+        MY_SETTINGS
+    } else {
+        PG_SETTINGS
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
