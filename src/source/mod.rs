@@ -3,6 +3,7 @@
 //! reads ([`stream::ChangeStream`]) and the hand-off between them ([`Capture`]), `validate`'s
 //! checks and `status`'s figures.
 
+pub(crate) mod login;
 pub(crate) mod mysql;
 pub(crate) mod postgres;
 pub(crate) mod stream;

@@ -20,6 +20,7 @@ use crate::config::{MigrationType, TaskConfig};
 use crate::error::{redact_url, Error, ErrorKind, Result};
 use crate::layout;
 use crate::mapping::{Lobs, RelationKind, TableMappings};
+use crate::source::login::{self, Engine};
 use crate::source::{Capture, Report, Snapshot, Source, SourceObjects};
 use snapshot::PgSnapshot;
 
@@ -328,7 +329,7 @@ fn sqlstate_kind(code: &str) -> Option<(ErrorKind, &'static str)> {
 
 /// Opens a session with canonical output settings, over TLS as `sslmode` asks.
 async fn connect(config: &PgConfig) -> Result<Client> {
-    let mut parsed = driver_config(config)?;
+    let mut parsed = driver_config(config).await?;
     if parsed.get_application_name().is_none() {
         // Names our sessions in pg_stat_activity, beside the walsender's "tributary <slot>".
         parsed.application_name("tributary");
@@ -353,9 +354,11 @@ async fn connect(config: &PgConfig) -> Result<Client> {
 }
 
 /// The task's URL as tokio-postgres reads it (TLS parameters taken out, see
-/// [`crate::config::tls`]).
-fn driver_config(config: &PgConfig) -> Result<tokio_postgres::Config> {
-    config.driver_url.parse().map_err(|e| {
+/// [`crate::config::tls`]), with the login from AWS when the task asks for it (obtained again
+/// for every connection: see [`crate::source::login`]).
+async fn driver_config(config: &PgConfig) -> Result<tokio_postgres::Config> {
+    let url = login::driver_url(&config.driver_url, &config.auth, Engine::Postgres).await?;
+    url.parse().map_err(|e| {
         Error::config(
             format!(
                 "[source] url {} is not a PostgreSQL URL: {e}",
