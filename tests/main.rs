@@ -17,6 +17,7 @@ mod operator;
 mod resilience;
 mod resume;
 mod s3;
+mod secrets;
 mod segments;
 mod suspend;
 mod tls;

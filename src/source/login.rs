@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use aws_config::SdkConfig;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
-use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use tokio::sync::OnceCell;
 
@@ -125,7 +125,7 @@ async fn credentials(
     provider
         .provide_credentials()
         .await
-        .map_err(|e| no_credentials(first_line(&DisplayErrorContext(&e).to_string())))
+        .map_err(|e| no_credentials(causes(&e)))
 }
 
 /// The secret's `SecretString`, read with the task's AWS credentials or, with `role`, those of
@@ -173,8 +173,11 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    let text = first_line(&DisplayErrorContext(&e).to_string());
     let code = e.code().unwrap_or_default().to_string();
+    let text = match e.message() {
+        Some(m) if !code.is_empty() => format!("{code}: {m}"),
+        _ => causes(&e),
+    };
     let (kind, fix) = match code.as_str() {
         "ResourceNotFoundException" => (
             ErrorKind::SourceAuth,
@@ -189,7 +192,7 @@ where
         ),
         "" => (
             ErrorKind::SourceConnect,
-            "check the network to Secrets Manager (and AWS_ENDPOINT_URL_SECRETS_MANAGER if set); the task retries by itself".to_string(),
+            "check the network to Secrets Manager (and AWS_ENDPOINT_URL_SECRETS_MANAGER or AWS_ENDPOINT_URL, if set)".to_string(),
         ),
         _ => (
             ErrorKind::SourceAuth,
@@ -203,9 +206,21 @@ where
     )
 }
 
-/// The first line of an AWS error (the SDK's context chains span several).
-fn first_line(text: &str) -> String {
-    text.lines().next().unwrap_or_default().trim().to_string()
+/// An AWS error and its causes on one line, without the SDK's debug dump of the response.
+fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut next = e.source();
+    while let Some(cause) = next {
+        parts.push(cause.to_string());
+        next = cause.source();
+    }
+    parts.dedup();
+    parts
+        .join(": ")
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// The region of an ARN (`arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME`).
