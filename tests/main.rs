@@ -21,4 +21,5 @@ mod secrets;
 mod segments;
 mod suspend;
 mod tls;
+mod validate;
 mod values;

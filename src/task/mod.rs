@@ -287,15 +287,30 @@ pub async fn validate(task: &TaskConfig) -> Report {
         Ok(line) => report.ok.push(line),
         Err(e) => report.problems.push(e),
     }
-    if let Err(e) = std::fs::create_dir_all(&task.state_dir) {
-        report.problems.push(Error::new(
-            ErrorKind::State,
-            format!(
-                "cannot create state folder {}: {e}",
-                task.state_dir.display()
-            ),
-            "set [task] state to a writable folder",
-        ));
+    // Created and written to, as a run would (a folder that exists but is read-only, or full,
+    // fails only here, not at the first checkpoint an hour into the load).
+    let probe = task
+        .state_dir
+        .join(format!(".validate-{}", std::process::id()));
+    let writable = std::fs::create_dir_all(&task.state_dir)
+        .and_then(|()| std::fs::write(&probe, b"probe"))
+        .and_then(|()| std::fs::remove_file(&probe));
+    match writable {
+        Ok(()) => report.ok.push(format!(
+            "state folder {} writable",
+            task.state_dir.display()
+        )),
+        Err(e) => {
+            let _ = std::fs::remove_file(&probe);
+            report.problems.push(Error::new(
+                ErrorKind::State,
+                format!(
+                    "cannot write to state folder {}: {e}",
+                    task.state_dir.display()
+                ),
+                "set [task] state to a folder the task's user may write, or fix its permissions",
+            ));
+        }
     }
     report
 }

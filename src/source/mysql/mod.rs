@@ -45,9 +45,17 @@ struct Selection {
 }
 
 impl Selection {
-    /// A consistent snapshot of the selected tables with its binlog position.
-    async fn export(&self) -> Result<MySnapshot> {
-        MySnapshot::export(&self.config, &self.mappings, self.lobs, self.readers).await
+    /// A consistent snapshot of the selected tables, with its binlog position when
+    /// `with_position` (change capture continues from it).
+    async fn export(&self, with_position: bool) -> Result<MySnapshot> {
+        MySnapshot::export(
+            &self.config,
+            &self.mappings,
+            self.lobs,
+            self.readers,
+            with_position,
+        )
+        .await
     }
 }
 
@@ -106,10 +114,14 @@ impl MySource {
         }
         let schemas: Vec<_> = tables.iter().map(|t| t.source.schema.clone()).collect();
         report.check(layout::check_tables(&sel.mappings, &schemas));
-        if let Some(p) = prereq::check_reload(conn).await? {
-            report.problems.push(p);
+        // Without RELOAD the load still runs (a lock-free snapshot): a warning, not a problem.
+        if let Some(w) = prereq::check_reload(conn, self.migration).await? {
+            report.warnings.push(w);
         }
         if self.migration != MigrationType::FullLoad {
+            report
+                .warnings
+                .extend(prereq::check_row_metadata(conn).await?);
             let found = prereq::check_cdc(conn).await?;
             if found.is_empty() {
                 report
@@ -138,7 +150,7 @@ impl Source for MySource {
     }
 
     async fn snapshot(&self) -> Result<Box<dyn Snapshot>> {
-        Ok(Box::new(self.sel.export().await?))
+        Ok(Box::new(self.sel.export(false).await?))
     }
 
     async fn capture(&self) -> Result<Box<dyn Capture>> {

@@ -90,6 +90,18 @@ impl PgSource {
             .problems
             .extend(slot::identity_problems(client, &selected, &self.sel.mappings).await?);
         let tables: Vec<String> = selected.iter().map(|t| t.qualified()).collect();
+        // A publication the task does not create must already publish every selected table.
+        match slot::publication_lacks(client, &c.publication, &tables).await? {
+            Some(Some(problem)) => report.problems.push(problem),
+            Some(None) => report.ok.push(format!(
+                "publication {} publishes the selected tables",
+                c.publication
+            )),
+            None if c.publication_given => report
+                .ok
+                .push(format!("publication {} will be created", c.publication)),
+            None => {}
+        }
         for t in slot::tables_without_identity(client, &tables).await? {
             report.problems.push(Error::config(
                 format!("{t} has no primary key or replica identity; UPDATE/DELETE on it would fail once published"),
@@ -102,8 +114,9 @@ impl PgSource {
                     format!("{t} has large (TOASTable) columns and REPLICA IDENTITY is not FULL: an UPDATE that leaves such a value unchanged stops the task (UnchangedToastValues = \"fail\")"),
                     format!("ALTER TABLE {t} REPLICA IDENTITY FULL, or set UnchangedToastValues to \"marker\" or \"lookup\""),
                 )),
-                UnchangedToast::Marker(m) => report.ok.push(format!(
-                    "{t}: an UPDATE that leaves a large value unchanged writes {m:?} for it (ALTER TABLE {t} REPLICA IDENTITY FULL writes the value)"
+                UnchangedToast::Marker(m) => report.warnings.push(Error::config(
+                    format!("{t} holds values stored out of line (TOAST) and REPLICA IDENTITY is not FULL: an UPDATE that leaves such a value unchanged writes {m:?} for it"),
+                    format!("ALTER TABLE {t} REPLICA IDENTITY FULL to write the value, or set UnchangedToastValues = \"lookup\" to read it from the table"),
                 )),
                 UnchangedToast::Lookup(_) => report.ok.push(format!(
                     "{t}: unchanged large values in updates are read from the table by key"
