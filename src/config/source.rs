@@ -379,7 +379,7 @@ impl Auth {
     }
 
     /// True when a connection's login needs AWS (a secret or a token).
-    pub(crate) fn from_aws(&self) -> bool {
+    pub(crate) fn uses_aws(&self) -> bool {
         self.secret.is_some() || self.iam
     }
 }

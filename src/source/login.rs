@@ -55,7 +55,7 @@ impl Engine {
 /// The driver URL `driver_url` with the login `auth` asks for filled in (unchanged when the
 /// URL holds it all). Called for every connection.
 pub(crate) async fn driver_url(driver_url: &str, auth: &Auth, engine: Engine) -> Result<String> {
-    if !auth.from_aws() {
+    if !auth.uses_aws() {
         return Ok(driver_url.to_string());
     }
     let mut url = url::Url::parse(driver_url).map_err(|e| {
