@@ -311,6 +311,9 @@ async fn main() -> ExitCode {
             for line in &report.ok {
                 out(format_args!("ok: {line}\n"));
             }
+            for w in &report.warnings {
+                out(format_args!("warning: {w}\n"));
+            }
             for p in &report.problems {
                 out(format_args!("problem: {p}\n"));
             }

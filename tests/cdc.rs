@@ -35,8 +35,14 @@ pub(crate) fn spawn(task: &Task, n: usize) -> Child {
 
 /// [`spawn`] with extra arguments.
 pub(crate) fn spawn_with(task: &Task, n: usize, extra: &[&str]) -> Child {
+    run_command(task, n, extra).spawn().unwrap()
+}
+
+/// The command [`spawn_with`] starts, for a test that adds to its environment.
+pub(crate) fn run_command(task: &Task, n: usize, extra: &[&str]) -> Command {
     let log = std::fs::File::create(task.dir.path().join(format!("run-{n}.log"))).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_tributary"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tributary"));
+    command
         .args([
             "run",
             "--config",
@@ -46,9 +52,8 @@ pub(crate) fn spawn_with(task: &Task, n: usize, extra: &[&str]) -> Child {
         .args(extra)
         .env("TRIBUTARY_LOG", "info,tributary=debug")
         .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
+        .stderr(log);
+    command
 }
 
 pub(crate) fn log(task: &Task, n: usize) -> String {

@@ -501,15 +501,19 @@ async fn mysql_without_reload_falls_back_to_a_lock_free_snapshot() {
         ),
     );
     std::fs::write(&task.path, &text).unwrap();
-    // validate names the missing privilege and its fix, and never the password.
+    // validate names the missing privilege and its fix as a warning (the run works, lock-free),
+    // and never the password.
     let out = tributary(&["validate", "--config", task.path.to_str().unwrap()]);
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(!out.status.success(), "{said}");
-    assert!(said.contains("GRANT RELOAD"), "{said}");
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("warning: the source user lacks RELOAD") && said.contains("GRANT RELOAD"),
+        "{said}"
+    );
     assert!(!said.contains("norel-Secret"), "password leaked: {said}");
 
     let mut child = spawn(&task, 0);

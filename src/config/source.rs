@@ -56,6 +56,8 @@ pub(crate) struct PgConfig {
     pub(crate) after_connect: Option<String>,
     /// `CdcStartPosition` (`[task] cdc_start_position`): an LSN in the existing slot `SlotName`.
     pub(crate) start: Option<Lsn>,
+    /// Where the login comes from besides the URL (Secrets Manager, IAM tokens).
+    pub(crate) auth: Auth,
 }
 
 /// PostgreSQL endpoint settings that shape values, by DMS's names.
@@ -126,6 +128,21 @@ pub(crate) struct MyConfig {
     pub(crate) after_connect: Option<String>,
     /// `CdcStartPosition` of a `cdc` task.
     pub(crate) start: Option<BinlogStart>,
+    /// Where the login comes from besides the URL (Secrets Manager, IAM tokens).
+    pub(crate) auth: Auth,
+}
+
+/// A source's login when the URL does not hold it all: obtained again for every connection
+/// (`source::login`), so a rotated secret or an expired token never stops a reconnect.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Auth {
+    /// `SecretsManagerSecretId`: the secret (name or ARN, RDS JSON shape) holding the user,
+    /// password and, when present, host, port and database.
+    pub(crate) secret: Option<String>,
+    /// `SecretsManagerAccessRoleArn`: the role assumed to read the secret.
+    pub(crate) secret_role: Option<String>,
+    /// `IamDatabaseAuthentication` (ours): the password is an RDS IAM authentication token.
+    pub(crate) iam: bool,
 }
 
 /// Where a MySQL/MariaDB `cdc` task starts (`cdc_start_position`).
@@ -159,6 +176,9 @@ const PG_SETTINGS: &[&str] = &[
     "DatabaseMode",
     "FailTasksOnLobTruncation",
     "fetchCacheSize",
+    "SecretsManagerSecretId",
+    "SecretsManagerAccessRoleArn",
+    "IamDatabaseAuthentication",
 ];
 
 /// Every name `[source.settings]` accepts for MySQL/MariaDB.
@@ -169,6 +189,9 @@ const MY_SETTINGS: &[&str] = &[
     "EventsPollInterval",
     "CleanSourceMetadataOnMismatch",
     "ParallelLoadThreads",
+    "SecretsManagerSecretId",
+    "SecretsManagerAccessRoleArn",
+    "IamDatabaseAuthentication",
 ];
 
 /// What `[source]` says, before it is checked.
@@ -318,6 +341,7 @@ impl PgConfig {
                 "remove it: a LOB cut at LobMaxSize is logged and counted per table (status shows it); raise LobMaxSize to keep whole values",
             ));
         }
+        let auth = Auth::parse(&mut bag, &url)?;
         bag.finish(PG_SETTINGS)?;
         let start = cdc_start
             .map(|s| {
@@ -337,6 +361,7 @@ impl PgConfig {
         }
         let default = default_name(task_id);
         let (driver_url, tls) = TlsSettings::split_url(&url, Dialect::Libpq)?;
+        auth.check_tls(&tls, "sslmode=require")?;
         Ok(PgConfig {
             url,
             driver_url,
@@ -354,6 +379,7 @@ impl PgConfig {
             execute_timeout,
             after_connect,
             start,
+            auth,
         })
     }
 }
@@ -395,8 +421,10 @@ impl MyConfig {
         // DMS's ParallelLoadThreads of a MySQL endpoint speeds loading *into* MySQL; the full
         // load's readers are MaxFullLoadSubTasks.
         bag.int("ParallelLoadThreads", 0, 0, 32, "threads")?;
+        let auth = Auth::parse(&mut bag, &url)?;
         bag.finish(MY_SETTINGS)?;
         let (driver_url, tls) = TlsSettings::split_url(&url, Dialect::MySql)?;
+        auth.check_tls(&tls, "ssl-mode=REQUIRED")?;
         Ok(MyConfig {
             url,
             driver_url,
@@ -404,7 +432,66 @@ impl MyConfig {
             server_id,
             after_connect,
             start: cdc_start.map(BinlogStart::parse).transpose()?,
+            auth,
         })
+    }
+}
+
+impl Auth {
+    /// `SecretsManagerSecretId`, `SecretsManagerAccessRoleArn` and `IamDatabaseAuthentication`,
+    /// checked against what the URL `url` already says.
+    fn parse(bag: &mut SettingsBag, url: &str) -> Result<Auth> {
+        let auth = Auth {
+            secret: bag.string("SecretsManagerSecretId"),
+            secret_role: bag.string("SecretsManagerAccessRoleArn"),
+            iam: bag.bool("IamDatabaseAuthentication", false)?,
+        };
+        if auth.secret_role.is_some() && auth.secret.is_none() {
+            return Err(Error::config(
+                "[source.settings] SecretsManagerAccessRoleArn is set without SecretsManagerSecretId",
+                "name the secret in SecretsManagerSecretId, or remove SecretsManagerAccessRoleArn",
+            ));
+        }
+        if let Some(role) = &auth.secret_role {
+            if !role.starts_with("arn:") || !role.contains(":role/") {
+                return Err(Error::config(
+                    format!(
+                        "[source.settings] SecretsManagerAccessRoleArn {role:?} is not a role ARN"
+                    ),
+                    "use the role's ARN, such as arn:aws:iam::123456789012:role/dms-secrets-access",
+                ));
+            }
+        }
+        let has_password = url::Url::parse(url).is_ok_and(|u| u.password().is_some());
+        if has_password && (auth.secret.is_some() || auth.iam) {
+            let from = if auth.secret.is_some() {
+                "SecretsManagerSecretId"
+            } else {
+                "IamDatabaseAuthentication"
+            };
+            return Err(Error::config(
+                format!("[source] url has a password, but {from} provides it"),
+                "remove the password from [source] url (keep the user for IAM authentication)",
+            ));
+        }
+        Ok(auth)
+    }
+
+    /// RDS takes IAM tokens only over TLS, and the token is a password for 15 minutes: a task
+    /// that turns TLS off is refused rather than sending it in clear.
+    fn check_tls(&self, tls: &TlsSettings, fix: &str) -> Result<()> {
+        if self.iam && tls.mode == super::tls::TlsMode::Disable {
+            return Err(Error::config(
+                "IamDatabaseAuthentication needs TLS, but [source] url turns it off",
+                format!("use {fix} (or stronger) in [source] url"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// True when a connection's login needs AWS (a secret or a token).
+    pub(crate) fn uses_aws(&self) -> bool {
+        self.secret.is_some() || self.iam
     }
 }
 

@@ -4,6 +4,7 @@
 //! checks and `status`'s figures.
 
 pub(crate) mod chunks;
+pub(crate) mod login;
 pub(crate) mod mysql;
 pub(crate) mod postgres;
 pub(crate) mod stream;
@@ -91,13 +92,16 @@ pub(crate) struct Handoff {
     pub(crate) snapshot: Box<dyn Snapshot>,
 }
 
-/// What `validate` found: lines about what is ready, and every problem with its fix.
+/// What `validate` found: lines about what is ready, every problem (the run would fail: exit
+/// 1) and every warning (the run works, with a cost worth knowing: exit 0), each with its fix.
 #[derive(Debug, Default)]
 pub struct Report {
     /// What was checked and is fine.
     pub ok: Vec<String>,
     /// What is wrong, each with its fix.
     pub problems: Vec<Error>,
+    /// What works but loses something, each with its fix.
+    pub warnings: Vec<Error>,
 }
 
 impl Report {

@@ -403,14 +403,21 @@ fn state_key(prefix: &str, task: &str) -> String {
 pub(crate) async fn check_writable(task: &TaskConfig, target: &TargetConfig) -> Result<String> {
     match &task.state {
         StateLocation::Local(dir) => {
-            std::fs::create_dir_all(dir).map_err(|e| {
+            // Created and written to, as a run would (a folder that exists but is read-only,
+            // or full, fails only here, not at the first checkpoint an hour into the load).
+            let probe = dir.join(format!(".validate-{}", std::process::id()));
+            let writable = std::fs::create_dir_all(dir)
+                .and_then(|()| std::fs::write(&probe, b"probe"))
+                .and_then(|()| std::fs::remove_file(&probe));
+            writable.map_err(|e| {
+                let _ = std::fs::remove_file(&probe);
                 Error::new(
                     ErrorKind::State,
-                    format!("cannot create state folder {}: {e}", dir.display()),
-                    "set [task] state to a writable folder",
+                    format!("cannot write to state folder {}: {e}", dir.display()),
+                    "set [task] state to a folder the task's user may write, or fix its permissions",
                 )
             })?;
-            Ok(format!("state folder {} usable", dir.display()))
+            Ok(format!("state folder {} writable", dir.display()))
         }
         StateLocation::S3 { bucket, prefix } => {
             let store = S3Store::open(bucket, target).await?;

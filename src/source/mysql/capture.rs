@@ -34,7 +34,7 @@ impl MyCapture {
 
     /// A snapshot with the binlog position it ends at.
     async fn handoff(&self) -> Result<Handoff> {
-        let snapshot = self.sel.export().await?;
+        let snapshot = self.sel.export(true).await?;
         let position = snapshot.position.clone().ok_or_else(binlog_off)?;
         Ok(Handoff {
             position: Position::MySql(position),

@@ -21,6 +21,7 @@ use crate::config::{MigrationType, TaskConfig};
 use crate::error::{redact_url, Error, ErrorKind, Result};
 use crate::layout;
 use crate::mapping::{Lobs, TableMappings};
+use crate::source::login::{self, Engine};
 use crate::source::{Capture, Report, Snapshot, Source, SourceObjects};
 use snapshot::MySnapshot;
 
@@ -44,9 +45,17 @@ struct Selection {
 }
 
 impl Selection {
-    /// A consistent snapshot of the selected tables with its binlog position.
-    async fn export(&self) -> Result<MySnapshot> {
-        MySnapshot::export(&self.config, &self.mappings, self.lobs, self.readers).await
+    /// A consistent snapshot of the selected tables, with its binlog position when
+    /// `with_position` (change capture continues from it).
+    async fn export(&self, with_position: bool) -> Result<MySnapshot> {
+        MySnapshot::export(
+            &self.config,
+            &self.mappings,
+            self.lobs,
+            self.readers,
+            with_position,
+        )
+        .await
     }
 }
 
@@ -105,10 +114,14 @@ impl MySource {
         }
         let schemas: Vec<_> = tables.iter().map(|t| t.source.schema.clone()).collect();
         report.check(layout::check_tables(&sel.mappings, &schemas));
-        if let Some(p) = prereq::check_reload(conn).await? {
-            report.problems.push(p);
+        // Without RELOAD the load still runs (a lock-free snapshot): a warning, not a problem.
+        if let Some(w) = prereq::check_reload(conn, self.migration).await? {
+            report.warnings.push(w);
         }
         if self.migration != MigrationType::FullLoad {
+            report
+                .warnings
+                .extend(prereq::check_row_metadata(conn).await?);
             let found = prereq::check_cdc(conn).await?;
             if found.is_empty() {
                 report
@@ -137,7 +150,7 @@ impl Source for MySource {
     }
 
     async fn snapshot(&self) -> Result<Box<dyn Snapshot>> {
-        Ok(Box::new(self.sel.export().await?))
+        Ok(Box::new(self.sel.export(false).await?))
     }
 
     async fn capture(&self) -> Result<Box<dyn Capture>> {
@@ -228,8 +241,9 @@ fn my_error(e: mysql_async::Error, doing: &str) -> Error {
 
 /// Connection options from the task's URL, with canonical session settings; `tls`: whether to
 /// ask for TLS, `name`: the name to check the certificate against instead of the host.
-fn options(source: &MyConfig, tls: bool, name: Option<&str>) -> Result<Opts> {
-    let opts = Opts::from_url(&source.driver_url).map_err(|e| {
+/// `url` is the driver URL with the login filled in ([`crate::source::login`]).
+fn options(source: &MyConfig, url: &str, tls: bool, name: Option<&str>) -> Result<Opts> {
+    let opts = Opts::from_url(url).map_err(|e| {
         Error::config(
             format!(
                 "[source] url {} is not a MySQL URL: {e}",
@@ -241,6 +255,8 @@ fn options(source: &MyConfig, tls: bool, name: Option<&str>) -> Result<Opts> {
     Ok(OptsBuilder::from_opts(opts)
         .prefer_socket(false)
         .ssl_opts(tls.then(|| ssl_opts(&source.tls, name)))
+        // RDS's AWSAuthenticationPlugin takes the token as a clear-text password (over TLS).
+        .enable_cleartext_plugin(source.auth.iam)
         .init(
             SESSION_SETUP
                 .iter()
@@ -275,7 +291,9 @@ fn ssl_opts(tls: &TlsSettings, name: Option<&str>) -> SslOpts {
 async fn connect(source: &MyConfig) -> Result<Conn> {
     crate::source::tls::install_provider();
     let tls = &source.tls;
-    let mut attempt = Conn::new(options(source, tls.mode != TlsMode::Disable, None)?).await;
+    // The login is obtained again for every connection (a rotated secret, a fresh token).
+    let url = &login::driver_url(&source.driver_url, &source.auth, Engine::MySql).await?;
+    let mut attempt = Conn::new(options(source, url, tls.mode != TlsMode::Disable, None)?).await;
     if let Err(e) = &attempt {
         if tls.mode == TlsMode::Prefer
             && matches!(
@@ -284,19 +302,19 @@ async fn connect(source: &MyConfig) -> Result<Conn> {
             )
         {
             // PREFERRED: the server offers no TLS, so connect without.
-            attempt = Conn::new(options(source, false, None)?).await;
+            attempt = Conn::new(options(source, url, false, None)?).await;
         } else if tls.mode == TlsMode::VerifyCa {
             // The driver's VERIFY_CA still checks the name with this rustls: check the chain
             // again against a name the certificate itself carries.
             if let Some(name) = crate::source::tls::names_of_refused_certificate(e)
                 .and_then(|names| names.into_iter().next())
             {
-                attempt = Conn::new(options(source, true, Some(&name))?).await;
+                attempt = Conn::new(options(source, url, true, Some(&name))?).await;
             }
         }
     }
     attempt.map_err(|e| {
-        let host = options(source, false, None)
+        let host = options(source, url, false, None)
             .map(|o| o.ip_or_hostname().to_string())
             .unwrap_or_default();
         crate::source::tls::handshake_error(&host, tls, &e)

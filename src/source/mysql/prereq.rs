@@ -5,6 +5,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
 use super::my_error;
+use crate::config::MigrationType;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Binlog retention below this many seconds is reported (DMS asks for at least one day).
@@ -35,15 +36,40 @@ fn has_global(grants: &str, privilege: &str) -> bool {
         .any(|g| g.contains(" ON *.* ") && (g.contains("ALL PRIVILEGES") || g.contains(privilege)))
 }
 
-/// Checks the `RELOAD` privilege the consistent full load uses; the problem is a warning-level
-/// finding (the load falls back to a lock-free snapshot).
-pub(super) async fn check_reload(conn: &mut Conn) -> Result<Option<Error>> {
+/// Checks the `RELOAD` privilege the consistent snapshot uses: without it the load takes a
+/// lock-free snapshot, which costs a full-load-only task only the single instant, and a CDC task
+/// also the exact handoff.
+pub(super) async fn check_reload(
+    conn: &mut Conn,
+    migration: MigrationType,
+) -> Result<Option<Error>> {
     let g = grants(conn).await?;
+    let cost = if migration == MigrationType::FullLoad {
+        "the full load takes a lock-free snapshot, so tables may come from slightly different instants"
+    } else {
+        "the full load takes a lock-free snapshot, so tables may come from slightly different instants and changes during the load can appear in both LOAD and CDC files"
+    };
     Ok((!has_global(&g, "RELOAD")).then(|| {
         Error::new(
             ErrorKind::SourcePrivilege,
-            "the source user lacks RELOAD: the full load takes a lock-free snapshot, so tables may come from slightly different instants and changes during the load can appear in both LOAD and CDC files",
+            format!("the source user lacks RELOAD: {cost}"),
             "GRANT RELOAD ON *.* TO the task's user for one consistent snapshot (held for milliseconds under FLUSH TABLES WITH READ LOCK)",
+        )
+    }))
+}
+
+/// `binlog_row_metadata` other than FULL, on servers that have it (MySQL ≥ 8.0.1, MariaDB ≥
+/// 10.5): the binlog then carries no column names, so rows are matched to columns by position
+/// with today's catalog.
+pub(super) async fn check_row_metadata(conn: &mut Conn) -> Result<Option<Error>> {
+    let Some(value) = variable(conn, "binlog_row_metadata").await? else {
+        return Ok(None);
+    };
+    Ok((!value.eq_ignore_ascii_case("FULL")).then(|| {
+        Error::new(
+            ErrorKind::Source,
+            format!("binlog_row_metadata is {value}: the binlog carries no column names, so changes are matched to columns by position with the table's current definition; changes written before an ALTER TABLE that adds or drops a column stop the task when they are read after it (a restart then needs --restart), and a renamed column's old rows are written under its new name"),
+            "set binlog_row_metadata=FULL (server config or parameter group; no restart needed: SET GLOBAL binlog_row_metadata=FULL)",
         )
     }))
 }

@@ -91,11 +91,15 @@ impl Workers {
 
 impl MySnapshot {
     /// Opens `workers` sessions and starts their snapshots (see the type's documentation).
+    /// `with_position`: read the binlog position too (change capture continues from it); a
+    /// full-load-only task does not, so it needs neither the binlog nor the privilege to read
+    /// its position (`REPLICATION CLIENT` / `BINLOG MONITOR`).
     pub(super) async fn export(
         source: &MyConfig,
         mappings: &TableMappings,
         lobs: Lobs,
         workers: usize,
+        with_position: bool,
     ) -> Result<MySnapshot> {
         let mut control = connect(source).await?;
         let mut pool = Vec::with_capacity(workers);
@@ -122,7 +126,7 @@ impl MySnapshot {
             Err(e) => return Err(my_error(e, "taking FLUSH TABLES WITH READ LOCK")),
         };
         let result = async {
-            let position = if lock_free {
+            let position = if lock_free && with_position {
                 binlog_position(&mut control).await?
             } else {
                 None
@@ -135,7 +139,8 @@ impl MySnapshot {
             }
             let position = match position {
                 Some(p) => Some(p),
-                None => binlog_position(&mut control).await?,
+                None if with_position => binlog_position(&mut control).await?,
+                None => None,
             };
             Ok::<_, Error>((tables, position))
         }

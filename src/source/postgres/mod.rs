@@ -20,6 +20,7 @@ use crate::config::{MigrationType, TaskConfig};
 use crate::error::{redact_url, Error, ErrorKind, Result};
 use crate::layout;
 use crate::mapping::{Lobs, RelationKind, TableMappings};
+use crate::source::login::{self, Engine};
 use crate::source::{Capture, Report, Snapshot, Source, SourceObjects};
 use snapshot::PgSnapshot;
 
@@ -89,6 +90,18 @@ impl PgSource {
             .problems
             .extend(slot::identity_problems(client, &selected, &self.sel.mappings).await?);
         let tables: Vec<String> = selected.iter().map(|t| t.qualified()).collect();
+        // A publication the task does not create must already publish every selected table.
+        match slot::publication_lacks(client, &c.publication, &tables).await? {
+            Some(Some(problem)) => report.problems.push(problem),
+            Some(None) => report.ok.push(format!(
+                "publication {} publishes the selected tables",
+                c.publication
+            )),
+            None if c.publication_given => report
+                .ok
+                .push(format!("publication {} will be created", c.publication)),
+            None => {}
+        }
         for t in slot::tables_without_identity(client, &tables).await? {
             report.problems.push(Error::config(
                 format!("{t} has no primary key or replica identity; UPDATE/DELETE on it would fail once published"),
@@ -101,8 +114,9 @@ impl PgSource {
                     format!("{t} has large (TOASTable) columns and REPLICA IDENTITY is not FULL: an UPDATE that leaves such a value unchanged stops the task (UnchangedToastValues = \"fail\")"),
                     format!("ALTER TABLE {t} REPLICA IDENTITY FULL, or set UnchangedToastValues to \"marker\" or \"lookup\""),
                 )),
-                UnchangedToast::Marker(m) => report.ok.push(format!(
-                    "{t}: an UPDATE that leaves a large value unchanged writes {m:?} for it (ALTER TABLE {t} REPLICA IDENTITY FULL writes the value)"
+                UnchangedToast::Marker(m) => report.warnings.push(Error::config(
+                    format!("{t} holds values stored out of line (TOAST) and REPLICA IDENTITY is not FULL: an UPDATE that leaves such a value unchanged writes {m:?} for it"),
+                    format!("ALTER TABLE {t} REPLICA IDENTITY FULL to write the value, or set UnchangedToastValues = \"lookup\" to read it from the table"),
                 )),
                 UnchangedToast::Lookup(_) => report.ok.push(format!(
                     "{t}: unchanged large values in updates are read from the table by key"
@@ -328,7 +342,7 @@ fn sqlstate_kind(code: &str) -> Option<(ErrorKind, &'static str)> {
 
 /// Opens a session with canonical output settings, over TLS as `sslmode` asks.
 async fn connect(config: &PgConfig) -> Result<Client> {
-    let mut parsed = driver_config(config)?;
+    let mut parsed = driver_config(config).await?;
     if parsed.get_application_name().is_none() {
         // Names our sessions in pg_stat_activity, beside the walsender's "tributary <slot>".
         parsed.application_name("tributary");
@@ -374,9 +388,11 @@ async fn connect_timed(config: &PgConfig) -> Result<Client> {
 }
 
 /// The task's URL as tokio-postgres reads it (TLS parameters taken out, see
-/// [`crate::config::tls`]).
-fn driver_config(config: &PgConfig) -> Result<tokio_postgres::Config> {
-    config.driver_url.parse().map_err(|e| {
+/// [`crate::config::tls`]), with the login from AWS when the task asks for it (obtained again
+/// for every connection: see [`crate::source::login`]).
+async fn driver_config(config: &PgConfig) -> Result<tokio_postgres::Config> {
+    let url = login::driver_url(&config.driver_url, &config.auth, Engine::Postgres).await?;
+    url.parse().map_err(|e| {
         Error::config(
             format!(
                 "[source] url {} is not a PostgreSQL URL: {e}",

@@ -67,13 +67,13 @@ pub(super) struct PgReplication {
 
 /// Connection settings for a replication session on `slot` reading `publication`, with the host
 /// name the server's certificate is checked against.
-fn config(
+async fn config(
     source: &PgConfig,
     slot: &str,
     publication: &str,
     start: Option<Lsn>,
 ) -> Result<(ReplicationConfig, String)> {
-    let parsed = super::driver_config(source)?;
+    let parsed = super::driver_config(source).await?;
     let host = super::host_name(&parsed);
     let port = parsed.get_ports().first().copied().unwrap_or(5432);
     let user = parsed.get_user().unwrap_or("postgres").to_string();
@@ -224,7 +224,7 @@ impl PgReplication {
         publication: &str,
         start: Option<Lsn>,
     ) -> Result<PgReplication> {
-        let (cfg, host) = config(source, slot, publication, start)?;
+        let (cfg, host) = config(source, slot, publication, start).await?;
         crate::source::tls::install_provider();
         let client = ReplicationClient::connect_gated(cfg)
             .await

@@ -128,8 +128,10 @@ pub(super) async fn identity_problems(
         .collect())
 }
 
-/// Selected tables whose unchanged large values cannot be recovered in updates (replica identity
-/// not FULL while they have TOASTable columns).
+/// Selected tables whose unchanged large values cannot be recovered in updates: replica
+/// identity not FULL, and values stored out of line now (a non-empty TOAST table: only those
+/// are left out of an UPDATE that does not change them; a text column holding short values
+/// is no risk).
 pub(super) async fn tables_with_toast_risk(
     client: &Client,
     tables: &[String],
@@ -140,7 +142,8 @@ pub(super) async fn tables_with_toast_risk(
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
              JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
              WHERE n.nspname || '.' || c.relname = ANY($1) AND c.relreplident <> 'f'
-               AND a.attstorage IN ('x', 'e')",
+               AND a.attstorage IN ('x', 'e')
+               AND c.reltoastrelid <> 0 AND pg_relation_size(c.reltoastrelid) > 0",
             &[&tables],
         )
         .await
@@ -153,13 +156,49 @@ fn split(qualified: &str) -> (&str, &str) {
     qualified.split_once('.').unwrap_or(("public", qualified))
 }
 
-/// Makes sure publication `name` exists and publishes `tables`: creates it if missing; adds
-/// missing tables when `ours` (a publication the task created), else reports them.
+/// Makes sure publication `name` exists and publishes `tables`: creates it if missing, else
+/// fails naming the tables it lacks ([`publication_lacks`]). True when it was created.
 pub(super) async fn ensure_publication(
     client: &Client,
     name: &str,
     tables: &[String],
 ) -> Result<bool> {
+    match publication_lacks(client, name, tables).await? {
+        None => {
+            client
+                .batch_execute(&format!(
+                    "CREATE PUBLICATION {} FOR TABLE {}",
+                    quote_ident(name),
+                    quoted_list(tables)
+                ))
+                .await
+                .map_err(|e| pg_error(e, &format!("creating publication {name}")))?;
+            Ok(true)
+        }
+        Some(None) => Ok(false),
+        Some(Some(e)) => Err(e),
+    }
+}
+
+/// `tables` as a quoted SQL list.
+fn quoted_list(tables: &[String]) -> String {
+    tables
+        .iter()
+        .map(|t| {
+            let (s, n) = split(t);
+            format!("{}.{}", quote_ident(s), quote_ident(n))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What publication `name` lacks of `tables`: None when there is no such publication,
+/// Some(None) when it publishes them all, else the problem naming the missing ones with the fix.
+pub(super) async fn publication_lacks(
+    client: &Client,
+    name: &str,
+    tables: &[String],
+) -> Result<Option<Option<Error>>> {
     let exists = client
         .query_opt(
             "SELECT puballtables FROM pg_publication WHERE pubname = $1",
@@ -167,28 +206,11 @@ pub(super) async fn ensure_publication(
         )
         .await
         .map_err(|e| pg_error(e, "reading publications"))?;
-    let list = |ts: &[String]| {
-        ts.iter()
-            .map(|t| {
-                let (s, n) = split(t);
-                format!("{}.{}", quote_ident(s), quote_ident(n))
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     let Some(row) = exists else {
-        client
-            .batch_execute(&format!(
-                "CREATE PUBLICATION {} FOR TABLE {}",
-                quote_ident(name),
-                list(tables)
-            ))
-            .await
-            .map_err(|e| pg_error(e, &format!("creating publication {name}")))?;
-        return Ok(true);
+        return Ok(None);
     };
     if row.get::<_, bool>(0) {
-        return Ok(false);
+        return Ok(Some(None));
     }
     let published: Vec<String> = client
         .query(
@@ -206,9 +228,9 @@ pub(super) async fn ensure_publication(
         .cloned()
         .collect();
     if missing.is_empty() {
-        return Ok(false);
+        return Ok(Some(None));
     }
-    Err(Error::config(
+    Ok(Some(Some(Error::config(
         format!(
             "publication {name} does not publish {} (selected by table_mappings)",
             missing.join(", ")
@@ -216,9 +238,9 @@ pub(super) async fn ensure_publication(
         format!(
             "ALTER PUBLICATION {} ADD TABLE {}; or set PublicationName to a publication that has them",
             quote_ident(name),
-            list(&missing)
+            quoted_list(&missing)
         ),
-    ))
+    ))))
 }
 
 /// Facts about a replication slot.
