@@ -526,11 +526,14 @@ impl CheckpointStore {
         std::fs::create_dir_all(dir).map_err(|e| self.error("create folder for", e))?;
         let tmp = dir.join(format!(".checkpoint.json.tmp-{}", std::process::id()));
         let json = serde_json::to_vec_pretty(cp).map_err(|e| self.error("encode", e))?;
-        let mut f = std::fs::File::create(&tmp).map_err(|e| self.error("write", e))?;
-        f.write_all(&json)
-            .and_then(|()| f.sync_all())
-            .map_err(|e| self.error("write", e))?;
-        std::fs::rename(&tmp, &self.path).map_err(|e| self.error("replace", e))?;
+        // A failed write (a full disk) leaves no temporary file behind.
+        let written = std::fs::File::create(&tmp)
+            .and_then(|mut f| f.write_all(&json).and_then(|()| f.sync_all()))
+            .and_then(|()| std::fs::rename(&tmp, &self.path));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(self.error("write", e));
+        }
         std::fs::File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| self.error("sync folder of", e))
@@ -541,6 +544,27 @@ impl CheckpointStore {
 mod tests {
     use super::*;
     use crate::change::{BinlogPos, Lsn};
+
+    /// A write that fails leaves neither a temporary file nor a changed checkpoint.
+    #[test]
+    fn a_failed_save_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::new(dir.path(), "t1");
+        // The checkpoint's name taken by a non-empty folder: the final rename fails.
+        std::fs::create_dir_all(store.path.join("x")).unwrap();
+        let cp = Checkpoint::new("t1", "raw".into(), chrono::Utc::now());
+        assert!(store.save(&cp).is_err());
+        let folder = store.path.parent().unwrap();
+        let left: Vec<String> = std::fs::read_dir(folder)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            left,
+            [store.path.file_name().unwrap().to_string_lossy()],
+            "{left:?}"
+        );
+    }
 
     #[test]
     fn save_load_round_trip() {

@@ -7,6 +7,7 @@
 mod cdc;
 mod chunks;
 mod common;
+mod deploy;
 mod drop;
 mod errors;
 mod full_load;

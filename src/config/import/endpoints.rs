@@ -54,6 +54,8 @@ pub(super) struct SourceOut {
     pub(super) engine: String,
     /// The user name in the URL (for the header's password line).
     pub(super) user: String,
+    /// The login comes from Secrets Manager: no password variable to set.
+    pub(super) from_secret: bool,
     /// `[source]` and `[source.settings]`.
     pub(super) sections: Vec<Section>,
 }
@@ -138,13 +140,26 @@ pub(super) fn source(ep: &Value, password_env: &str) -> Result<SourceOut> {
     };
     let database = fact("DatabaseName").map(text).unwrap_or_default();
     let (tls, tls_note) = tls_parameter(engine, str_field(ep, "SslMode"))?;
+    // With a secret Tributary reads, the login comes from it on every connection: a password
+    // in the url beside it is refused by the parser.
+    let from_secret = secret.is_some()
+        && crate::config::source::accepted_settings(engine)
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case("SecretsManagerSecretId"));
+    let password = if from_secret {
+        String::new()
+    } else {
+        format!(":${{{password_env}}}")
+    };
     let url = format!(
-        "{engine}://{user_in_url}:${{{password_env}}}@{host}:{port}/{}?{tls}",
+        "{engine}://{user_in_url}{password}@{host}:{port}/{}?{tls}",
         utf8_percent_encode(&database, URL_PART)
     );
-    let mut url_line = Line::string("url", &url).fixed().with_note(format!(
-        "ServerName, Port, DatabaseName, Username from the endpoint ({settings_name} first); the password is never exported: export {password_env} before validate/run"
-    ));
+    let mut url_line = Line::string("url", &url).fixed().with_note(if from_secret {
+        format!("ServerName, Port, DatabaseName, Username from the endpoint ({settings_name} first); the login (user, password, host, port) is read from Secrets Manager on every connection (SecretsManagerSecretId below)")
+    } else {
+        format!("ServerName, Port, DatabaseName, Username from the endpoint ({settings_name} first); the password is never exported: export {password_env} before validate/run")
+    });
     if !missing.is_empty() {
         url_line.note(format!(
             "not in the export (set these variables too): {}",
@@ -204,6 +219,7 @@ pub(super) fn source(ep: &Value, password_env: &str) -> Result<SourceOut> {
         sections.push(settings);
     }
     Ok(SourceOut {
+        from_secret,
         engine: engine.to_string(),
         user,
         sections,

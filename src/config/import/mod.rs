@@ -171,6 +171,11 @@ pub fn import(docs: &Documents, opts: &ImportOptions) -> Result<String> {
     let mut draft = Draft::default();
     let src = endpoints::source(source, &password_env)?;
     let tgt = endpoints::target(target)?;
+    let password_env = if src.from_secret {
+        String::new()
+    } else {
+        password_env
+    };
     draft.header = header(task, source, target, &src.user, &password_env);
     let task_section = task_section(task, &src.engine, &mut draft)?;
     draft.sections.push(task_section);
@@ -367,12 +372,22 @@ fn header(
             }
         }
     }
+    let login = if password_env.is_empty() {
+        [
+            format!("  1. give the task read access to the Secrets Manager secret of {user}"),
+            "     (the login is read from it on every connection);".into(),
+        ]
+    } else {
+        [
+            format!(
+                "  1. export {password_env}='...'   the password of {user} (DMS never exports passwords;"
+            ),
+            "     percent-encode @ : / ? # [ ] % in it, as it goes into the url);".into(),
+        ]
+    };
+    h.push("Before running it:".into());
+    h.extend(login);
     h.extend([
-        "Before running it:".into(),
-        format!(
-            "  1. export {password_env}='...'   the password of {user} (DMS never exports passwords;"
-        ),
-        "     percent-encode @ : / ? # [ ] % in it, as it goes into the url);".into(),
         "  2. read the \"not carried over\" comments below: those DMS values have no effect here;"
             .into(),
         "  3. stop the DMS task first, or change BucketFolder: both would write the same objects;"

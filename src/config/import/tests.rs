@@ -264,7 +264,7 @@ fn aurora_postgresql_settings_tls_and_secrets() {
     // PostgreSQLSettings win over the endpoint's top-level connection fields.
     assert!(has_line(
         &text,
-        "url = \"postgres://dms_reader:${TRIBUTARY_SOURCE_PASSWORD}@orders.cluster-ro-cqiw4tcs0mg7.us-east-1.rds.amazonaws.com:5433/orders?sslmode=verify-full\""
+        "url = \"postgres://dms_reader@orders.cluster-ro-cqiw4tcs0mg7.us-east-1.rds.amazonaws.com:5433/orders?sslmode=verify-full\""
     ), "{text}");
     assert!(text.contains("SslMode verify-full → sslmode=verify-full"));
     assert!(text.contains(
