@@ -52,6 +52,18 @@ impl Engine {
     }
 }
 
+/// A refused login while the login comes from Secrets Manager: a rotation may be half done (the
+/// database has the new password, the secret's current version still the old one, until the
+/// rotation finishes), so it is retried under the reconnect policy, reading the secret again
+/// each time, instead of stopping the task. Other errors pass through.
+pub(crate) fn during_rotation(auth: &Auth, mut e: Error) -> Error {
+    if auth.secret.is_some() && e.kind == ErrorKind::SourceAuth {
+        e.kind = ErrorKind::SourceConnect;
+        e.fix = "check the user and password in the Secrets Manager secret (a rotation in progress is retried, reading the secret again)".into();
+    }
+    e
+}
+
 /// The driver URL `driver_url` with the login `auth` asks for filled in (unchanged when the
 /// URL holds it all). Called for every connection.
 pub(crate) async fn driver_url(driver_url: &str, auth: &Auth, engine: Engine) -> Result<String> {

@@ -317,8 +317,9 @@ async fn connect(source: &MyConfig) -> Result<Conn> {
         let host = options(source, url, false, None)
             .map(|o| o.ip_or_hostname().to_string())
             .unwrap_or_default();
-        crate::source::tls::handshake_error(&host, tls, &e)
-            .unwrap_or_else(|| my_error(e, &format!("connecting to {}", redact_url(&source.url))))
+        let e = crate::source::tls::handshake_error(&host, tls, &e)
+            .unwrap_or_else(|| my_error(e, &format!("connecting to {}", redact_url(&source.url))));
+        login::during_rotation(&source.auth, e)
     })
 }
 

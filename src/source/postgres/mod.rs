@@ -351,8 +351,9 @@ async fn connect(config: &PgConfig) -> Result<Client> {
         &config.tls,
     )?);
     let (client, connection) = parsed.connect(tls).await.map_err(|e| {
-        crate::source::tls::handshake_error(&host_name(&parsed), &config.tls, &e)
-            .unwrap_or_else(|| pg_error(e, &format!("connecting to {}", redact_url(&config.url))))
+        let e = crate::source::tls::handshake_error(&host_name(&parsed), &config.tls, &e)
+            .unwrap_or_else(|| pg_error(e, &format!("connecting to {}", redact_url(&config.url))));
+        login::during_rotation(&config.auth, e)
     })?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {

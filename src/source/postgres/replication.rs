@@ -226,9 +226,12 @@ impl PgReplication {
     ) -> Result<PgReplication> {
         let (cfg, host) = config(source, slot, publication, start).await?;
         crate::source::tls::install_provider();
-        let client = ReplicationClient::connect_gated(cfg)
-            .await
-            .map_err(|e| wire_error(e, "connecting for replication"))?;
+        let client = ReplicationClient::connect_gated(cfg).await.map_err(|e| {
+            crate::source::login::during_rotation(
+                &source.auth,
+                wire_error(e, "connecting for replication"),
+            )
+        })?;
         Ok(PgReplication {
             client,
             started: false,
