@@ -484,9 +484,5 @@ async fn pg_walkthrough_imports_validates_and_runs() {
         assert_rows_eq(&replayed, &now, t);
     }
     // The slot this task made would keep the next run from recreating the database.
-    let _ = admin
-        .batch_execute(&format!(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '{db}'"
-        ))
-        .await;
+    drop_slots(db).await;
 }

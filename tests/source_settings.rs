@@ -24,13 +24,7 @@ fn rows(base: i32) -> String {
 
 /// A fresh database `db` with [`TABLES`], and its replication slots dropped.
 async fn db(db: &str) -> tokio_postgres::Client {
-    let admin = connect(&pg_url("postgres")).await;
-    admin
-        .batch_execute(&format!(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '{db}'"
-        ))
-        .await
-        .unwrap();
+    drop_slots(db).await;
     let client = fresh_db(db).await;
     client.batch_execute(TABLES).await.unwrap();
     client
@@ -323,4 +317,31 @@ async fn validate_lists_the_task_settings_it_does_not_apply() {
             "{key} listed once: {stdout}"
         );
     }
+}
+
+/// A MySQL AfterConnectScript the server refuses is named in the error too.
+#[tokio::test]
+async fn a_failing_mysql_after_connect_script_is_named() {
+    use mysql_async::prelude::Queryable;
+    let db = "srcset_my_badscript";
+    let mut conn = crate::mysql::my_db(db).await;
+    conn.query_drop("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    let task = crate::mysql::my_task_at(&crate::mysql::my_url(db), db, "full-load", "", "");
+    let text = std::fs::read_to_string(&task.path).unwrap().replace(
+        "[target]",
+        "[source.settings]\nAfterConnectScript = \"SELEC 1\"\n[target]",
+    );
+    std::fs::write(&task.path, text).unwrap();
+    let out = tributary(&[
+        "run",
+        "--config",
+        task.path.to_str().unwrap(),
+        "--no-progress",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("AfterConnectScript"), "{stderr}");
+    assert!(files(&task.lake()).iter().all(|f| !f.contains("LOAD")));
 }

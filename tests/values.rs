@@ -124,18 +124,6 @@ fn edge_csv(base: i32) -> Vec<Cells> {
     )
 }
 
-/// Drops the replication slots on database `db` (a task that failed keeps its slot, and a
-/// slot keeps its database from being dropped by the next run of the test).
-async fn drop_slots(db: &str) {
-    let admin = connect(&pg_url("postgres")).await;
-    admin
-        .batch_execute(&format!(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '{db}'"
-        ))
-        .await
-        .unwrap();
-}
-
 /// A fresh PostgreSQL database `db` with [`PG_TABLES`].
 async fn pg_db(db: &str) -> tokio_postgres::Client {
     drop_slots(db).await;

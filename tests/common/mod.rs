@@ -32,6 +32,18 @@ pub async fn connect(url: &str) -> Client {
     client
 }
 
+/// Drops the replication slots on database `db` (a task that failed keeps its slot, and a
+/// slot keeps its database from being dropped by the next run of the test).
+pub async fn drop_slots(db: &str) {
+    let admin = connect(&pg_url("postgres")).await;
+    admin
+        .batch_execute(&format!(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '{db}'"
+        ))
+        .await
+        .unwrap();
+}
+
 /// Creates (or recreates) database `name` and returns a client on it.
 pub async fn fresh_db(name: &str) -> Client {
     let admin = connect(&pg_url("postgres")).await;

@@ -317,8 +317,15 @@ async fn connect(source: &MyConfig) -> Result<Conn> {
         let host = options(source, url, false, None)
             .map(|o| o.ip_or_hostname().to_string())
             .unwrap_or_default();
-        let e = crate::source::tls::handshake_error(&host, tls, &e)
+        // Statements the server refuses while a session opens can only be the init list:
+        // ours never fail, so it is AfterConnectScript.
+        let script_failed = source.after_connect.is_some()
+            && matches!(&e, mysql_async::Error::Server(s) if s.code != 1045);
+        let mut e = crate::source::tls::handshake_error(&host, tls, &e)
             .unwrap_or_else(|| my_error(e, &format!("connecting to {}", redact_url(&source.url))));
+        if script_failed {
+            e.fix = "fix the SQL in [source.settings] AfterConnectScript (it runs on every new session)".into();
+        }
         login::during_rotation(&source.auth, e)
     })
 }
