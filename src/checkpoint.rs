@@ -189,6 +189,10 @@ pub(crate) struct TableStats {
     /// resume reads the same chunks whatever the table's size has become.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) chunks: Vec<String>,
+    /// The segments' key ranges when they are ranges of integer key columns: a
+    /// `full-load-and-cdc` resume keeps finished segments only then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) key_ranges: Option<crate::mapping::segments::KeyRanges>,
 }
 
 /// One segment of a segmented full load.
@@ -209,6 +213,10 @@ pub(crate) struct SegmentStats {
     /// are not given to other content.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) next_load_file: Option<u64>,
+    /// `full-load-and-cdc`: the position of the snapshot the segment was read from; the
+    /// stream skips its rows' changes before it (the table's `loaded_at`, per segment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) loaded_at: Option<Position>,
 }
 
 impl TableStats {

@@ -95,6 +95,16 @@ fn kill_after_chunks(
     }
     child.kill().unwrap();
     child.wait().unwrap();
+    finished_files(task, id, table, folder)
+}
+
+/// The files of `table`'s finished chunks (in `folder`), with their modification times.
+fn finished_files(
+    task: &Task,
+    id: &str,
+    table: &str,
+    folder: &str,
+) -> Vec<(String, std::time::SystemTime)> {
     let done: Vec<u64> = completed_chunks(task, id, table)
         .iter()
         .map(|c| c.trim_start_matches("CHUNK").parse().unwrap())
@@ -324,10 +334,78 @@ async fn mysql_big_tables_load_in_resumable_automatic_chunks() {
         .all(|f| chunk_of(f) == 1));
 }
 
-/// `full-load-and-cdc` with automatic chunks, a concurrent workload, and `kill -9` after the
-/// first chunks finished: the resume reads the interrupted table again (every chunk, from the
-/// resume's snapshot), and the replay of LOAD and CDC files equals the source with every change
-/// once (per-row revisions consecutive).
+/// Starts run `n` of a `full-load-and-cdc` task with 256 KB chunks (its log in `run-{n}.log`).
+fn spawn_cdc(task: &Task, n: usize) -> std::process::Child {
+    crate::cdc::run_command(task, n, &[])
+        .env("TRIBUTARY_LOG", "info")
+        .env("TRIBUTARY_AUTO_SEGMENT_KB", "256")
+        .spawn()
+        .unwrap()
+}
+
+/// Kills `child` (SIGKILL) once `table` has `n` finished chunks, before its load ends;
+/// returns the files of its finished chunks with their modification times.
+fn kill_when_chunks(
+    task: &Task,
+    id: &str,
+    (table, folder): (&str, &str),
+    mut child: std::process::Child,
+    n: usize,
+) -> Vec<(String, std::time::SystemTime)> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while completed_chunks(task, id, table).len() < n {
+        assert!(child.try_wait().unwrap().is_none(), "ended before the kill");
+        assert!(Instant::now() < deadline, "{n} chunks never finished");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let s = stats(task, id, table);
+    assert!(s["Chunks"].as_array().is_some_and(|c| c.len() >= 6), "{s}");
+    assert_ne!(s["TableState"], "Table completed", "killed after the load");
+    finished_files(task, id, table, folder)
+}
+
+/// Asserts that the files of kept chunks were not rewritten and that runs `runs` kept chunks.
+fn assert_kept(task: &Task, kept: &[(String, std::time::SystemTime)], runs: &[usize]) {
+    for (f, modified) in kept {
+        let now = std::fs::metadata(task.lake().join(f)).unwrap().modified();
+        assert_eq!(
+            now.ok().as_ref(),
+            Some(modified),
+            "{f} of a kept chunk was rewritten"
+        );
+    }
+    for &n in runs {
+        let log = crate::cdc::log(task, n);
+        assert!(log.contains("finished segments are kept"), "{log}");
+        assert!(log.contains("segment already loaded; skipping"), "{log}");
+    }
+}
+
+/// The statements run while the task is down after kill `round`: rows move between the first
+/// chunk (kept) and the last (read again), rows of both change and are deleted, so the
+/// resume's snapshot is taken after changes to both kinds of chunks.
+fn while_down(round: i64, negate: &str) -> String {
+    format!(
+        "UPDATE plain SET id = id + 2000000, rev = rev + 1 WHERE id BETWEEN {a} AND {b};
+         UPDATE plain SET id = {negate}, rev = rev + 1 WHERE id BETWEEN {c} AND {d};
+         UPDATE plain SET rev = rev + 1 WHERE id IN (15000, 1299000);
+         DELETE FROM plain WHERE id IN ({e}, {f});",
+        a = 100 + round * 10,
+        b = 104 + round * 10,
+        c = 1_299_900 + round * 10,
+        d = 1_299_904 + round * 10,
+        e = 200 + round,
+        f = 1_299_800 + round,
+    )
+}
+
+/// `full-load-and-cdc` with automatic chunks, a concurrent workload, and `kill -9` twice during
+/// the load: each resume keeps the chunks that finished (their files untouched, the log says
+/// they were skipped) and reads the others from its own snapshot. Rows whose key moves them
+/// between a kept chunk and a re-read one while the task is down, changes to rows of both
+/// kinds of chunks, and the rest of the workload replay to the source with every change once.
 #[tokio::test]
 async fn full_load_and_cdc_in_chunks_survives_kill_9_with_every_change_once() {
     use crate::cdc::{cdc_task, fence_stop_and_compare, wait_for, workload, SCHEMA};
@@ -354,44 +432,79 @@ async fn full_load_and_cdc_in_chunks_survives_kill_9_with_every_change_once() {
         "[task.settings]\nFullLoadSettings.MaxFullLoadSubTasks = 1\n",
     );
     std::fs::write(&task.path, text).unwrap();
-    let spawn = |n: usize| {
-        let log = std::fs::File::create(task.dir.path().join(format!("run-{n}.log"))).unwrap();
-        std::process::Command::new(env!("CARGO_BIN_EXE_tributary"))
-            .args([
-                "run",
-                "--config",
-                task.path.to_str().unwrap(),
-                "--no-progress",
-            ])
-            .env("TRIBUTARY_LOG", "info")
-            .env("TRIBUTARY_AUTO_SEGMENT_KB", "256")
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap()
-    };
-    let mut child = spawn(0);
+    let down = |round| while_down(round, "-id").replace("plain", "c.plain");
+    // `c.plain`, the biggest table, loads first.
+    let plain = ("c.plain", "c/plain");
+    let child = spawn_cdc(&task, 0);
     workload(&client, 0).await;
-    // The biggest table loads first: killed after two of its chunks.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while completed_chunks(&task, &id, "c.plain").len() < 2 {
-        assert!(Instant::now() < deadline, "no chunk ever finished");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let s = stats(&task, &id, "c.plain");
-    assert!(s["Chunks"].as_array().is_some_and(|c| c.len() >= 4), "{s}");
-    assert_ne!(s["TableState"], "Table completed", "killed after the load");
-    let mut child = spawn(1);
+    let mut kept = kill_when_chunks(&task, &id, plain, child, 2);
+    client.batch_execute(&down(0)).await.unwrap();
+    let child = spawn_cdc(&task, 1);
     workload(&client, 1).await;
-    wait_for(&task, 1, &mut child, 120, "the load", |_| {
+    kept.extend(kill_when_chunks(&task, &id, plain, child, 4));
+    client.batch_execute(&down(1)).await.unwrap();
+    let mut child = spawn_cdc(&task, 2);
+    wait_for(&task, 2, &mut child, 120, "the load", |_| {
         ["c.items", "c.plain"]
             .iter()
             .all(|t| stats(&task, &id, t)["TableState"] == "Table completed")
     });
     workload(&client, 2).await;
-    fence_stop_and_compare(&client, &task, 1, child).await;
-    let log = crate::cdc::log(&task, 1);
-    assert!(log.contains("loading segment"), "{log}");
+    assert_kept(&task, &kept, &[1, 2]);
+    fence_stop_and_compare(&client, &task, 2, child).await;
+}
+
+/// The same on MariaDB (key ranges of the first key column, cut evenly between its smallest
+/// and largest value).
+#[tokio::test]
+async fn mysql_full_load_and_cdc_in_chunks_survives_kill_9_with_every_change_once() {
+    use crate::cdc::{terminate, wait_for};
+    use crate::mysql::{assert_matches_source, fence, my_db, my_task_at, my_url, workload, SCHEMA};
+    let db = "chunk_my_cdc";
+    let id = format!("my-{db}");
+    let mut conn = my_db(db).await;
+    conn.query_drop(format!(
+        "{SCHEMA}
+         INSERT INTO plain SELECT seq, 0, CONCAT('v', seq) FROM seq_1000001_to_1300000;
+         ANALYZE TABLE items, plain;"
+    ))
+    .await
+    .unwrap();
+    let task = my_task_at(
+        &my_url(db),
+        db,
+        "full-load-and-cdc",
+        "CdcMaxBatchInterval = 1\nCdcMinFileSize = 8\nMaxFileSize = 64",
+        "settings = { FullLoadSettings = { MaxFullLoadSubTasks = 1 } }",
+    );
+    let table = format!("{db}.plain");
+    let folder = format!("{db}/plain");
+    let plain = (table.as_str(), folder.as_str());
+    let child = spawn_cdc(&task, 0);
+    workload(&mut conn, 0).await;
+    let mut kept = kill_when_chunks(&task, &id, plain, child, 2);
+    conn.query_drop(while_down(0, "-id")).await.unwrap();
+    let child = spawn_cdc(&task, 1);
+    workload(&mut conn, 1).await;
+    kept.extend(kill_when_chunks(&task, &id, plain, child, 4));
+    conn.query_drop(while_down(1, "-id")).await.unwrap();
+    let mut child = spawn_cdc(&task, 2);
+    wait_for(&task, 2, &mut child, 120, "the load", |_| {
+        ["items", "plain"]
+            .iter()
+            .all(|t| stats(&task, &id, &format!("{db}.{t}"))["TableState"] == "Table completed")
+    });
+    workload(&mut conn, 2).await;
+    assert_kept(&task, &kept, &[1, 2]);
+    fence(&mut conn, &task, 2, &mut child, db, 1).await;
+    terminate(&task, 2, child);
+    assert_matches_source(
+        &mut conn,
+        &task,
+        db,
+        "items",
+        &["id", "rev", "name", "amount", "big"],
+    )
+    .await;
+    assert_matches_source(&mut conn, &task, db, "plain", &["id", "rev", "v"]).await;
 }

@@ -123,6 +123,79 @@ pub(crate) struct Segment {
     pub(crate) part: SegmentPart,
 }
 
+/// Segments that are ranges of integer key columns (automatic key chunks, `ranges` rules on
+/// integer columns): the segment a row is in follows from its key alone, so the apply loop can
+/// tell, for every change, which segment's snapshot it continues. That is what lets a
+/// `full-load-and-cdc` resume keep finished segments (see `task::apply::gate`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct KeyRanges {
+    /// Source column names, in the order the bounds compare them.
+    pub(crate) columns: Vec<String>,
+    /// Cut points, ascending: segment k holds the tuples `>= bounds[k-1]` and `< bounds[k]`,
+    /// compared lexicographically (as the segments' SQL predicates do).
+    pub(crate) bounds: Vec<Vec<i128>>,
+    /// The segments' names (`SegmentPlace::key`), in order: `bounds.len() + 1` of them.
+    pub(crate) segments: Vec<String>,
+}
+
+impl KeyRanges {
+    /// The ranges of `segments`, cut at `bounds` over `columns`.
+    pub(crate) fn new(columns: Vec<String>, bounds: Vec<Vec<i128>>, segments: &[Segment]) -> Self {
+        KeyRanges {
+            columns,
+            bounds,
+            segments: segments.iter().map(|s| s.place.key()).collect(),
+        }
+    }
+
+    /// The name of the segment holding the key tuple `key` (values of [`Self::columns`]).
+    pub(crate) fn segment_of(&self, key: &[i128]) -> &str {
+        let i = self.bounds.partition_point(|b| b.as_slice() <= key);
+        &self.segments[i.min(self.segments.len() - 1)]
+    }
+
+    /// True when a row cannot leave its segment without changing `key` (column names): a
+    /// change of the key is a `D` of the old row and an `I`/`U` of the new one, each in its
+    /// own segment.
+    pub(crate) fn within(&self, key: &[&str]) -> bool {
+        self.columns.iter().all(|c| key.contains(&c.as_str()))
+    }
+}
+
+/// The key ranges of a `ranges` rule whose columns are all integers and whose boundaries are
+/// integers (None for any other rule: its segments are not told apart by a change's key).
+pub(crate) fn rule_key_ranges(
+    load: &ParallelLoad,
+    table: &TableSchema,
+    segments: &[Segment],
+) -> Option<KeyRanges> {
+    let ParallelLoad::Ranges {
+        columns,
+        boundaries,
+        ..
+    } = load
+    else {
+        return None;
+    };
+    let integers = columns.iter().all(|c| {
+        table
+            .columns
+            .iter()
+            .any(|x| &x.name == c && x.dms_type.is_integer())
+    });
+    if !integers || segments.len() != boundaries.len() + 1 {
+        return None;
+    }
+    let bounds = boundaries
+        .iter()
+        .map(|b| b.iter().map(|v| v.trim().parse::<i128>().ok()).collect())
+        .collect::<Option<Vec<Vec<i128>>>>()?;
+    if bounds.iter().any(|b| b.len() != columns.len()) || bounds.windows(2).any(|w| w[0] >= w[1]) {
+        return None;
+    }
+    Some(KeyRanges::new(columns.clone(), bounds, segments))
+}
+
 /// `parallel-load` as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -396,5 +469,70 @@ pub(crate) fn segments(
             }
             Ok(out)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::change::Column;
+
+    fn table(types: &[(&str, DmsType)]) -> TableSchema {
+        TableSchema {
+            schema: "s".into(),
+            table: "t".into(),
+            columns: types
+                .iter()
+                .map(|(n, t)| Column {
+                    name: n.to_string(),
+                    dms_type: *t,
+                    source_type: String::new(),
+                })
+                .collect(),
+            key: vec![0],
+        }
+    }
+
+    fn ranges(columns: &[&str], bounds: &[&[&str]]) -> ParallelLoad {
+        ParallelLoad::Ranges {
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            boundaries: bounds
+                .iter()
+                .map(|b| b.iter().map(|v| v.to_string()).collect())
+                .collect(),
+            names: None,
+        }
+    }
+
+    /// A `ranges` rule on integer columns places a key by the same lexicographic order its
+    /// SQL predicates use; other rules cannot be placed by a change's key.
+    #[test]
+    fn integer_ranges_place_keys_like_their_predicates() {
+        let t = table(&[
+            ("a", DmsType::Int4),
+            ("b", DmsType::Int8),
+            ("d", DmsType::Date),
+        ]);
+        let quote = |c: &str| format!("\"{c}\"");
+        let load = ranges(&["a", "b"], &[&["1", "5"], &["2", "0"]]);
+        let segs = segments(&load, "1", &t, &[], Dialect::Postgres, &quote).unwrap();
+        let keys = rule_key_ranges(&load, &t, &segs).expect("integer ranges");
+        assert_eq!(keys.segments, ["SEGMENT1", "SEGMENT2", "SEGMENT3"]);
+        assert_eq!(keys.segment_of(&[1, 4]), "SEGMENT1");
+        assert_eq!(keys.segment_of(&[1, 5]), "SEGMENT2");
+        assert_eq!(keys.segment_of(&[1, 99]), "SEGMENT2");
+        assert_eq!(keys.segment_of(&[2, 0]), "SEGMENT3");
+        assert_eq!(keys.segment_of(&[-3, 0]), "SEGMENT1");
+        assert!(keys.within(&["a", "b", "c"]) && !keys.within(&["a"]));
+        let dates = ranges(&["d"], &[&["2024-01-01"]]);
+        let segs = segments(&dates, "1", &t, &[], Dialect::Postgres, &quote).unwrap();
+        assert!(rule_key_ranges(&dates, &t, &segs).is_none(), "dates");
+        let unsorted = ranges(&["a"], &[&["5"], &["1"]]);
+        let segs = segments(&unsorted, "1", &t, &[], Dialect::Postgres, &quote).unwrap();
+        assert!(
+            rule_key_ranges(&unsorted, &t, &segs).is_none(),
+            "not ascending"
+        );
+        assert!(rule_key_ranges(&ParallelLoad::PartitionsAuto, &t, &[]).is_none());
     }
 }

@@ -126,7 +126,13 @@ pub(crate) struct SourceTable {
     pub(crate) load_order: i64,
     /// The units its full load is split into (`parallel-load`); empty: the whole table is one.
     pub(crate) segments: Vec<crate::mapping::segments::Segment>,
+    /// How a change's key tells its segment, when the segments are integer key ranges.
+    pub(crate) key_ranges: Option<crate::mapping::segments::KeyRanges>,
 }
+
+/// A table's automatic chunks: the segments, and their key ranges when they are ranges of an
+/// integer key (None for `ctid` chunks).
+pub(crate) type Split = (Vec<Segment>, Option<crate::mapping::segments::KeyRanges>);
 
 /// `FROM … WHERE …` of a full-load read: `relation` (the table) or the segment's partition,
 /// with the table's source filter (` WHERE …` or "") and the segment's predicate.
@@ -258,7 +264,7 @@ pub(crate) trait Snapshot: Send + Sync {
     /// The automatic chunks of `table` (see [`chunks`]) when the source estimates it above
     /// `chunk_bytes`: segments of about that size that cover every row once; empty when it
     /// is smaller or cannot be cut.
-    async fn split(&self, table: &SourceTable, chunk_bytes: u64) -> Result<Vec<Segment>>;
+    async fn split(&self, table: &SourceTable, chunk_bytes: u64) -> Result<Split>;
     /// Ends the snapshot (releases the exporting transaction).
     async fn close(&self) -> Result<()>;
 }

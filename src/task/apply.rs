@@ -9,6 +9,7 @@
 //! with exponential backoff ([`crate::retry::RECONNECT`]). Cancellation always ends with a
 //! clean stop.
 
+mod gate;
 mod mapped;
 mod suspend;
 
@@ -145,6 +146,7 @@ impl<'a> Apply<'a> {
             .collect();
         let settings = &ctx.task.target.settings;
         let suspended = cp.suspended().into_iter().collect();
+        let gates = gate::Gate::all(cp);
         Apply {
             writer: CdcWriter::new(ctx.store, ctx.layout, settings, clock, stamps),
             policy: FlushPolicy::new(settings),
@@ -155,7 +157,7 @@ impl<'a> Apply<'a> {
             dirty: false,
             stop: None,
             events: 0,
-            mapper: Mapper::default(),
+            mapper: Mapper::with_gates(gates),
             suspended,
             cached_until: None,
         }
@@ -521,6 +523,16 @@ impl ChangeSink for Apply<'_> {
         if !self.ctx.task.settings.handle_truncate {
             tracing::info!(table = %key, "source TRUNCATE ignored (HandleSourceTableTruncated=false)");
             return Ok(());
+        }
+        if self.mapper.gated(&key, &pos) {
+            // Some segments' LOAD files hold rows from before the TRUNCATE, others from after
+            // it: deleting the folder would lose the latter, keeping it the former's removal.
+            let e = Error::new(
+                ErrorKind::Source,
+                format!("TRUNCATE of {key} at {} fell between the snapshots its load segments were read from (a resumed full-load-and-cdc load kept its finished segments)", pos.stream_position()),
+                "run the task again: it reloads the table from a fresh snapshot",
+            );
+            return self.suspend(&key, e).await;
         }
         tracing::warn!(table = %key, "source TRUNCATE: deleting the table's objects (HandleSourceTableTruncated=true)");
         // Transaction files hold every table's changes and are kept; the table's own are not.

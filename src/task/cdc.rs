@@ -133,19 +133,43 @@ async fn load_from(
                 .tables
                 .get(&name)
                 .is_some_and(|s| s.table_state == TableState::Completed);
-            if !done {
+            if done {
+                continue;
+            }
+            let key = ctx.task.mappings.key_of(&t.schema)?;
+            let key: Vec<&str> = key.iter().map(|&i| t.schema.columns[i].name.as_str()).collect();
+            let keeps = only.is_none()
+                && cp.tables.get(&name).is_some_and(|s| {
+                    !s.segments.is_empty() && s.key_ranges.as_ref().is_some_and(|r| r.within(&key))
+                });
+            let series = cp.cdc_mut().series(&StreamKey::Table(name.clone()));
+            let earliest = series.loaded_at.clone();
+            if keeps && earliest.is_some() {
+                // Finished segments keep the snapshot they were read from; the apply loop
+                // tells each change's segment by its key (`apply::gate`). The table skips
+                // only what precedes its earliest segment.
+                tracing::info!(table = %name, "resuming the load: finished segments are kept, the others are read from this snapshot");
+                let stats = cp.tables.get_mut(&name).expect("checked above");
+                for s in stats.segments.values_mut() {
+                    if s.loaded_at.is_none() {
+                        s.loaded_at = earliest.clone();
+                    }
+                }
+            } else {
                 // Every segment is read again from this snapshot: segments finished from an
-                // earlier one would miss the changes between the two points.
+                // earlier one would miss the changes between the two points (see
+                // docs/compatibility.md on segments that a change's key cannot place).
                 if let Some(stats) = cp.tables.get_mut(&name) {
                     for s in stats.segments.values_mut() {
                         s.state = TableState::FullLoad;
+                        s.loaded_at = None;
                     }
                 }
                 cp.cdc_mut().series(&StreamKey::Table(name)).loaded_at = Some(position.clone());
             }
         }
         ctx.checkpoints.save(cp).await?;
-        let load = FullLoad::new(ctx, cp.clone());
+        let load = FullLoad::new(ctx, cp.clone()).continued_at(position.clone());
         let r = load.run(snapshot.as_ref(), tables).await;
         *cp = load.into_checkpoint();
         r

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
+use crate::change::Position;
 use crate::change::RowBatch;
 use crate::checkpoint::{now, Checkpoint, TableState, TableStats};
 use crate::config::errors::Policy;
@@ -44,6 +45,8 @@ pub(crate) struct FullLoad<'a> {
     failed: Mutex<HashSet<String>>,
     /// Segmented tables whose load this run has started (cleared per `TargetTablePrepMode`).
     started: Mutex<HashSet<String>>,
+    /// `full-load-and-cdc`: the position the snapshot ends at (recorded per segment).
+    handoff: Option<Position>,
 }
 
 /// What one table (or segment) load wrote.
@@ -69,7 +72,14 @@ impl<'a> FullLoad<'a> {
             stop_task: Arc::default(),
             failed: Mutex::default(),
             started: Mutex::default(),
+            handoff: None,
         }
+    }
+
+    /// A load of the snapshot a change stream continues from `at`.
+    pub(super) fn continued_at(mut self, at: Position) -> Self {
+        self.handoff = Some(at);
+        self
     }
 
     /// The checkpoint as the load left it.

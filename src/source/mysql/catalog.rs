@@ -290,6 +290,8 @@ pub(super) async fn selected_tables(
                 Dialect::MySql,
                 &quote_ident,
             )?;
+            t.source.key_ranges =
+                segments::rule_key_ranges(load, &t.source.schema, &t.source.segments);
         }
         out.push(t);
     }
@@ -379,6 +381,7 @@ pub(super) async fn describe(
             kind: RelationKind::Table,
             estimated_rows: None,
             segments: Vec::new(),
+            key_ranges: None,
         },
         columns,
         kept,

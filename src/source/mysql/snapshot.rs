@@ -16,10 +16,10 @@ use crate::change::{BinlogPos, RowBatch};
 use crate::config::source::MyConfig;
 use crate::error::{Error, Result};
 use crate::mapping::filter::Dialect;
-use crate::mapping::segments::{self, Segment};
+use crate::mapping::segments::{self, KeyRanges, Segment};
 use crate::mapping::{Lobs, TableMappings};
 use crate::source::{
-    chunks, lob_cut_len, read_from, ReadOptions, ReadProgress, Snapshot, SourceTable,
+    chunks, lob_cut_len, read_from, ReadOptions, ReadProgress, Snapshot, SourceTable, Split,
 };
 
 /// A batch is handed to the writer once it holds `ReadOptions::batch_bytes` of cell data, or
@@ -294,7 +294,7 @@ impl Snapshot for MySnapshot {
         })
     }
 
-    async fn split(&self, table: &SourceTable, chunk_bytes: u64) -> Result<Vec<Segment>> {
+    async fn split(&self, table: &SourceTable, chunk_bytes: u64) -> Result<Split> {
         let found = self
             .tables
             .iter()
@@ -303,11 +303,14 @@ impl Snapshot for MySnapshot {
         let mut conn = self.workers.take().await?;
         let r = split_table(&mut conn, found, chunk_bytes).await;
         self.workers.give_back(conn, r.is_ok());
-        let preds = r?;
-        if !preds.is_empty() {
-            tracing::info!(table = %table.schema.qualified(), chunks = preds.len(), "big table: loading it in automatic chunks");
-        }
-        Ok(segments::chunks(&preds))
+        let Some((first, bounds)) = r? else {
+            return Ok((Vec::new(), None));
+        };
+        let col = catalog::quote_ident(&first);
+        let chunks = segments::chunks(&chunks::key_ranges(&[col], &bounds, Dialect::MySql));
+        tracing::info!(table = %table.schema.qualified(), chunks = chunks.len(), "big table: loading it in automatic chunks");
+        let keys = KeyRanges::new(vec![first], bounds, &chunks);
+        Ok((chunks, Some(keys)))
     }
 
     async fn close(&self) -> Result<()> {
@@ -319,23 +322,27 @@ impl Snapshot for MySnapshot {
     }
 }
 
-/// The chunk predicates of `table` (see [`chunks`]): ranges of the primary key's first column
+/// The chunks of `table` (see [`chunks`]), as its first key column and the cut points: ranges of the primary key's first column
 /// when it is an integer, cut evenly between its smallest and largest value in the snapshot
 /// (two reads of the key's index). InnoDB has no block sampling, and a sample of the rows
 /// would read the whole table once more before loading it. The size is the catalog's
 /// `DATA_LENGTH` (InnoDB's estimate of the clustered index).
-async fn split_table(conn: &mut Conn, table: &MyTable, chunk_bytes: u64) -> Result<Vec<String>> {
+async fn split_table(
+    conn: &mut Conn,
+    table: &MyTable,
+    chunk_bytes: u64,
+) -> Result<Option<(String, Vec<Vec<i128>>)>> {
     let schema = &table.source.schema;
     let name = schema.qualified();
     let Some(first) = table.key.first() else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
     let integer = schema
         .columns
         .iter()
         .any(|c| c.name == *first && c.dms_type.is_integer());
     if !integer {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let bytes: Option<Option<u64>> = conn
         .exec_first(
@@ -347,7 +354,7 @@ async fn split_table(conn: &mut Conn, table: &MyTable, chunk_bytes: u64) -> Resu
         .map_err(|e| my_error(e, &format!("estimating the size of {name}")))?;
     let n = chunks::count(bytes.flatten().unwrap_or(0), chunk_bytes);
     if n < 2 {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let col = catalog::quote_ident(first);
     let range: Option<(Option<String>, Option<String>)> = conn
@@ -360,11 +367,11 @@ async fn split_table(conn: &mut Conn, table: &MyTable, chunk_bytes: u64) -> Resu
         .map_err(|e| my_error(e, &format!("reading the key range of {name}")))?;
     let parse = |v: Option<String>| v.and_then(|v| v.parse::<i128>().ok());
     let Some((Some(min), Some(max))) = range.map(|(a, b)| (parse(a), parse(b))) else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
     let bounds = chunks::spread(min, max, n);
     if bounds.is_empty() {
-        return Ok(Vec::new());
+        return Ok(None);
     }
-    Ok(chunks::key_ranges(&[col], &bounds, Dialect::MySql))
+    Ok(Some((first.clone(), bounds)))
 }

@@ -201,7 +201,7 @@ impl Snapshot for SlotSnapshot {
         &self,
         table: &crate::source::SourceTable,
         chunk_bytes: u64,
-    ) -> Result<Vec<crate::mapping::segments::Segment>> {
+    ) -> Result<crate::source::Split> {
         self.inner.split(table, chunk_bytes).await
     }
 

@@ -253,6 +253,7 @@ pub(super) async fn selected_tables(
                     }),
                     kind,
                     segments: Vec::new(),
+                    key_ranges: None,
                     // -1 means "never analyzed" (PostgreSQL 14+).
                     estimated_rows: (reltuples >= 0.0).then_some(reltuples as u64),
                 },
@@ -336,6 +337,7 @@ pub(super) async fn selected_tables(
             };
             t.source.segments =
                 segments::segments(load, id, &s, &parts, Dialect::Postgres, &quote_ident)?;
+            t.source.key_ranges = segments::rule_key_ranges(load, &s, &t.source.segments);
         }
     }
     // Higher load-order first (DMS), then larger tables first so the longest load starts early.

@@ -16,10 +16,10 @@ use crate::change::RowBatch;
 use crate::config::source::PgConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::mapping::filter::Dialect;
-use crate::mapping::segments::{self, Segment};
+use crate::mapping::segments::{self, KeyRanges, Segment};
 use crate::mapping::{Lobs, TableMappings};
 use crate::source::chunks;
-use crate::source::{read_from, ReadOptions, ReadProgress, Snapshot, SourceTable};
+use crate::source::{read_from, ReadOptions, ReadProgress, Snapshot, SourceTable, Split};
 
 /// A batch is handed to the writer once it holds `ReadOptions::batch_bytes` of cell data, or
 /// this many rows.
@@ -217,11 +217,11 @@ impl Snapshot for PgSnapshot {
         })
     }
 
-    async fn split(&self, table: &SourceTable, chunk_bytes: u64) -> Result<Vec<Segment>> {
+    async fn split(&self, table: &SourceTable, chunk_bytes: u64) -> Result<Split> {
         let pg = self.find(table)?;
         let holder = self.holder.lock().await;
         let Some(client) = holder.as_ref() else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         };
         // In a savepoint: a failed query must not abort the transaction that holds the snapshot.
         let savepoint = |sql: &'static str| async move {
@@ -231,7 +231,7 @@ impl Snapshot for PgSnapshot {
                 .map_err(|e| pg_error(e, "estimating a table's size"))
         };
         savepoint("SAVEPOINT tributary_split").await?;
-        let preds = match split_table(client, pg, chunk_bytes).await {
+        let (preds, keys) = match split_table(client, pg, chunk_bytes).await {
             Ok(p) => {
                 savepoint("RELEASE SAVEPOINT tributary_split").await?;
                 p
@@ -244,7 +244,9 @@ impl Snapshot for PgSnapshot {
         if !preds.is_empty() {
             tracing::info!(table = %table.schema.qualified(), chunks = preds.len(), "big table: loading it in automatic chunks");
         }
-        Ok(segments::chunks(&preds))
+        let chunks = segments::chunks(&preds);
+        let keys = keys.map(|(cols, bounds)| KeyRanges::new(cols, bounds, &chunks));
+        Ok((chunks, keys))
     }
 
     async fn close(&self) -> Result<()> {
@@ -255,6 +257,9 @@ impl Snapshot for PgSnapshot {
     }
 }
 
+/// Chunk predicates, with the key columns (unquoted) and cut points when they are key ranges.
+type Chunked = (Vec<String>, Option<(Vec<String>, Vec<Vec<i128>>)>);
+
 /// Pages of a table the key sample reads (8 MB at the default block size), whatever its size.
 const SAMPLE_PAGES: f64 = 1000.0;
 
@@ -264,7 +269,7 @@ const SAMPLE_PAGES: f64 = 1000.0;
 /// or later (a TID range scan reads each); else none. The size is the relation's size on disk
 /// now (`pg_relation_size`, summed over a partitioned table's partitions): unlike `relpages`
 /// it needs no `ANALYZE` after a bulk load.
-async fn split_table(client: &Client, pg: &PgTable, chunk_bytes: u64) -> Result<Vec<String>> {
+async fn split_table(client: &Client, pg: &PgTable, chunk_bytes: u64) -> Result<Chunked> {
     let name = pg.source.schema.qualified();
     let ctx = format!("estimating the size of {name}");
     let row = client
@@ -285,7 +290,7 @@ async fn split_table(client: &Client, pg: &PgTable, chunk_bytes: u64) -> Result<
         (row.get(0), row.get(1), row.get(2), row.get(3));
     let n = chunks::count(bytes.max(0) as u64, chunk_bytes);
     if n < 2 {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), None));
     }
     let pages = (bytes / block.max(1)).max(1) as u64;
     // int2, int4, int8 in the index's column order, so a range reads as one index range.
@@ -332,12 +337,16 @@ async fn split_table(client: &Client, pg: &PgTable, chunk_bytes: u64) -> Result<
             .collect();
         let bounds = chunks::quantiles(&sample, n);
         if bounds.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         }
-        return Ok(chunks::key_ranges(&cols, &bounds, Dialect::Postgres));
+        let names = key.iter().map(|r| r.get::<_, String>(0)).collect();
+        return Ok((
+            chunks::key_ranges(&cols, &bounds, Dialect::Postgres),
+            Some((names, bounds)),
+        ));
     }
     if relkind == "r" && version >= 140_000 {
-        return Ok(chunks::page_ranges(pages, n));
+        return Ok((chunks::page_ranges(pages, n), None));
     }
-    Ok(Vec::new())
+    Ok((Vec::new(), None))
 }

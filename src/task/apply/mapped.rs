@@ -15,6 +15,8 @@ use crate::mapping::{TableMap, TableMappings};
 use crate::source::stream::Fill;
 use crate::writer::cdc::CdcWriter;
 
+use super::gate::Gate;
+
 /// Each table's source shape and what the rules make of it.
 #[derive(Default)]
 pub(super) struct Mapper {
@@ -23,9 +25,24 @@ pub(super) struct Mapper {
     scratch: RowBatch,
     /// Its before-image, for tables that write before-image columns.
     before: RowBatch,
+    /// Tables whose load segments were read from different snapshots.
+    gates: HashMap<String, Gate>,
 }
 
 impl Mapper {
+    /// A mapper that also skips the changes `gates` find in their segments' LOAD files.
+    pub(super) fn with_gates(gates: HashMap<String, Gate>) -> Mapper {
+        Mapper {
+            gates,
+            ..Mapper::default()
+        }
+    }
+
+    /// True when `table`'s change at `pos` precedes one of its segments' snapshots.
+    pub(super) fn gated(&self, table: &str, pos: &ChangePos) -> bool {
+        self.gates.get(table).is_some_and(|g| g.applies(pos))
+    }
+
     /// Installs `source`'s shape: returns the shape the writer gets, and whether the source's
     /// shape changed from the one installed before (a DDL).
     pub(super) fn shape(
@@ -40,6 +57,9 @@ impl Mapper {
         }
         let map = mappings.table_map(source)?;
         let target = map.target.clone();
+        if let Some(gate) = self.gates.get_mut(&key) {
+            gate.shape(source);
+        }
         self.tables.insert(key, (source.clone(), map));
         Ok((target, changed))
     }
@@ -62,12 +82,21 @@ impl Mapper {
             tables,
             scratch,
             before: before_row,
+            gates,
         } = self;
-        let Some((source, map)) = tables.get(table).filter(|(_, m)| !m.passes_rows()) else {
+        // Only while a change may precede a segment's snapshot: the row is needed to place it.
+        let gate = gates.get(table).filter(|g| g.applies(&pos));
+        let Some((source, map)) = tables
+            .get(table)
+            .filter(|(_, m)| gate.is_some() || !m.passes_rows())
+        else {
             return writer.push(table, op, commit_us, pos, fill).await.map(Some);
         };
         let ncols = source.columns.len();
         let markers = fill_one(scratch, ncols, fill, op, commit_us)?;
+        if gate.is_some_and(|g| g.loaded(scratch, &pos)) {
+            return Ok(None);
+        }
         // Where the before-image columns read from: an update's before-image, a delete's row.
         let has_before = match (op, before) {
             (Op::Update, Some(before)) if !map.before_columns().is_empty() => {

@@ -33,12 +33,18 @@ impl FullLoad<'_> {
             let previous = self.checkpoint.lock().await.tables.get(&key).cloned();
             match previous {
                 Some(p) if p.table_state == TableState::Completed => {}
-                Some(p) if !p.chunks.is_empty() => t.segments = segments::chunks(&p.chunks),
+                Some(p) if !p.chunks.is_empty() => {
+                    t.segments = segments::chunks(&p.chunks);
+                    t.key_ranges = p.key_ranges;
+                }
                 Some(p) if p.first_load_file.is_some() => {}
                 _ => {
                     let Some(bytes) = chunk_bytes else { continue };
                     match snapshot.split(t, bytes).await {
-                        Ok(chunks) => t.segments = chunks,
+                        Ok((chunks, keys)) => {
+                            t.segments = chunks;
+                            t.key_ranges = keys;
+                        }
                         // Chunks are an optimisation: the table is still loaded, whole.
                         Err(e) => {
                             tracing::warn!(table = %key, error = %e, "could not split the table into chunks; loading it whole")
@@ -87,6 +93,7 @@ impl FullLoad<'_> {
                 SegmentStats {
                     state: TableState::FullLoad,
                     first_load_file: Some(first),
+                    loaded_at: self.handoff.clone(),
                     ..SegmentStats::default()
                 },
             );
@@ -105,6 +112,7 @@ impl FullLoad<'_> {
                             bytes: done.bytes,
                             first_load_file: Some(first),
                             next_load_file: None,
+                            loaded_at: self.handoff.clone(),
                         },
                     );
                     s.truncated_lobs += done.truncated;
@@ -178,6 +186,7 @@ impl FullLoad<'_> {
                 segments,
                 // Recorded before any chunk writes a file: a resume reads the same chunks.
                 chunks: auto_chunks(table),
+                key_ranges: table.key_ranges.clone(),
                 ..TableStats::default()
             };
         })
