@@ -774,6 +774,14 @@ async fn cdc_from_an_existing_slot_between_start_and_stop_positions() {
         "only changes between the start LSN and the stop time\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The summary of the stop measures the WAL the slot holds (the source is reachable).
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        summary.contains(&format!("slot {slot}: resume at"))
+            && summary.contains(" bytes\n")
+            && !summary.contains("unknown"),
+        "{summary}"
+    );
     let status = tributary(&["status", "--config", task.path.to_str().unwrap(), "--json"]);
     let s: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(s["StopReason"], "STOPPED_AT_COMMIT_TIME", "{s}");

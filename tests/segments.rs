@@ -335,3 +335,86 @@ async fn kill_9_during_a_segmented_load_keeps_finished_segments() {
     let want = source_rows(&client, "SELECT id::text, v FROM q.big").await;
     assert_eq!(all, want);
 }
+
+/// A declaratively partitioned PostgreSQL table in `full-load-and-cdc` with `partitions-auto`:
+/// its changes — in each partition, and rows an UPDATE moves from one partition to the other —
+/// are written under the table's own name (the publication publishes via the partition root)
+/// and replay to the source. A publication that publishes it through its partitions, whose
+/// changes the task would never see, is refused by `validate` and `run` with the fix.
+#[tokio::test]
+async fn postgres_partitioned_table_streams_its_changes_under_its_own_name() {
+    use crate::cdc::{assert_matches_source, cdc_task, spawn, terminate, wait_for};
+    let db = "seg_part_cdc";
+    let client = fresh_db(db).await;
+    client
+        .batch_execute(
+            "CREATE SCHEMA c;
+             CREATE TABLE c.p (id bigint PRIMARY KEY, rev int NOT NULL, v text) PARTITION BY RANGE (id);
+             CREATE TABLE c.p_low PARTITION OF c.p FOR VALUES FROM (MINVALUE) TO (1000);
+             CREATE TABLE c.p_high PARTITION OF c.p FOR VALUES FROM (1000) TO (MAXVALUE);
+             INSERT INTO c.p SELECT g, 0, 'v' || g FROM generate_series(1, 2000) g;
+             CREATE PUBLICATION by_leaf FOR TABLE c.p;",
+        )
+        .await
+        .unwrap();
+    let task = cdc_task(
+        db,
+        "full-load-and-cdc",
+        "AddColumnName = true\nCdcMaxBatchInterval = 1\nCdcMinFileSize = 8",
+        "",
+    );
+    let select = r#"{"rule-type":"selection","rule-id":"1","rule-name":"1","object-locator":{"schema-name":"c","table-name":"%"},"rule-action":"include"}"#;
+    let parts = r#"{"rule-type":"table-settings","rule-id":"2","rule-name":"2","object-locator":{"schema-name":"c","table-name":"p"},"parallel-load":{"type":"partitions-auto"}}"#;
+    set_mapping(&task, &format!("{select},{parts}"));
+    let text = std::fs::read_to_string(&task.path).unwrap();
+    let by_leaf = text.replace(
+        "[target]",
+        "[source.settings]\nPublicationName = \"by_leaf\"\n[target]",
+    );
+    let leaf_task = task.dir.path().join("by-leaf.toml");
+    std::fs::write(&leaf_task, by_leaf).unwrap();
+    for command in ["validate", "run"] {
+        let out = tributary(&[command, "--config", leaf_task.to_str().unwrap()]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{command}: {text}");
+        assert!(
+            text.contains("through its partitions")
+                && text.contains(
+                    "ALTER PUBLICATION \"by_leaf\" SET (publish_via_partition_root = true)"
+                ),
+            "{command}: {text}"
+        );
+    }
+
+    let mut child = spawn(&task, 0);
+    wait_for(&task, 0, &mut child, 60, "the load", |fs| {
+        fs.iter().filter(|f| f.contains("/LOAD")).count() >= 2
+    });
+    client
+        .batch_execute(
+            "INSERT INTO c.p VALUES (5000, 0, 'new high'), (-5, 0, 'new low');
+             UPDATE c.p SET rev = rev + 1, v = 'upd' WHERE id IN (10, 1500);
+             UPDATE c.p SET id = id + 3000, rev = rev + 1 WHERE id BETWEEN 20 AND 24;
+             UPDATE c.p SET id = id - 2000, rev = rev + 1 WHERE id BETWEEN 1700 AND 1704;
+             DELETE FROM c.p WHERE id IN (30, 1800);
+             INSERT INTO c.p VALUES (999999, 0, 'last');",
+        )
+        .await
+        .unwrap();
+    let lake = task.lake();
+    wait_for(&task, 0, &mut child, 60, "the last change", |fs| {
+        fs.iter()
+            .filter(|f| f.starts_with("c/p/") && !f.contains("LOAD"))
+            .any(|f| std::fs::read_to_string(lake.join(f)).is_ok_and(|t| t.contains("999999")))
+    });
+    terminate(&task, 0, child);
+    assert!(
+        files(&lake)
+            .iter()
+            .all(|f| !f.contains("p_low/2") && !f.contains("p_high/2")),
+        "changes written under a partition's name: {:?}",
+        files(&lake)
+    );
+    assert_matches_source(&client, &lake, "c.p", &["id", "rev", "v"]).await;
+}

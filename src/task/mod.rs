@@ -128,7 +128,13 @@ pub async fn run(
         }
     }
     checkpoints.release(Some(&checkpoint)).await?;
-    result.map(|_| summary(&checkpoint))
+    result?;
+    // The summary shows the WAL the slot still holds, as `status` does.
+    let retained = match &checkpoint.cdc {
+        Some(c) if !c.slot.is_empty() => source.retained_log_bytes(c).await,
+        _ => None,
+    };
+    Ok(summary(&checkpoint, retained))
 }
 
 /// The key naming of `task`'s objects under `bucket_folder` (expanded).
@@ -251,10 +257,12 @@ pub(crate) fn no_tables(task: &TaskConfig) -> Result<()> {
 }
 
 /// Renders the table-statistics summary printed at the end of a run.
-fn summary(cp: &Checkpoint) -> String {
+fn summary(cp: &Checkpoint, retained_log_bytes: Option<u64>) -> String {
     if cp.cdc.is_some() {
         // CDC tasks: the status view (state, phase, Inserts/Updates/Deletes/Ddls).
-        return status::render(&status::Status::from_checkpoint(cp));
+        let mut status = status::Status::from_checkpoint(cp);
+        status.slot_lag_bytes = retained_log_bytes;
+        return status::render(&status);
     }
     let mut out = format!(
         "{:<40} {:<16} {:>12} {:>6} {:>12}  {:<24} {:<24}\n",

@@ -165,9 +165,15 @@ pub(super) async fn ensure_publication(
 ) -> Result<bool> {
     match publication_lacks(client, name, tables).await? {
         None => {
+            // A partitioned table's changes are then published under its own name, which the
+            // task selected and loaded, not under its partitions' (PostgreSQL 13+).
+            let via_root = match server_version(client).await? >= 130_000 {
+                true => " WITH (publish_via_partition_root = true)",
+                false => "",
+            };
             client
                 .batch_execute(&format!(
-                    "CREATE PUBLICATION {} FOR TABLE {}",
+                    "CREATE PUBLICATION {} FOR TABLE {}{via_root}",
                     quote_ident(name),
                     quoted_list(tables)
                 ))
@@ -209,6 +215,9 @@ pub(super) async fn publication_lacks(
     let Some(row) = exists else {
         return Ok(None);
     };
+    if let Some(problem) = published_through_partitions(client, name, tables).await? {
+        return Ok(Some(Some(problem)));
+    }
     if row.get::<_, bool>(0) {
         return Ok(Some(None));
     }
@@ -241,6 +250,56 @@ pub(super) async fn publication_lacks(
             quoted_list(&missing)
         ),
     ))))
+}
+
+/// `server_version_num`.
+async fn server_version(client: &Client) -> Result<i32> {
+    let row = client
+        .query_one("SELECT current_setting('server_version_num')::int4", &[])
+        .await
+        .map_err(|e| pg_error(e, "reading the server version"))?;
+    Ok(row.get(0))
+}
+
+/// The problem when publication `name` publishes selected partitioned tables through their
+/// partitions (`publish_via_partition_root` off): their changes would arrive under the
+/// partitions' names, which the task does not select, and be lost.
+async fn published_through_partitions(
+    client: &Client,
+    name: &str,
+    tables: &[String],
+) -> Result<Option<Error>> {
+    if server_version(client).await? < 130_000 {
+        return Ok(None);
+    }
+    let rows = client
+        .query(
+            "SELECT n.nspname || '.' || c.relname
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind = 'p' AND n.nspname || '.' || c.relname = ANY($2)
+               AND NOT (SELECT pubviaroot FROM pg_publication WHERE pubname = $1)
+             ORDER BY 1",
+            &[&name, &tables],
+        )
+        .await
+        .map_err(|e| pg_error(e, "reading the publication's options"))?;
+    let partitioned: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    if partitioned.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Error::config(
+        format!(
+            "publication {name} publishes the partitioned table{} {} through {} partitions (publish_via_partition_root is off): {} changes would arrive under the partitions' names and not be written",
+            if partitioned.len() == 1 { "" } else { "s" },
+            partitioned.join(", "),
+            if partitioned.len() == 1 { "its" } else { "their" },
+            if partitioned.len() == 1 { "its" } else { "their" },
+        ),
+        format!(
+            "ALTER PUBLICATION {} SET (publish_via_partition_root = true)",
+            quote_ident(name)
+        ),
+    )))
 }
 
 /// Facts about a replication slot.
