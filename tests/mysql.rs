@@ -398,18 +398,30 @@ async fn mysql_kill_9_restarts_still_write_every_change_once() {
         child.kill().unwrap();
         child.wait().unwrap();
     }
-    let mut child = spawn(&task, 9);
-    fence(&mut conn, &task, 9, &mut child, db, 1).await;
-    terminate(&task, 9, child);
+    let child = spawn(&task, 9);
+    fence_stop_and_compare(&mut conn, &task, 9, child, db).await;
+}
+
+/// Writes fence row 1, waits for it in a CDC file, stops run `n` (SIGTERM, exit 0) and
+/// compares the replay of `items` and `plain` with the source.
+pub(crate) async fn fence_stop_and_compare(
+    conn: &mut Conn,
+    task: &Task,
+    n: usize,
+    mut child: Child,
+    db: &str,
+) {
+    fence(conn, task, n, &mut child, db, 1).await;
+    terminate(task, n, child);
     assert_matches_source(
-        &mut conn,
-        &task,
+        conn,
+        task,
         db,
         "items",
         &["id", "rev", "name", "amount", "big"],
     )
     .await;
-    assert_matches_source(&mut conn, &task, db, "plain", &["id", "rev", "v"]).await;
+    assert_matches_source(conn, task, db, "plain", &["id", "rev", "v"]).await;
 }
 
 #[tokio::test]
