@@ -86,6 +86,13 @@ impl DmsType {
         )
     }
 
+    /// True for the types whose values are whole numbers an i128 holds: the integers and
+    /// NUMERIC(p,0) (keys such as the DMS walkthrough's `numeric(11,0)` ids).
+    pub(crate) fn is_whole_number(self) -> bool {
+        self.is_integer()
+            || matches!(self, DmsType::Numeric { scale: 0, precision } if precision <= 38)
+    }
+
     /// True for the LOB types (CLOB, NCLOB, BLOB).
     pub(crate) fn is_lob(self) -> bool {
         matches!(

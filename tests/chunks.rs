@@ -190,6 +190,10 @@ async fn postgres_big_tables_load_in_resumable_automatic_chunks() {
              INSERT INTO c.heap SELECT i, md5(i::text) FROM generate_series(1, 40000) i;
              CREATE TABLE c.small (id int PRIMARY KEY, v text);
              INSERT INTO c.small VALUES (1, 'one');
+             CREATE TABLE c.dec (id numeric(11,0) PRIMARY KEY, v text);
+             INSERT INTO c.dec SELECT i, md5(i::text) FROM generate_series(1, 40000) i;
+             CREATE TABLE c.frac (id numeric(11,2) PRIMARY KEY, v text);
+             INSERT INTO c.frac SELECT i / 4.0, md5(i::text) FROM generate_series(1, 40000) i;
              ANALYZE;",
         )
         .await
@@ -260,6 +264,27 @@ async fn postgres_big_tables_load_in_resumable_automatic_chunks() {
     );
     let want = source_rows(&client, "SELECT id::text, v FROM c.heap").await;
     assert_eq!(loaded(&lake, "c/heap"), want);
+    // A numeric(11,0) key (the DMS walkthrough's ids) is cut by key, with its ranges recorded
+    // for the stream; numeric(11,2) is not a whole number: ctid pages.
+    let dec = stats(&task, &id, "c.dec");
+    let ranges = dec["Chunks"].as_array().unwrap();
+    assert!(
+        ranges.len() >= 2 && ranges[0].as_str().unwrap().starts_with("\"id\" <"),
+        "{dec}"
+    );
+    assert_eq!(
+        dec["KeyRanges"]["columns"],
+        serde_json::json!(["id"]),
+        "{dec}"
+    );
+    let want = source_rows(&client, "SELECT id::text, v FROM c.dec").await;
+    assert_eq!(loaded(&lake, "c/dec"), want);
+    let frac = stats(&task, &id, "c.frac");
+    assert!(
+        frac["Chunks"][0].as_str().unwrap().contains("ctid"),
+        "{frac}"
+    );
+    assert!(frac.get("KeyRanges").is_none(), "{frac}");
     assert!(stats(&task, &id, "c.small").get("Chunks").is_none());
     assert_eq!(
         files(&lake)

@@ -181,7 +181,7 @@ pub(crate) fn rule_key_ranges(
         table
             .columns
             .iter()
-            .any(|x| &x.name == c && x.dms_type.is_integer())
+            .any(|x| &x.name == c && x.dms_type.is_whole_number())
     });
     if !integers || segments.len() != boundaries.len() + 1 {
         return None;
@@ -510,8 +510,21 @@ mod tests {
     fn integer_ranges_place_keys_like_their_predicates() {
         let t = table(&[
             ("a", DmsType::Int4),
-            ("b", DmsType::Int8),
+            (
+                "b",
+                DmsType::Numeric {
+                    precision: 11,
+                    scale: 0,
+                },
+            ),
             ("d", DmsType::Date),
+            (
+                "f",
+                DmsType::Numeric {
+                    precision: 11,
+                    scale: 2,
+                },
+            ),
         ]);
         let quote = |c: &str| format!("\"{c}\"");
         let load = ranges(&["a", "b"], &[&["1", "5"], &["2", "0"]]);
@@ -532,6 +545,12 @@ mod tests {
         assert!(
             rule_key_ranges(&unsorted, &t, &segs).is_none(),
             "not ascending"
+        );
+        let fractions = ranges(&["f"], &[&["5"]]);
+        let segs = segments(&fractions, "1", &t, &[], Dialect::Postgres, &quote).unwrap();
+        assert!(
+            rule_key_ranges(&fractions, &t, &segs).is_none(),
+            "numeric(11,2)"
         );
         assert!(rule_key_ranges(&ParallelLoad::PartitionsAuto, &t, &[]).is_none());
     }

@@ -340,7 +340,7 @@ async fn split_table(
     let integer = schema
         .columns
         .iter()
-        .any(|c| c.name == *first && c.dms_type.is_integer());
+        .any(|c| c.name == *first && c.dms_type.is_whole_number());
     if !integer {
         return Ok(None);
     }

@@ -293,10 +293,14 @@ async fn split_table(client: &Client, pg: &PgTable, chunk_bytes: u64) -> Result<
         return Ok((Vec::new(), None));
     }
     let pages = (bytes / block.max(1)).max(1) as u64;
-    // int2, int4, int8 in the index's column order, so a range reads as one index range.
+    // int2, int4, int8 or numeric(p ≤ 18, 0) (the sample reads them as int8), in the index's
+    // column order, so a range reads as one index range.
     let key = client
         .query(
-            "SELECT a.attname, a.atttypid IN (20, 21, 23)
+            "SELECT a.attname,
+                    a.atttypid IN (20, 21, 23)
+                    OR (a.atttypid = 1700 AND a.atttypmod >= 4
+                        AND (a.atttypmod - 4) & 65535 = 0 AND (a.atttypmod - 4) >> 16 <= 18)
              FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k(attnum, n)
              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
              WHERE i.indexrelid = (SELECT indexrelid FROM pg_index
