@@ -212,8 +212,8 @@ fn my_error_at(e: mysql_async::Error, doing: &str, at: Option<Endpoint<'_>>) -> 
                     msg,
                     "a selected table was dropped or altered during the load; rerun the task",
                 ),
-                // KILL (MariaDB's 1927; MySQL reports 1317 or a lost connection).
-                1927 | 1317 => (
+                // KILL: MariaDB tells the session (1927); MySQL's sees a lost connection.
+                1927 => (
                     ErrorKind::SourceConnect,
                     msg,
                     "the session was killed by an administrator (KILL, or a DBA's tool); the task reconnects by itself",
