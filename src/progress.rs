@@ -107,17 +107,36 @@ impl Progress {
 }
 
 impl TableProgress {
-    /// Ends the display of this table with its outcome.
+    /// Ends the display of this table with its outcome: the rows it wrote.
     pub(crate) fn done(&self, outcome: &str) {
-        self.ticker.abort();
         let rows = self.counters.rows.load(Ordering::Relaxed);
+        self.finish(
+            rows,
+            outcome.to_string(),
+            || tracing::info!(table = %self.name, rows, "{outcome}"),
+        );
+    }
+
+    /// Ends the display of a table whose attempt failed and whose files were removed: no row
+    /// was written, whatever was read before the error (`rows=0 rows_read=N`).
+    pub(crate) fn failed(&self, outcome: &str) {
+        let read = self.counters.rows.load(Ordering::Relaxed);
+        let shown = format!("{outcome}: {read} rows read, none kept");
+        self.finish(0, shown, || {
+            tracing::info!(table = %self.name, rows = 0, rows_read = read, "{outcome} (rows read before the error: {read}, none kept)")
+        });
+    }
+
+    /// Stops the ticker and shows `message` at `rows` on the bar, or logs with `log`.
+    fn finish(&self, rows: u64, message: String, log: impl FnOnce()) {
+        self.ticker.abort();
         match &self.bar {
             Some(bar) => {
                 bar.set_length(rows.max(1));
                 bar.set_position(rows);
-                bar.finish_with_message(outcome.to_string());
+                bar.finish_with_message(message);
             }
-            None => tracing::info!(table = %self.name, rows, "{outcome}"),
+            None => log(),
         }
     }
 }

@@ -51,28 +51,101 @@ async fn wrong_password_is_named_and_redacted() {
     assert!(files(&task.lake()).is_empty());
 }
 
+/// A port nothing listens on: `run` and `validate` say so, name host and port, and do not
+/// blame TLS.
 #[tokio::test]
 async fn unreachable_source_names_the_fix() {
     let task = new_task("err_unreach", "public", None, "", "");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     with_source_url(
         &task,
         &format!("postgres://u:pw-secret@127.0.0.1:{port}/db"),
     );
     let (_, line) = run_err(&task);
     assert!(
-        line.contains("cannot talk to PostgreSQL")
-            && line.contains("check that the server is running"),
+        line.contains(&format!(
+            "nothing listens on 127.0.0.1:{port} (connection refused)"
+        )) && line.contains("start the PostgreSQL server, or fix the port"),
         "{line}"
     );
     assert!(
-        line.contains("127.0.0.1") && !line.contains("pw-secret"),
+        !line.contains("pw-secret") && !line.contains("sslmode"),
         "{line}"
     );
+    let problems = validate_problems(&task);
+    assert!(
+        problems.contains(&format!("nothing listens on 127.0.0.1:{port}")),
+        "{problems}"
+    );
+}
+
+/// A host name that does not resolve (`.invalid` never does): named as a DNS failure, with the
+/// host, for `run` and `validate`.
+#[tokio::test]
+async fn a_host_name_that_does_not_resolve_is_named() {
+    let task = new_task("err_dns", "public", None, "", "");
+    with_source_url(
+        &task,
+        "postgres://u:pw-secret@db.tributary-test.invalid:5432/db",
+    );
+    let (code, line) = run_err(&task);
+    assert_eq!(code, 1);
+    assert!(
+        line.contains("the host name \"db.tributary-test.invalid\" does not resolve")
+            && line.contains("check the host name"),
+        "{line}"
+    );
+    assert!(
+        !line.contains("pw-secret") && !line.contains("sslmode"),
+        "{line}"
+    );
+    let problems = validate_problems(&task);
+    assert!(problems.contains("does not resolve"), "{problems}");
+}
+
+/// The same two causes for MySQL/MariaDB.
+#[tokio::test]
+async fn mysql_refused_and_unresolved_hosts_are_named() {
+    let port = free_port();
+    for (url, expect) in [
+        (
+            format!("mysql://u:pw-secret@127.0.0.1:{port}/db"),
+            format!("nothing listens on 127.0.0.1:{port} (connection refused)"),
+        ),
+        (
+            "mysql://u:pw-secret@db.tributary-test.invalid:3306/db".to_string(),
+            "the host name \"db.tributary-test.invalid\" does not resolve".to_string(),
+        ),
+    ] {
+        let task = crate::mysql::my_task_at(&url, "db", "full-load", "", "");
+        let (code, line) = run_err(&task);
+        assert_eq!(code, 1, "{line}");
+        assert!(line.contains(&expect), "{line}");
+        assert!(!line.contains("pw-secret"), "{line}");
+        let problems = validate_problems(&task);
+        assert!(problems.contains(&expect), "{problems}");
+    }
+}
+
+/// A local port nothing listens on.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `tributary validate` of a task that must fail: its whole output.
+fn validate_problems(task: &Task) -> String {
+    let out = tributary(&["validate", "--config", task.path.to_str().unwrap()]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    text
 }
 
 #[tokio::test]

@@ -63,6 +63,10 @@ async fn postgres_full_load_survives_a_terminated_reader() {
     assert_eq!(killed, 1, "the COPY was never seen running\n{log}");
     assert!(out.status.success(), "{log}");
     assert!(
+        log.contains("terminated by an administrator (pg_terminate_backend"),
+        "the termination is named\n{log}"
+    );
+    assert!(
         log.contains("loading it again from the same snapshot"),
         "{log}"
     );
@@ -109,6 +113,10 @@ async fn mysql_full_load_survives_a_killed_reader() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(killed, "the read was never seen running\n{log}");
     assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("by an administrator"),
+        "the KILL is named\n{log}"
+    );
     assert!(
         log.contains("loading it again from the same snapshot"),
         "{log}"

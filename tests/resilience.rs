@@ -136,6 +136,12 @@ async fn postgres_cdc_survives_killed_connections_and_a_server_restart() {
     fence_stop_and_compare(&client, &task, 0, child).await;
     let text = log(&task, 0);
     assert!(text.matches(RESUMED).count() >= 4, "{text}");
+    // pg_terminate_backend is named as such, not as a failure to connect.
+    assert!(
+        text.contains("terminated by an administrator (pg_terminate_backend"),
+        "{text}"
+    );
+    assert!(!text.contains("sslmode"), "{text}");
     let status = tributary(&["status", "--config", task.path.to_str().unwrap(), "--json"]);
     let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     let items = json["TableStatistics"]
@@ -200,6 +206,8 @@ async fn mysql_cdc_survives_killed_dumps_and_a_server_restart() {
     }
     let text = log(&task, 0);
     assert!(text.matches(RESUMED).count() >= 4, "{text}");
+    // A killed dump reads as ended on the server, not as a failure to connect.
+    assert!(text.contains("by an administrator"), "{text}");
 }
 
 /// Waits until the task reads the binlog again and returns the ids of its dump sessions that are

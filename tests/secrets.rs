@@ -297,3 +297,104 @@ async fn a_missing_or_malformed_secret_stops_with_the_fix_and_never_shows_it() {
         assert!(!text.contains("hunter2"), "{text}");
     }
 }
+
+/// Issue 13's acceptance line in one test: full load and change capture over TLS that checks
+/// the certificate and the host name (`sslmode=verify-full`, `ssl-mode=VERIFY_IDENTITY`), the
+/// login (user, password, host, port, database) from Secrets Manager, on both engines. The
+/// TLS users of the test servers are refused without TLS, so every connection (the replication
+/// and binlog ones included) is encrypted; the replayed files equal the source.
+#[tokio::test]
+async fn full_load_and_cdc_over_verify_full_with_the_login_from_secrets_manager() {
+    let ca = env("TRIBUTARY_TEST_TLS_CA");
+
+    let db = "sm_tls_pg";
+    let client = fresh_db(db).await;
+    client
+        .batch_execute(&crate::cdc::SCHEMA.replace("20000", "300"))
+        .await
+        .unwrap();
+    let secret = "tributary-test/sm_tls_pg";
+    let server = env("TRIBUTARY_TEST_PG_TLS_URL");
+    put_secret(
+        secret,
+        &rds_secret(&server, "postgres", "tributary_tls", "tributary", db),
+    )
+    .await;
+    let task = cdc_task(
+        db,
+        "full-load-and-cdc",
+        "AddColumnName = true\nCdcMaxBatchInterval = 1",
+        "",
+    );
+    use_secret(
+        &task,
+        &format!("postgres:///?sslmode=verify-full&sslrootcert={ca}"),
+        &format!("SecretsManagerSecretId = \"{secret}\"\n"),
+    );
+    let mut child = spawn_on_aws(&task, 0);
+    wait_streaming(&task, 0, &mut child);
+    let ssl = query_rows(
+        &client,
+        "SELECT s.ssl::text FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+         WHERE a.usename = 'tributary_tls' AND a.backend_type = 'walsender'
+           AND a.datname = 'sm_tls_pg'",
+    )
+    .await;
+    assert_eq!(
+        ssl,
+        vec![vec![Some("true".to_string())]],
+        "{}",
+        log(&task, 0)
+    );
+    workload(&client, 0).await;
+    workload(&client, 1).await;
+    fence_stop_and_compare(&client, &task, 0, child).await;
+    assert!(!log(&task, 0).contains("tributary_tls:tributary"));
+
+    let db = "sm_tls_my";
+    let mut conn = my_db(db).await;
+    conn.query_drop(crate::mysql::SCHEMA.replace("20000", "300"))
+        .await
+        .unwrap();
+    let secret = "tributary-test/sm_tls_my";
+    let server = env("TRIBUTARY_TEST_MYSQL_TLS_URL");
+    put_secret(
+        secret,
+        &rds_secret(&server, "mariadb", "tributary_tls", "tributary", ""),
+    )
+    .await;
+    let task = my_task_at(
+        &crate::mysql::my_url(db),
+        db,
+        "full-load-and-cdc",
+        "CdcMaxBatchInterval = 1",
+        "",
+    );
+    use_secret(
+        &task,
+        &format!("mysql:///{db}?ssl-mode=VERIFY_IDENTITY&ssl-ca={ca}"),
+        &format!("SecretsManagerSecretId = \"{secret}\"\n"),
+    );
+    let mut child = spawn_on_aws(&task, 0);
+    wait_streaming(&task, 0, &mut child);
+    crate::mysql::workload(&mut conn, 0).await;
+    crate::mysql::workload(&mut conn, 1).await;
+    fence(&mut conn, &task, 0, &mut child, db, 1).await;
+    let tls: Vec<_> = my_rows(
+        &mut conn,
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'tributary_tls' AND COMMAND LIKE 'Binlog Dump%'",
+    )
+    .await;
+    assert_ne!(
+        tls[0][0].as_deref(),
+        Some("0"),
+        "the binlog reader is the TLS user"
+    );
+    crate::cdc::terminate(&task, 0, child);
+    for (table, cols) in [
+        ("items", &["id", "rev", "name", "amount", "big"][..]),
+        ("plain", &["id", "rev", "v"][..]),
+    ] {
+        crate::mysql::assert_matches_source(&mut conn, &task, db, table, cols).await;
+    }
+}

@@ -299,3 +299,132 @@ async fn a_resumed_run_refuses_a_changed_bucket_folder() {
     );
     terminate(&task, 1, child);
 }
+
+/// `tributary status` of `task`: (text, JSON).
+fn status_of(task: &Task) -> (String, serde_json::Value) {
+    let path = task.path.to_str().unwrap();
+    let text = tributary(&["status", "--config", path]);
+    let json = tributary(&["status", "--config", path, "--json"]);
+    let json =
+        serde_json::from_slice(&json.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&json)));
+    (String::from_utf8_lossy(&text.stdout).into_owned(), json)
+}
+
+/// `status` names the lease holder while a run holds the lease and "free" after it, for state
+/// in S3 (with the renewal and expiry) and in a local folder (a lock that lasts as long as its
+/// process); an S3 lease not renewed in time is shown as expired.
+#[tokio::test]
+async fn status_shows_the_lease_holder_in_s3_and_in_a_folder() {
+    let db = "st_show";
+    let client = fresh_db(db).await;
+    client.batch_execute(SCHEMA).await.unwrap();
+    let (bucket, store) = crate::s3::bucket("state-show").await;
+    let in_s3 = s3_state_task(db, &bucket, "lease_ttl_seconds = 60");
+    let mut child = spawn(&in_s3, 0);
+    wait_streaming(&in_s3, 0, &mut child);
+    let (text, json) = status_of(&in_s3);
+    let held = format!("lease: held by pid {} on host ", child.id());
+    assert!(
+        text.contains(&held) && text.contains("valid until "),
+        "{text}"
+    );
+    assert_eq!(json["Lease"]["State"], "held", "{json}");
+    assert_eq!(json["Lease"]["Pid"], child.id(), "{json}");
+    assert!(json["Lease"]["Until"].is_string(), "{json}");
+    terminate(&in_s3, 0, child);
+    let (text, json) = status_of(&in_s3);
+    assert!(text.contains("lease: free"), "{text}");
+    assert!(json["Lease"].is_null(), "{json}");
+    // A holder elsewhere that stopped renewing: expired, and said so.
+    let mut state = state_object(store.as_ref(), db).await;
+    state["lease"] = serde_json::json!({
+        "host": "elsewhere", "boot": "b", "pid": 4_000_000, "session": "s",
+        "since": "2020-01-01T00:00:00Z", "renewed": "2020-01-01T00:00:30Z", "ttl_seconds": 60
+    });
+    let key = ObjPath::from(format!("st/t-{db}/checkpoint.json"));
+    store
+        .put(&key, PutPayload::from(serde_json::to_vec(&state).unwrap()))
+        .await
+        .unwrap();
+    let (text, json) = status_of(&in_s3);
+    assert!(
+        text.contains("lease: expired at 2020-01-01T00:01:30Z (was held by pid 4000000 on host elsewhere since 2020-01-01T00:00:00Z"),
+        "{text}"
+    );
+    assert_eq!(json["Lease"]["State"], "expired", "{json}");
+
+    let db = "st_show_dir";
+    let client = fresh_db(db).await;
+    client.batch_execute(SCHEMA).await.unwrap();
+    let in_folder = cdc_task(db, "full-load-and-cdc", SMALL_FILES, "");
+    let mut child = spawn(&in_folder, 0);
+    wait_streaming(&in_folder, 0, &mut child);
+    let (text, json) = status_of(&in_folder);
+    let held = format!("lease: held by pid {} on host ", child.id());
+    assert!(
+        text.contains(&held) && text.contains("a lock that ends with that process"),
+        "{text}"
+    );
+    assert_eq!(json["Lease"]["State"], "held", "{json}");
+    assert!(json["Lease"]["Until"].is_null(), "{json}");
+    terminate(&in_folder, 0, child);
+    let (text, _) = status_of(&in_folder);
+    assert!(text.contains("lease: free"), "{text}");
+}
+
+/// S3 applies a conditional write of the state but its reply is lost, so the client retries:
+/// the retry fails its own condition (If-None-Match / If-Match), finds the object holding
+/// exactly its bytes, and goes on — the writer does not fence itself, and no checkpoint is lost
+/// (the run resumes and every change lands once). Multi-threaded: the front serves while the
+/// test thread waits on the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_reply_to_a_conditional_state_write_neither_fences_nor_loses_the_checkpoint() {
+    use crate::common::s3_front::{Fault, Rule, S3Front};
+    let db = "st_reply";
+    let client = fresh_db(db).await;
+    client.batch_execute(SCHEMA).await.unwrap();
+    let (bucket, store) = crate::s3::bucket("state-reply").await;
+    let front = S3Front::start(&env("TRIBUTARY_TEST_S3_ENDPOINT")).await;
+    // The creating write (If-None-Match) and two later ones (If-Match).
+    front.add(
+        Rule::new("PUT", Fault::LoseReply)
+            .with("checkpoint.json")
+            .times(1),
+    );
+    front.add(
+        Rule::new("PUT", Fault::LoseReply)
+            .with("checkpoint.json")
+            .skip(3)
+            .times(2),
+    );
+    let task = s3_state_task(db, &bucket, "");
+    let text = std::fs::read_to_string(&task.path).unwrap().replace(
+        &format!("endpoint = \"{}\"", env("TRIBUTARY_TEST_S3_ENDPOINT")),
+        &format!("endpoint = \"{}\"", front.url),
+    );
+    std::fs::write(&task.path, text).unwrap();
+    let mut child = spawn(&task, 0);
+    wait_streaming(&task, 0, &mut child);
+    workload(&client, 0).await;
+    terminate(&task, 0, child);
+    assert_eq!(
+        front.count("lose:PUT"),
+        3,
+        "the faults happened\n{}",
+        log(&task, 0)
+    );
+    let text = log(&task, 0);
+    assert!(!text.contains("lost its lease"), "{text}");
+    let state = state_object(store.as_ref(), db).await;
+    assert_eq!(state["status"], "stopped", "{state}");
+    assert!(state.get("lease").is_none(), "{state}");
+    // The checkpoint is the run's: the next run resumes streaming from it.
+    let child = spawn(&task, 1);
+    workload(&client, 1).await;
+    fence_stop_and_compare(&client, &task, 1, child).await;
+    assert!(
+        !log(&task, 1).contains("lost its lease"),
+        "{}",
+        log(&task, 1)
+    );
+}

@@ -207,3 +207,68 @@ async fn mysql_data_errors_follow_the_data_error_policy() {
         }
     }
 }
+
+/// A table whose load fails after files were written: its files are removed, so neither its
+/// progress line nor `status` reports rows as written (the line says how many were read).
+#[tokio::test]
+async fn a_failed_table_reports_no_row_written() {
+    let db = "susp_rows";
+    let client = fresh_db(db).await;
+    client
+        .batch_execute(
+            "CREATE SCHEMA s;
+             CREATE TABLE s.good (id int PRIMARY KEY, v text);
+             CREATE TABLE s.bad (id int PRIMARY KEY, v text);
+             INSERT INTO s.good VALUES (1, '1');
+             INSERT INTO s.bad SELECT i, i::text FROM generate_series(1, 20000) i;
+             UPDATE s.bad SET v = 'x' WHERE id = 19000;",
+        )
+        .await
+        .unwrap();
+    // Small files, so some are written (then removed) before the bad value.
+    let task = new_task(db, "s", None, "MaxFileSize = 1", "");
+    set_mapping(&task, &rules("s"));
+    let out = tributary(&[
+        "run",
+        "--config",
+        task.path.to_str().unwrap(),
+        "--no-progress",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        files(&task.lake()).iter().all(|f| !f.starts_with("s/bad/")),
+        "{:?}",
+        files(&task.lake())
+    );
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("Table error") && l.contains("table=s.bad"))
+        .unwrap_or_else(|| panic!("no Table error line for s.bad\n{stderr}"));
+    assert!(line.contains(" rows=0"), "{line}");
+    assert!(line.contains("none kept"), "{line}");
+    let read: u64 = line
+        .split("rows_read=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no rows_read in {line}"));
+    assert!(read > 0, "{line}");
+    let shown = status(&task);
+    let row = shown
+        .lines()
+        .find(|l| l.starts_with("s.bad "))
+        .unwrap_or_else(|| panic!("{shown}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cells[1..4], ["Table", "error", "0"], "{shown}");
+    let json = tributary(&["status", "--config", task.path.to_str().unwrap(), "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let bad = json["TableStatistics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["TableName"] == "bad")
+        .cloned()
+        .unwrap();
+    assert_eq!(bad["FullLoadRows"], 0, "{bad}");
+}

@@ -68,7 +68,8 @@ async fn postgres_full_load_and_cdc_over_verify_full() {
     let ssl = query_rows(
         &client,
         "SELECT s.ssl::text FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
-         WHERE a.usename = 'tributary_tls' AND a.backend_type = 'walsender'",
+         WHERE a.usename = 'tributary_tls' AND a.backend_type = 'walsender'
+           AND a.datname = 'tls_pg_flow'",
     )
     .await;
     assert_eq!(ssl, vec![vec![Some("true".to_string())]]);

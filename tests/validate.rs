@@ -111,3 +111,92 @@ async fn mysql_full_load_only_needs_select_and_warns_about_reload() {
         "{csv}"
     );
 }
+
+/// The TOAST check looks at the data (only tables with values stored out of line), leaves out
+/// a table whose REPLICA IDENTITY FULL already sends them, and suggests the fix that fits the
+/// task's format: the marker a CSV consumer can skip, REPLICA IDENTITY FULL or a lookup for
+/// typed Parquet columns.
+#[tokio::test]
+async fn postgres_the_toast_check_suggests_the_fix_for_the_tasks_format() {
+    let db = "val_toast";
+    let client = fresh_db(db).await;
+    // Random hex does not compress below 2 KB: stored out of line.
+    let big =
+        "(SELECT string_agg(md5(random()::text || g::text), '') FROM generate_series(1, 300) g)";
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA c;
+             CREATE TABLE c.docs (id int PRIMARY KEY, body text, doc jsonb);
+             INSERT INTO c.docs SELECT 1, {big}, to_jsonb({big});
+             CREATE TABLE c.short (id int PRIMARY KEY, body text);
+             INSERT INTO c.short VALUES (1, 'small');
+             CREATE TABLE c.full (id int PRIMARY KEY, body text);
+             ALTER TABLE c.full REPLICA IDENTITY FULL;
+             INSERT INTO c.full SELECT 1, {big};"
+        ))
+        .await
+        .unwrap();
+    let warning = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("warning: c.docs holds values stored out of line"))
+            .unwrap_or_else(|| panic!("no TOAST warning for c.docs\n{text}"))
+            .to_string()
+    };
+
+    let csv = cdc_task(db, "cdc", "", "");
+    let (out, text) = validate(&csv);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "a warning, not a problem\n{text}"
+    );
+    let line = warning(&text);
+    assert!(line.contains("body text, doc jsonb"), "{line}");
+    assert!(line.contains("CSV files"), "{line}");
+    assert!(
+        line.contains("UseCsvNoSupValue = true and CsvNoSupValue"),
+        "{line}"
+    );
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.contains("c.short") && l.contains("out of line")),
+        "short values are no concern\n{text}"
+    );
+    assert!(
+        text.contains("ok: c.full: values stored out of line (body text) come with every UPDATE"),
+        "{text}"
+    );
+
+    let parquet = cdc_task(db, "cdc", "DataFormat = \"parquet\"", "");
+    let (out, text) = validate(&parquet);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let line = warning(&text);
+    assert!(line.contains("typed Parquet column"), "{line}");
+    assert!(
+        line.contains("ALTER TABLE c.docs REPLICA IDENTITY FULL")
+            && line.contains("UnchangedToastValues = \"lookup\""),
+        "{line}"
+    );
+    assert!(!line.contains("CsvNoSupValue"), "{line}");
+
+    // "fail" is a problem; for Parquet the fix does not offer the marker.
+    let text = std::fs::read_to_string(&parquet.path).unwrap().replacen(
+        "[target]",
+        "[source.settings]\nUnchangedToastValues = \"fail\"\n[target]",
+        1,
+    );
+    std::fs::write(&parquet.path, text).unwrap();
+    let (out, text) = validate(&parquet);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("problem: c.docs holds values stored out of line"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("stops the task"), "{line}");
+    assert!(line.contains("UnchangedToastValues = \"lookup\""), "{line}");
+    assert!(
+        !line.contains("set UnchangedToastValues = \"marker\""),
+        "{line}"
+    );
+}

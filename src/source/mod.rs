@@ -3,6 +3,7 @@
 //! reads ([`stream::ChangeStream`]) and the hand-off between them ([`Capture`]), `validate`'s
 //! checks and `status`'s figures.
 
+pub(crate) mod cause;
 pub(crate) mod chunks;
 pub(crate) mod login;
 pub(crate) mod mysql;

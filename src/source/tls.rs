@@ -242,7 +242,7 @@ fn find_rustls<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rus
 }
 
 /// `err` and its causes as one line.
-fn chain_text(err: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn chain_text(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
     let mut cur = err.source();
     while let Some(e) = cur {

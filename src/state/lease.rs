@@ -89,6 +89,72 @@ pub(crate) fn lost(task: &str, state: &str, why: &str) -> Error {
     )
 }
 
+/// Who holds a task's lease, as `status` shows it.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct LeaseView {
+    /// `held`; `expired` (not renewed within its TTL: the next run takes it over); `gone` (its
+    /// process no longer runs on this machine: the next run takes it over at once).
+    pub(crate) state: &'static str,
+    /// The holder's host name.
+    pub(crate) host: String,
+    /// The holder's process id.
+    pub(crate) pid: u32,
+    /// When it took the lease (RFC 3339).
+    pub(crate) since: String,
+    /// When it last renewed it (S3 only).
+    pub(crate) renewed: Option<String>,
+    /// When it stops being live unless renewed (S3 only; a local lock lasts as long as its
+    /// process).
+    pub(crate) until: Option<String>,
+}
+
+impl LeaseView {
+    /// The view of `holder` of an S3 lease, judged from this machine (`me`) at `now`.
+    pub(crate) fn of(
+        holder: &LeaseHolder,
+        me: &LeaseHolder,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> LeaseView {
+        let until = expiry(holder);
+        let state = match until {
+            Some(at) if at < now => "expired",
+            _ if dead_here(holder, me) => "gone",
+            _ => "held",
+        };
+        LeaseView {
+            state,
+            host: holder.host.clone(),
+            pid: holder.pid,
+            since: holder.since.clone(),
+            renewed: holder.renewed.clone(),
+            until: until.map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        }
+    }
+
+    /// One line for a terminal.
+    pub(crate) fn render(&self) -> String {
+        let who = format!(
+            "pid {} on host {} since {}",
+            self.pid, self.host, self.since
+        );
+        let renewed = self
+            .renewed
+            .as_deref()
+            .map_or(String::new(), |r| format!(", last renewed {r}"));
+        match (self.state, &self.until) {
+            ("expired", Some(until)) => format!(
+                "expired at {until} (was held by {who}{renewed}); the next run takes it over"
+            ),
+            ("gone", _) => format!(
+                "held by {who}, but that process no longer runs on this machine; the next run takes it over"
+            ),
+            (_, Some(until)) => format!("held by {who}{renewed}, valid until {until}"),
+            (_, None) => format!("held by {who} (a lock that ends with that process)"),
+        }
+    }
+}
+
 /// An exclusive lock on a local state folder's lease file.
 #[derive(Debug)]
 pub(crate) struct LocalLock {
@@ -136,6 +202,54 @@ impl LocalLock {
             .and_then(|()| file.sync_all())
             .map_err(|e| io("write", e))?;
         Ok(LocalLock { file, path })
+    }
+
+    /// The holder of the lock on `path`, if a live process holds it. Tested with a shared lock
+    /// taken and dropped at once, so a run starting at that instant could be refused once.
+    pub(crate) fn holder(path: &std::path::Path) -> Result<Option<LeaseView>> {
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(Error::new(
+                    ErrorKind::State,
+                    format!("cannot open the lease file {}: {e}", path.display()),
+                    "make the [task] state folder readable",
+                ))
+            }
+        };
+        match file.try_lock_shared() {
+            Ok(()) => Ok(None),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder: Option<LeaseHolder> = std::fs::read(path)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok());
+                Ok(Some(match holder {
+                    Some(h) => LeaseView {
+                        state: "held",
+                        host: h.host,
+                        pid: h.pid,
+                        since: h.since,
+                        renewed: None,
+                        until: None,
+                    },
+                    // Taken a moment ago, its details not yet written.
+                    None => LeaseView {
+                        state: "held",
+                        host: "?".into(),
+                        pid: 0,
+                        since: "?".into(),
+                        renewed: None,
+                        until: None,
+                    },
+                }))
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::new(
+                ErrorKind::State,
+                format!("cannot test the lock on {}: {e}", path.display()),
+                "make the [task] state folder readable",
+            )),
+        }
     }
 
     /// Why the lock no longer guards the folder (its file was removed or replaced), if so.

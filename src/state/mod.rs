@@ -153,6 +153,18 @@ impl StateStore {
         self.inner.guard.clone()
     }
 
+    /// Who holds the task's lease now (None: nobody), `cp` being the checkpoint just read: the
+    /// holder written in it (S3), or the lock on the lease file (a local folder).
+    pub(crate) fn lease_holder(&self, cp: &Checkpoint) -> Result<Option<lease::LeaseView>> {
+        match &self.inner.backend {
+            Backend::Local { lease, .. } => LocalLock::holder(lease),
+            Backend::S3 { .. } => Ok(cp
+                .lease
+                .as_ref()
+                .map(|h| lease::LeaseView::of(h, &self.inner.me, chrono::Utc::now()))),
+        }
+    }
+
     /// Reads the checkpoint without taking the lease; None when the task never ran.
     pub(crate) async fn load(&self) -> Result<Option<Checkpoint>> {
         Ok(self.read().await?.map(|(cp, _)| cp))

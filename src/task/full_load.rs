@@ -430,7 +430,8 @@ impl<'a> FullLoad<'a> {
                 if let Err(e) = self.ctx.store.delete(&written).await {
                     tracing::error!(table = %key, error = %e, files = ?written, "could not remove the table's files of this attempt; the next run removes them");
                 }
-                shown.done(if err.kind == ErrorKind::Interrupted {
+                // Its files are gone: the line reports no row as written.
+                shown.failed(if err.kind == ErrorKind::Interrupted {
                     "Table cancelled"
                 } else {
                     "Table error"

@@ -7,6 +7,7 @@ use crate::checkpoint::TableStats;
 use crate::config::TaskConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::source;
+use crate::state::lease::LeaseView;
 
 /// The status report (`--json` prints it as is).
 #[derive(Debug, Serialize)]
@@ -35,6 +36,11 @@ pub struct Status {
     pub(crate) slot_lag_bytes: Option<u64>,
     /// Where streaming resumes.
     pub(crate) resume_position: Option<String>,
+    /// Who holds the task's lease (None: no process runs it).
+    pub(crate) lease: Option<LeaseView>,
+    /// Whether `lease` was looked up (not in a run's own summary).
+    #[serde(skip)]
+    pub(crate) lease_checked: bool,
     /// Per-table statistics.
     pub(crate) table_statistics: Vec<TableStats>,
 }
@@ -54,6 +60,8 @@ pub async fn status(task: &TaskConfig) -> Result<Status> {
         )
     })?;
     let mut s = Status::from_checkpoint(&cp);
+    s.lease = store.lease_holder(&cp)?;
+    s.lease_checked = true;
     if let Some(c) = &cp.cdc {
         s.slot_lag_bytes = source::open(task).retained_log_bytes(c).await;
     }
@@ -86,6 +94,8 @@ impl Status {
             resume_position: cdc
                 .and_then(|c| c.resume_from.as_ref())
                 .map(|p| p.to_string()),
+            lease: None,
+            lease_checked: false,
             table_statistics: cp.tables.values().cloned().collect(),
         }
     }
@@ -103,6 +113,11 @@ pub fn render(s: &Status) -> String {
     out.push('\n');
     if let Some(e) = &s.last_error {
         out.push_str(&format!("last error: {e}\n"));
+    }
+    match &s.lease {
+        Some(l) => out.push_str(&format!("lease: {}\n", l.render())),
+        None if s.lease_checked => out.push_str("lease: free (no process runs the task)\n"),
+        None => {}
     }
     if let Some(slot) = &s.slot_name {
         out.push_str(&format!(

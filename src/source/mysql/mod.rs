@@ -21,6 +21,7 @@ use crate::config::{MigrationType, TaskConfig};
 use crate::error::{redact_url, Error, ErrorKind, Result};
 use crate::layout;
 use crate::mapping::{Lobs, TableMappings};
+use crate::source::cause::{self, Cause, Endpoint};
 use crate::source::login::{self, Engine};
 use crate::source::{Capture, Report, Snapshot, Source, SourceObjects};
 use snapshot::MySnapshot;
@@ -178,6 +179,11 @@ impl Source for MySource {
 /// Maps a driver error to our kinds, with the fix for the common causes. Messages never carry
 /// the URL (the driver does not put it there; we add only the redacted form).
 fn my_error(e: mysql_async::Error, doing: &str) -> Error {
+    my_error_at(e, doing, None)
+}
+
+/// [`my_error`] for an error of a connection to `at`, so a network cause can name the place.
+fn my_error_at(e: mysql_async::Error, doing: &str, at: Option<Endpoint<'_>>) -> Error {
     let (kind, message, fix) = match &e {
         mysql_async::Error::Server(s) => {
             let msg = format!(
@@ -206,8 +212,14 @@ fn my_error(e: mysql_async::Error, doing: &str) -> Error {
                     msg,
                     "a selected table was dropped or altered during the load; rerun the task",
                 ),
-                // Killed or lost connection, server shutting down: transient for a reader.
-                1927 | 2013 | 1053 | 2006 => (
+                // KILL: MariaDB tells the session (1927); MySQL's sees a lost connection.
+                1927 => (
+                    ErrorKind::SourceConnect,
+                    msg,
+                    "the session was killed by an administrator (KILL, or a DBA's tool); the task reconnects by itself",
+                ),
+                // Lost connection, server shutting down: transient for a reader.
+                2013 | 1053 | 2006 => (
                     ErrorKind::SourceConnect,
                     msg,
                     "check that the server is up; the task reconnects by itself",
@@ -230,11 +242,20 @@ fn my_error(e: mysql_async::Error, doing: &str) -> Error {
             format!("[source] url is not a valid MySQL URL: {e}"),
             "use mysql://user:password@host:3306/database",
         ),
-        _ => (
-            ErrorKind::SourceConnect,
-            format!("cannot talk to MySQL while {doing}: {e}"),
-            "check that the server is running and that host and port in [source] url are right",
-        ),
+        _ => {
+            let closed = matches!(
+                e,
+                mysql_async::Error::Driver(mysql_async::DriverError::ConnectionClosed)
+            );
+            if let Some(c) = cause::find(&e).or(closed.then_some(Cause::Closed)) {
+                return cause::describe("MySQL", at, doing, c).with_source(e);
+            }
+            (
+                ErrorKind::SourceConnect,
+                format!("cannot talk to MySQL while {doing}: {e}"),
+                "check that the server is running and that host and port in [source] url are right",
+            )
+        }
     };
     Error::new(kind, message, fix).with_source(e)
 }
@@ -314,15 +335,18 @@ async fn connect(source: &MyConfig) -> Result<Conn> {
         }
     }
     attempt.map_err(|e| {
-        let host = options(source, url, false, None)
-            .map(|o| o.ip_or_hostname().to_string())
+        let (host, port) = options(source, url, false, None)
+            .map(|o| (o.ip_or_hostname().to_string(), o.tcp_port()))
             .unwrap_or_default();
         // Statements the server refuses while a session opens can only be the init list:
         // ours never fail, so it is AfterConnectScript.
         let script_failed = source.after_connect.is_some()
             && matches!(&e, mysql_async::Error::Server(s) if s.code != 1045);
         let mut e = crate::source::tls::handshake_error(&host, tls, &e)
-            .unwrap_or_else(|| my_error(e, &format!("connecting to {}", redact_url(&source.url))));
+            .unwrap_or_else(|| {
+                let doing = format!("connecting to {}", redact_url(&source.url));
+                my_error_at(e, &doing, Some(Endpoint { host: &host, port }))
+            });
         if script_failed {
             e.fix = "fix the SQL in [source.settings] AfterConnectScript (it runs on every new session)".into();
         }

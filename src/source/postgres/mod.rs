@@ -10,16 +10,18 @@ mod replication;
 mod slot;
 mod snapshot;
 mod stream;
+mod toast;
 
 use async_trait::async_trait;
 use tokio_postgres::Client;
 
 use crate::checkpoint::CdcState;
-use crate::config::source::{PgConfig, UnchangedToast};
+use crate::config::source::PgConfig;
 use crate::config::{MigrationType, TaskConfig};
 use crate::error::{redact_url, Error, ErrorKind, Result};
 use crate::layout;
 use crate::mapping::{Lobs, RelationKind, TableMappings};
+use crate::source::cause::{self, Cause, Endpoint};
 use crate::source::login::{self, Engine};
 use crate::source::{Capture, Report, Snapshot, Source, SourceObjects};
 use snapshot::PgSnapshot;
@@ -44,6 +46,8 @@ struct Selection {
 pub(crate) struct PgSource {
     sel: Selection,
     migration: MigrationType,
+    /// The task's file format and marker choice, for the fixes `validate` suggests.
+    output: toast::Output,
 }
 
 impl PgSource {
@@ -60,6 +64,10 @@ impl PgSource {
                 },
             },
             migration: task.migration_type,
+            output: toast::Output {
+                format: task.target.settings.data_format,
+                marker_chosen: task.target.settings.unchanged_marker.is_some(),
+            },
         }
     }
 
@@ -108,19 +116,11 @@ impl PgSource {
                 format!("ALTER TABLE {t} REPLICA IDENTITY FULL (or add a primary key), or exclude it"),
             ));
         }
-        for t in slot::tables_with_toast_risk(client, &tables).await? {
-            match &c.unchanged_toast {
-                UnchangedToast::Fail => report.problems.push(Error::config(
-                    format!("{t} has large (TOASTable) columns and REPLICA IDENTITY is not FULL: an UPDATE that leaves such a value unchanged stops the task (UnchangedToastValues = \"fail\")"),
-                    format!("ALTER TABLE {t} REPLICA IDENTITY FULL, or set UnchangedToastValues to \"marker\" or \"lookup\""),
-                )),
-                UnchangedToast::Marker(m) => report.warnings.push(Error::config(
-                    format!("{t} holds values stored out of line (TOAST) and REPLICA IDENTITY is not FULL: an UPDATE that leaves such a value unchanged writes {m:?} for it"),
-                    format!("ALTER TABLE {t} REPLICA IDENTITY FULL to write the value, or set UnchangedToastValues = \"lookup\" to read it from the table"),
-                )),
-                UnchangedToast::Lookup(_) => report.ok.push(format!(
-                    "{t}: unchanged large values in updates are read from the table by key"
-                )),
+        for t in slot::tables_with_toast(client, &tables).await? {
+            match toast::check(&t, &c.unchanged_toast, self.output) {
+                toast::Finding::Ok(line) => report.ok.push(line),
+                toast::Finding::Warning(e) => report.warnings.push(e),
+                toast::Finding::Problem(e) => report.problems.push(e),
             }
         }
         if let Some(info) = slot::slot_info(client, &c.slot_name).await? {
@@ -289,22 +289,44 @@ fn no_tables() -> Error {
 
 /// Maps a tokio-postgres error to our kinds, with the fix for the common causes.
 fn pg_error(e: tokio_postgres::Error, doing: &str) -> Error {
-    let (kind, message, fix) = match e.as_db_error() {
-        Some(db) => {
-            let code = db.code().code();
-            let msg = format!("PostgreSQL error while {doing}: {} (SQLSTATE {code})", db.message());
-            match sqlstate_kind(code) {
-                Some((kind, fix)) => (kind, msg, fix.to_string()),
-                None => (ErrorKind::Source, msg, "see the PostgreSQL server log for details".to_string()),
-            }
-        }
-        None => (
+    pg_error_at(e, doing, None)
+}
+
+/// [`pg_error`] for an error of a connection to `at`, so a network cause can name the place.
+fn pg_error_at(e: tokio_postgres::Error, doing: &str, at: Option<Endpoint<'_>>) -> Error {
+    let Some(db) = e.as_db_error() else {
+        return link_error(e, doing, at);
+    };
+    let code = db.code().code();
+    let msg = format!(
+        "PostgreSQL error while {doing}: {} (SQLSTATE {code})",
+        db.message()
+    );
+    let (kind, fix) = sqlstate_kind(code).unwrap_or((
+        ErrorKind::Source,
+        "see the PostgreSQL server log for details",
+    ));
+    Error::new(kind, msg, fix).with_source(e)
+}
+
+/// An error without a SQLSTATE: the network's cause when there is one (DNS, refused, timeout,
+/// closed), `sslmode` and the certificates only when TLS itself failed.
+fn link_error(e: tokio_postgres::Error, doing: &str, at: Option<Endpoint<'_>>) -> Error {
+    let text = crate::source::tls::chain_text(&e);
+    let err = match cause::find(&e).or_else(|| e.is_closed().then_some(Cause::Closed)) {
+        Some(c) => cause::describe("PostgreSQL", at, doing, c),
+        None if text.starts_with("error performing TLS handshake") => Error::new(
             ErrorKind::SourceConnect,
-            format!("cannot talk to PostgreSQL while {doing}: {e}"),
-            "check that the server is running and that host, port and sslmode in [source] url are right".to_string(),
+            format!("the TLS handshake with PostgreSQL failed while {doing}: {text}"),
+            "check sslmode, sslrootcert, sslcert and sslkey in [source] url against the server's TLS set-up",
+        ),
+        None => Error::new(
+            ErrorKind::SourceConnect,
+            format!("cannot talk to PostgreSQL while {doing}: {text}"),
+            "check that the server is running and reachable, and that host and port in [source] url are right",
         ),
     };
-    Error::new(kind, message, fix).with_source(e)
+    err.with_source(e)
 }
 
 /// The kind and fix of the SQLSTATEs we know, for SQL and replication connections alike.
@@ -327,10 +349,15 @@ fn sqlstate_kind(code: &str) -> Option<(ErrorKind, &'static str)> {
             ErrorKind::SourceConnect,
             "lower FullLoadSettings.MaxFullLoadSubTasks or raise max_connections",
         ),
-        // Terminated backend, server shutting down or starting up, failover in progress.
-        "57P01" | "57P02" | "57P03" | "57P05" => (
+        // pg_terminate_backend (or a DBA's tool using it) ended the session.
+        "57P01" => (
             ErrorKind::SourceConnect,
-            "the server ended the connection (restart, failover or pg_terminate_backend); the task reconnects by itself",
+            "the session was terminated by an administrator (pg_terminate_backend, or a DBA's tool); the task reconnects by itself",
+        ),
+        // Server shutting down or starting up, failover in progress.
+        "57P02" | "57P03" | "57P05" => (
+            ErrorKind::SourceConnect,
+            "the server ended the connection (restart or failover); the task reconnects by itself",
         ),
         c if c.starts_with("08") => (
             ErrorKind::SourceConnect,
@@ -352,7 +379,15 @@ async fn connect(config: &PgConfig) -> Result<Client> {
     )?);
     let (client, connection) = parsed.connect(tls).await.map_err(|e| {
         let e = crate::source::tls::handshake_error(&host_name(&parsed), &config.tls, &e)
-            .unwrap_or_else(|| pg_error(e, &format!("connecting to {}", redact_url(&config.url))));
+            .unwrap_or_else(|| {
+                let host = host_name(&parsed);
+                let at = Endpoint {
+                    host: &host,
+                    port: parsed.get_ports().first().copied().unwrap_or(5432),
+                };
+                let doing = format!("connecting to {}", redact_url(&config.url));
+                pg_error_at(e, &doing, Some(at))
+            });
         login::during_rotation(&config.auth, e)
     })?;
     tokio::spawn(async move {

@@ -14,6 +14,7 @@ use crate::change::Lsn;
 use crate::config::source::PgConfig;
 use crate::config::tls::{TlsMode, TlsSettings};
 use crate::error::{Error, ErrorKind, Result};
+use crate::source::cause::{self, Endpoint};
 
 /// Session settings for the walsender, so pgoutput's text values are in the same canonical form
 /// the full load reads (see [`crate::change::DmsType`] and `SESSION_SETUP`).
@@ -61,6 +62,8 @@ pub(super) struct PgReplication {
     started: bool,
     /// The host name the server's certificate was checked against.
     host: String,
+    /// The server's port, for messages.
+    port: u16,
     /// The source's TLS settings, for failures of the handshake (reported by the first command).
     tls: TlsSettings,
 }
@@ -72,7 +75,7 @@ async fn config(
     slot: &str,
     publication: &str,
     start: Option<Lsn>,
-) -> Result<(ReplicationConfig, String)> {
+) -> Result<(ReplicationConfig, String, u16)> {
     let parsed = super::driver_config(source).await?;
     let host = super::host_name(&parsed);
     let port = parsed.get_ports().first().copied().unwrap_or(5432);
@@ -102,7 +105,7 @@ async fn config(
         let lsn = pgwire_replication::Lsn::from_u64(lsn.0);
         cfg = cfg.with_start_lsn(lsn).with_ack_lsn(lsn);
     }
-    Ok((cfg, host))
+    Ok((cfg, host, port))
 }
 
 /// The replication connection's TLS: the same mode, CAs and client certificate as the SQL
@@ -133,8 +136,19 @@ fn tls_config(tls: &TlsSettings, host: &str, by_address: bool) -> TlsConfig {
 
 /// Maps a transport error to ours, naming the fix for the causes we know. A lost connection
 /// (I/O, a terminated walsender, a server restart) is retryable.
-fn wire_error(e: PgWireError, doing: &str) -> Error {
+fn wire_error(e: PgWireError, doing: &str, at: Option<Endpoint<'_>>) -> Error {
     let text = e.to_string();
+    if matches!(e, PgWireError::Io(_) | PgWireError::Task(_)) {
+        // The I/O error is kept only as text: its words tell DNS, refused, timeout, closed.
+        if let Some(c) = cause::from_text(&text) {
+            return cause::describe(
+                "PostgreSQL",
+                at,
+                &format!("{doing} (replication connection)"),
+                c,
+            );
+        }
+    }
     let lower = text.to_lowercase();
     let sqlstate = text
         .split("SQLSTATE ")
@@ -224,18 +238,23 @@ impl PgReplication {
         publication: &str,
         start: Option<Lsn>,
     ) -> Result<PgReplication> {
-        let (cfg, host) = config(source, slot, publication, start).await?;
+        let (cfg, host, port) = config(source, slot, publication, start).await?;
         crate::source::tls::install_provider();
         let client = ReplicationClient::connect_gated(cfg).await.map_err(|e| {
             crate::source::login::during_rotation(
                 &source.auth,
-                wire_error(e, "connecting for replication"),
+                wire_error(
+                    e,
+                    "connecting for replication",
+                    Some(Endpoint { host: &host, port }),
+                ),
             )
         })?;
         Ok(PgReplication {
             client,
             started: false,
             host,
+            port,
             tls: source.tls.clone(),
         })
     }
@@ -248,7 +267,13 @@ impl PgReplication {
             }
             _ => None,
         }
-        .unwrap_or_else(|| wire_error(e, doing))
+        .unwrap_or_else(|| {
+            let at = Endpoint {
+                host: &self.host,
+                port: self.port,
+            };
+            wire_error(e, doing, Some(at))
+        })
     }
 
     /// `CREATE_REPLICATION_SLOT` with pgoutput; `export` asks for a snapshot (valid until the

@@ -128,27 +128,36 @@ pub(super) async fn identity_problems(
         .collect())
 }
 
-/// Selected tables whose unchanged large values cannot be recovered in updates: replica
-/// identity not FULL, and values stored out of line now (a non-empty TOAST table: only those
-/// are left out of an UPDATE that does not change them; a text column holding short values
-/// is no risk).
-pub(super) async fn tables_with_toast_risk(
+/// Selected tables holding values stored out of line now (a non-empty TOAST table: only those
+/// are left out of an UPDATE that does not change them; a text column holding short values is
+/// no concern), with their replica identity and TOASTable columns.
+pub(super) async fn tables_with_toast(
     client: &Client,
     tables: &[String],
-) -> Result<Vec<String>> {
+) -> Result<Vec<super::toast::ToastTable>> {
     let rows = client
         .query(
-            "SELECT DISTINCT n.nspname || '.' || c.relname
+            "SELECT n.nspname || '.' || c.relname, c.relreplident = 'f',
+                    string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod), ', '
+                               ORDER BY a.attnum)
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
              JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-             WHERE n.nspname || '.' || c.relname = ANY($1) AND c.relreplident <> 'f'
+             WHERE n.nspname || '.' || c.relname = ANY($1)
                AND a.attstorage IN ('x', 'e')
-               AND c.reltoastrelid <> 0 AND pg_relation_size(c.reltoastrelid) > 0",
+               AND c.reltoastrelid <> 0 AND pg_relation_size(c.reltoastrelid) > 0
+             GROUP BY 1, 2 ORDER BY 1",
             &[&tables],
         )
         .await
         .map_err(|e| pg_error(e, "reading column storage"))?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    Ok(rows
+        .iter()
+        .map(|r| super::toast::ToastTable {
+            name: r.get(0),
+            full_identity: r.get(1),
+            columns: r.get(2),
+        })
+        .collect())
 }
 
 /// Splits `schema.table` at the first dot (schema names with dots are not supported here).
