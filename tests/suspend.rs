@@ -477,3 +477,43 @@ async fn mysql_a_table_whose_rows_cannot_be_mapped_is_suspended_and_the_stream_g
     assert_eq!(replayed(&lake, &format!("{db}/good")), good);
     assert!(!status(&task).contains("Table error"));
 }
+
+/// PostgreSQL, CDC: under `UnchangedToastValues = "fail"` an UPDATE that leaves a TOASTed value
+/// unsent is a data error of its table (the default `DataErrorPolicy` suspends it): the run
+/// goes on, exits 3 on stop, and `status` names the table, the column and the change's LSN.
+#[tokio::test]
+async fn postgres_an_unsent_toast_value_is_a_data_error_of_its_table() {
+    let settings = "AddColumnName = true\nCdcMaxBatchInterval = 1";
+    let (client, task, mut child) = crate::cdc::toast_task(
+        "susp_pg_toast",
+        settings,
+        "UnchangedToastValues = \"fail\"",
+    )
+    .await;
+    // The task's only table: its suspension is the event to wait for.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !log(&task, 0).contains("table suspended") {
+        assert!(child.try_wait().unwrap().is_none(), "{}", log(&task, 0));
+        assert!(std::time::Instant::now() < deadline, "{}", log(&task, 0));
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    // Still streaming after the suspension (a stopped stream would have ended the run).
+    client
+        .batch_execute("UPDATE c.docs SET rev = 2")
+        .await
+        .unwrap();
+    let exit = stop(&mut child);
+    assert_eq!(exit.code(), Some(3), "{}", log(&task, 0));
+    assert!(
+        files(&task.lake()).iter().all(|f| !f.starts_with("c/docs/")),
+        "no file may hold a NULL for the unsent value: {:?}",
+        files(&task.lake())
+    );
+    let shown = status(&task);
+    assert!(
+        shown.contains("c.docs: Table error")
+            && shown.contains("(TOASTed) column body")
+            && shown.contains("committed at LSN"),
+        "{shown}"
+    );
+}
