@@ -484,12 +484,8 @@ async fn mysql_a_table_whose_rows_cannot_be_mapped_is_suspended_and_the_stream_g
 #[tokio::test]
 async fn postgres_an_unsent_toast_value_is_a_data_error_of_its_table() {
     let settings = "AddColumnName = true\nCdcMaxBatchInterval = 1";
-    let (client, task, mut child) = crate::cdc::toast_task(
-        "susp_pg_toast",
-        settings,
-        "UnchangedToastValues = \"fail\"",
-    )
-    .await;
+    let (client, task, mut child) =
+        crate::cdc::toast_task("susp_pg_toast", settings, "UnchangedToastValues = \"fail\"").await;
     // The task's only table: its suspension is the event to wait for.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !log(&task, 0).contains("table suspended") {
@@ -505,7 +501,9 @@ async fn postgres_an_unsent_toast_value_is_a_data_error_of_its_table() {
     let exit = stop(&mut child);
     assert_eq!(exit.code(), Some(3), "{}", log(&task, 0));
     assert!(
-        files(&task.lake()).iter().all(|f| !f.starts_with("c/docs/")),
+        files(&task.lake())
+            .iter()
+            .all(|f| !f.starts_with("c/docs/")),
         "no file may hold a NULL for the unsent value: {:?}",
         files(&task.lake())
     );

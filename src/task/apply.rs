@@ -483,7 +483,16 @@ impl ChangeSink for Apply<'_> {
             );
             self.ctx.checkpoints.save(self.cp).await?;
         }
-        let (target, changed) = self.mapper.shape(&self.ctx.task.mappings, schema)?;
+        if self.is_suspended(&key) {
+            return Ok(());
+        }
+        let (target, changed) = match self.mapper.shape(&self.ctx.task.mappings, schema) {
+            Ok(shaped) => shaped,
+            // The table's new columns do not fit its rules (an expression reads a column
+            // that was dropped, say): that table's error, as the sources' own.
+            Err(e) if e.kind != ErrorKind::Internal => return self.shape_error(&key, e).await,
+            Err(e) => return Err(e),
+        };
         if self.writer.must_seal_for(&target) {
             self.seal(&StreamKey::Table(key.clone()), SealReason::Shape)
                 .await?;

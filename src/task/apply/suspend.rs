@@ -41,23 +41,43 @@ impl Apply<'_> {
         }
     }
 
+    /// Applies `TableErrorPolicy` to `table`'s new shape, which its rules cannot map (`e`):
+    /// located at the open transaction, as change #0 (before any of its rows).
+    pub(super) async fn shape_error(&mut self, table: &str, e: Error) -> Result<()> {
+        let Some((at, _)) = self.txn.clone() else {
+            return Err(e);
+        };
+        let e = if e.kind == ErrorKind::Data {
+            Error::new(ErrorKind::SourceSchema, e.message, e.fix)
+        } else {
+            e
+        };
+        self.source_error(table, ChangePos { commit: at, seq: 0 }, e)
+            .await
+    }
+
     /// Names `table` and where its change `seq` of the open transaction is in the source's
-    /// log in `e` (replacing the bare `table …:` prefix the writer adds).
+    /// log in `e` (replacing the bare `table …:` prefix the writer adds); `seq` 0 is the
+    /// table's new shape.
     pub(super) fn locate(&self, table: &str, seq: u64, e: Error) -> Error {
         let prefix = format!("table {table}: ");
         let mut e = e;
         if let Some(rest) = e.message.strip_prefix(&prefix) {
             e.message = rest.to_string();
         }
+        let what = match seq {
+            0 => "the new columns".to_string(),
+            n => format!("change #{n}"),
+        };
         let at = match self.txn.as_ref().map(|(at, _)| at) {
             Some(Position::Postgres(lsn)) => {
-                format!("change #{seq} of the transaction committed at LSN {lsn}")
+                format!("{what} of the transaction committed at LSN {lsn}")
             }
             Some(Position::MySql(b)) => format!(
-                "change #{seq} of the transaction at binlog {}:{}",
+                "{what} of the transaction at binlog {}:{}",
                 b.file, b.offset
             ),
-            None => format!("change #{seq}"),
+            None => what,
         };
         e.context(format!("table {table}, {at}"))
     }

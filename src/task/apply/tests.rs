@@ -738,3 +738,29 @@ async fn a_refused_change_before_the_tables_snapshot_is_ignored() {
     assert_eq!(out.rows, ["D,a"]);
     assert!(out.cp.suspended().is_empty());
 }
+
+/// A new shape the table's rules cannot map (an `add-column` expression reads a column that is
+/// gone) suspends the table at that transaction; the stream goes on.
+#[tokio::test(start_paused = true)]
+async fn a_shape_the_rules_cannot_map_suspends_its_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = task(dir.path(), "", "");
+    t.mappings = crate::mapping::TableMappings::parse(
+        r#"{"rules":[{"rule-type":"selection","rule-id":"1","rule-name":"1","object-locator":{"schema-name":"s","table-name":"%"},"rule-action":"include"},
+        {"rule-type":"transformation","rule-id":"2","rule-name":"2","rule-target":"column","object-locator":{"schema-name":"s","table-name":"t"},"rule-action":"add-column","value":"v2","expression":"$v || 'x'","data-type":{"type":"string","length":10}}]}"#,
+    )
+    .unwrap();
+    let store = LocalStore::new(dir.path().join("lake"));
+    let mut script = two_transactions(false);
+    script[7] = Ev::Shape(&["w"]);
+    let out = play(dir.path(), &t, streaming_from(5), script, &store, 0, None).await;
+    out.result.unwrap();
+    assert_eq!(out.rows, ["I,a,ax", "I,b,bx", "U,c,cx"]);
+    let series = &out.cp.cdc.as_ref().unwrap().tables[&StreamKey::Table("s.t".into())];
+    assert_eq!(series.suspended_at, Some(Position::Postgres(Lsn(20))));
+    let error = out.cp.tables["s.t"].error.as_deref().unwrap();
+    assert!(
+        error.starts_with("table s.t, the new columns of the transaction committed at LSN 0/14: table mapping rule 2"),
+        "{error}"
+    );
+}
