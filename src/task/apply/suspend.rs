@@ -56,15 +56,10 @@ impl Apply<'_> {
             .await
     }
 
-    /// Names `table` and where its change `seq` of the open transaction is in the source's
-    /// log in `e` (replacing the bare `table …:` prefix the writer adds); `seq` 0 is the
+    /// Names `table` (unless the writer did: `table …: `) and, at the end of the cause, where
+    /// its change `seq` of the open transaction is in the source's log; `seq` 0 is the
     /// table's new shape.
     pub(super) fn locate(&self, table: &str, seq: u64, e: Error) -> Error {
-        let prefix = format!("table {table}: ");
-        let mut e = e;
-        if let Some(rest) = e.message.strip_prefix(&prefix) {
-            e.message = rest.to_string();
-        }
         let what = match seq {
             0 => "the new columns".to_string(),
             n => format!("change #{n}"),
@@ -79,7 +74,13 @@ impl Apply<'_> {
             ),
             None => what,
         };
-        e.context(format!("table {table}, {at}"))
+        let mut e = if e.message.starts_with(&format!("table {table}: ")) {
+            e
+        } else {
+            e.context(format!("table {table}"))
+        };
+        e.message = format!("{} (at {at})", e.message.trim_end_matches('.'));
+        e
     }
 
     /// Applies `DataErrorPolicy` to a change of `table` that failed with the data error `e`.
