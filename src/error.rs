@@ -94,6 +94,12 @@ impl Error {
         self
     }
 
+    /// The same kind, cause and fix, without the underlying error: one cause reported at
+    /// several places (each change of a table whose shape the source could not read).
+    pub(crate) fn duplicate(&self) -> Error {
+        Error::new(self.kind, self.message.clone(), self.fix.clone())
+    }
+
     /// Prefixes the cause with context (table, object key, ...).
     pub(crate) fn context(mut self, what: impl fmt::Display) -> Error {
         self.message = format!("{what}: {}", self.message);

@@ -466,8 +466,9 @@ async fn kill_9_rounds(db: &str, rules: Option<&str>) -> (tokio_postgres::Client
 }
 
 /// A table with a large (TOASTed) value and the default replica identity, streamed by a `cdc`
-/// task with `settings`; an UPDATE then leaves the large value unchanged.
-async fn toast_task(
+/// task with `settings` and `source_settings` (which may end with more sections); an UPDATE
+/// then leaves the large value unchanged.
+pub(crate) async fn toast_task(
     db: &str,
     settings: &str,
     source_settings: &str,
@@ -482,8 +483,10 @@ async fn toast_task(
         .unwrap();
     let task = cdc_task(db, "cdc", settings, "");
     if !source_settings.is_empty() {
+        // `source_settings` may end with other sections: the task's own [task.settings] (empty
+        // in cdc_task) is dropped so they can name it.
         let text = std::fs::read_to_string(&task.path).unwrap();
-        let text = text.replace(
+        let text = text.replace("[task.settings]\n\n", "").replace(
             "[target]",
             &format!("[source.settings]\n{source_settings}\n[target]"),
         );
@@ -576,8 +579,9 @@ fn cdc_rows(lake: &Path, format: &str) -> Vec<Row> {
     rows
 }
 
-/// `UnchangedToastValues = "lookup"` reads the value by key; `"fail"` stops with the fix and
-/// writes nothing.
+/// `UnchangedToastValues = "lookup"` reads the value by key; `"fail"` makes the unsent value a
+/// data error, which under `DataErrorPolicy = STOP_TASK` stops with the fix and writes nothing
+/// (the default policy suspends the table: `suspend::postgres_an_unsent_toast_value_…`).
 #[tokio::test]
 async fn unchanged_toast_lookup_reads_the_value_and_fail_stops() {
     let settings = "AddColumnName = true\nCdcMaxBatchInterval = 1";
@@ -603,7 +607,7 @@ async fn unchanged_toast_lookup_reads_the_value_and_fail_stops() {
     let (_client, task, mut child) = toast_task(
         "cdc_toast_fail",
         settings,
-        "UnchangedToastValues = \"fail\"",
+        "UnchangedToastValues = \"fail\"\n[task.settings]\n\"ErrorBehavior.DataErrorPolicy\" = \"STOP_TASK\"",
     )
     .await;
     let status = child.wait().unwrap();

@@ -54,6 +54,15 @@ pub(crate) trait ChangeSink: Send {
     ) -> Result<()>;
     /// The source truncated `schema.table` at `pos`.
     async fn truncate(&mut self, schema: &str, table: &str, pos: ChangePos) -> Result<()>;
+    /// The source cannot decode the change of `table` at `pos`, and `e` (whose message names
+    /// the table and the column when there is one) concerns that table alone: a value
+    /// ([`ErrorKind::Data`]) or the table's shape or row image (any other kind). The sink
+    /// applies `ErrorBehavior`: `Ok` means the change is skipped (or the table suspended) and
+    /// the stream goes on with the rest of the transaction; `Err` ends the stream. Sources
+    /// report every change they cannot decode, each with its own position (the sink drops
+    /// those of a suspended table, or those a later snapshot of the table holds), and number the
+    /// changes after it as a read without the error would.
+    async fn table_error(&mut self, table: &str, pos: ChangePos, e: Error) -> Result<()>;
     /// The open transaction is complete; `next` is where the following one can start.
     fn commit(&mut self, next: &Position);
     /// Nothing before `at` remains to be delivered (an idle keepalive, a log rotation between

@@ -383,12 +383,16 @@ impl<'a> Apply<'a> {
             Some((_, t)) => *t,
             None => return Err(Error::internal("row change outside a transaction")),
         };
+        let seq = pos.seq;
         let pushed = match self
             .mapper
             .push(&mut self.writer, table, op, commit_us, pos, fill, before)
             .await
         {
-            Err(e) if e.kind == ErrorKind::Data => return self.data_error(table, e).await,
+            Err(e) if e.kind == ErrorKind::Data => {
+                let e = self.locate(table, seq, e);
+                return self.data_error(table, e).await;
+            }
             r => r?,
         };
         let Some(raw) = pushed else {
@@ -479,7 +483,16 @@ impl ChangeSink for Apply<'_> {
             );
             self.ctx.checkpoints.save(self.cp).await?;
         }
-        let (target, changed) = self.mapper.shape(&self.ctx.task.mappings, schema)?;
+        if self.is_suspended(&key) {
+            return Ok(());
+        }
+        let (target, changed) = match self.mapper.shape(&self.ctx.task.mappings, schema) {
+            Ok(shaped) => shaped,
+            // The table's new columns do not fit its rules (an expression reads a column
+            // that was dropped, say): that table's error, as the sources' own.
+            Err(e) if e.kind != ErrorKind::Internal => return self.shape_error(&key, e).await,
+            Err(e) => return Err(e),
+        };
         if self.writer.must_seal_for(&target) {
             self.seal(&StreamKey::Table(key.clone()), SealReason::Shape)
                 .await?;
@@ -541,6 +554,10 @@ impl ChangeSink for Apply<'_> {
         store::delete_prefix(self.ctx.store, &prefix).await?;
         self.cp.cdc_mut().series(&own).written_through = Some(pos);
         self.ctx.checkpoints.save(self.cp).await
+    }
+
+    async fn table_error(&mut self, table: &str, pos: ChangePos, e: Error) -> Result<()> {
+        self.source_error(table, pos, e).await
     }
 
     fn commit(&mut self, next: &Position) {

@@ -172,7 +172,7 @@ impl TableVersion {
             return Err(Error::new(
                 ErrorKind::SourceSchema,
                 format!("binlog rows of {key} have {n} columns but the table now has {total_cols}: it was altered after this binlog position"),
-                "set binlog_row_metadata=FULL on the server (columns are then matched by name), or reload the task with --restart",
+                "set binlog_row_metadata=FULL on the server (columns are then matched by name); the next run reloads the table from a fresh snapshot",
             ));
         };
         let schema = if columns
@@ -386,7 +386,7 @@ pub(super) fn push_binlog_value(
                 return Ok(());
             }
             Some(BinlogValue::JsonDiff(_)) => return Err(Error::new(
-                ErrorKind::Source,
+                ErrorKind::Data,
                 format!(
                     "column {} arrived as a partial JSON update, which carries no full value",
                     col.column.name

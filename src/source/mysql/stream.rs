@@ -25,8 +25,14 @@ use crate::source::{lob_cut_len, lob_limit};
 
 /// A selected table as the current TABLE_MAP describes it.
 struct Mapped {
-    codecs: Arc<[rows::ColumnCodec]>,
-    version: Arc<TableVersion>,
+    /// `schema.table`.
+    key: String,
+    /// How to read its row images (None: the TABLE_MAP has a column type no reader knows).
+    codecs: Option<Arc<[rows::ColumnCodec]>>,
+    /// The version its rows are decoded with, or why there is none: an error that concerns
+    /// this table alone (its definition cannot be read, its row images do not match it, the
+    /// table mappings cannot map it), reported to the sink for each of its changes.
+    version: std::result::Result<Arc<TableVersion>, Error>,
 }
 
 /// The binlog of one server, read over dump connections that come and go.
@@ -158,15 +164,80 @@ impl MyStream {
             self.maps.insert(id, None);
             return Ok(());
         }
-        let described = self.describe(&db, &table).await?;
-        let support = self.sel.mappings.lobs(&db, &table, self.sel.lobs).support;
-        let mut version = TableVersion::new(&described, &tme, support)?;
+        let key = format!("{db}.{table}");
+        let (codecs, version) = match rows::codecs(&tme) {
+            Ok(codecs) => (Some(codecs.into()), self.version(&db, &table, &tme).await),
+            Err(e) => (None, Err(e)),
+        };
+        let version = match version {
+            Ok(v) => {
+                sink.shape(&v.schema).await?;
+                Ok(v)
+            }
+            Err(e) if e.retryable() || e.kind == ErrorKind::Internal => return Err(e),
+            Err(e) => {
+                tracing::warn!(table = %key, error = %e, "the table's changes cannot be decoded from here on");
+                Err(e)
+            }
+        };
+        let mapped = Mapped {
+            key,
+            codecs,
+            version,
+        };
+        self.maps.insert(id, Some(mapped));
+        Ok(())
+    }
+
+    /// The version of `db.table` that rows of the TABLE_MAP `tme` have.
+    async fn version(
+        &mut self,
+        db: &str,
+        table: &str,
+        tme: &TableMapEvent<'_>,
+    ) -> Result<Arc<TableVersion>> {
+        let described = self.describe(db, table).await?;
+        let support = self.sel.mappings.lobs(db, table, self.sel.lobs).support;
+        let mut version = TableVersion::new(&described, tme, support)?;
         // The row's key as the mappings define it (define-primary-key), else the table's.
         version.key_cols = self.sel.mappings.key_of(&version.schema)?;
-        let version = Arc::new(version);
-        sink.shape(&version.schema).await?;
-        let codecs = rows::codecs(&tme)?.into();
-        self.maps.insert(id, Some(Mapped { codecs, version }));
+        Ok(Arc::new(version))
+    }
+
+    /// Reports each row of a rows event of `mapped`'s table as a table error (the table's rows
+    /// cannot be decoded: `e`), numbering them as a decodable event's rows are numbered
+    /// (without its moved-key deletes, which need the table's key).
+    async fn failed_rows(
+        &mut self,
+        r: &RowsEventData<'_>,
+        mapped: (&str, Option<&[rows::ColumnCodec]>),
+        e: &Error,
+        sink: &mut dyn ChangeSink,
+    ) -> Result<()> {
+        let (table, codecs) = mapped;
+        let mut count = 0;
+        if let Some(codecs) = codecs {
+            let images: Vec<Vec<bool>> = [r.columns_before_image(), r.columns_after_image()]
+                .into_iter()
+                .flatten()
+                .map(|b| b.iter().map(|x| *x).collect())
+                .collect();
+            let mut buf = ParseBuf(r.rows_data());
+            let mut scratch = Vec::new();
+            'rows: while !buf.0.is_empty() && !images.is_empty() {
+                for present in &images {
+                    if rows::read_image(&mut buf, present, codecs, &mut scratch).is_err() {
+                        break 'rows;
+                    }
+                }
+                count += 1;
+            }
+        }
+        for _ in 0..count.max(1) {
+            self.seq += 1;
+            let pos = self.change_pos()?;
+            sink.table_error(table, pos, e.duplicate()).await?;
+        }
         Ok(())
     }
 
@@ -174,6 +245,17 @@ impl MyStream {
     async fn rows(&mut self, r: &RowsEventData<'_>, sink: &mut dyn ChangeSink) -> Result<()> {
         let Some(Some(mapped)) = self.maps.get(&r.table_id()) else {
             return Ok(());
+        };
+        let (version, codecs) = match (&mapped.version, &mapped.codecs) {
+            (Ok(v), Some(c)) => (v.clone(), c.clone()),
+            (Err(e), codecs) => {
+                let (table, e) = (mapped.key.clone(), e.duplicate());
+                let codecs = codecs.clone();
+                return self
+                    .failed_rows(r, (&table, codecs.as_deref()), &e, sink)
+                    .await;
+            }
+            (Ok(_), None) => return Err(Error::internal("a table version without readers")),
         };
         let (kind, before, after) = match r {
             RowsEventData::WriteRowsEvent(_) | RowsEventData::WriteRowsEventV1(_) => {
@@ -186,11 +268,14 @@ impl MyStream {
                 (Op::Delete, true, false)
             }
             RowsEventData::PartialUpdateRowsEvent(_) => {
-                return Err(Error::new(
-                    ErrorKind::Source,
+                // This table's update, which cannot be read whole: its table's error.
+                let e = Error::new(
+                    ErrorKind::SourceSchema,
                     "the binlog holds partial JSON updates, which carry no full after-image",
-                    "SET GLOBAL binlog_row_value_options = '' on the server",
-                ))
+                    "SET GLOBAL binlog_row_value_options = '' on the server; the next run reloads the table",
+                );
+                let table = version.key.clone();
+                return self.failed_rows(r, (&table, None), &e, sink).await;
             }
         };
         let before_cols: Vec<bool> = r
@@ -201,8 +286,6 @@ impl MyStream {
             .columns_after_image()
             .map(|b| b.iter().map(|x| *x).collect())
             .unwrap_or_default();
-        let version = mapped.version.clone();
-        let codecs = mapped.codecs.clone();
         let s = &version.schema;
         let lob_max = self
             .sel
@@ -212,13 +295,23 @@ impl MyStream {
         let mut buf = ParseBuf(r.rows_data());
         let (mut b, mut a) = (Vec::new(), Vec::new());
         while !buf.0.is_empty() {
+            let mut read = Ok(());
             if before {
-                rows::read_image(&mut buf, &before_cols, &codecs, &mut b)
-                    .map_err(|e| decode_error(&e))?;
+                read = rows::read_image(&mut buf, &before_cols, &codecs, &mut b);
             }
-            if after {
-                rows::read_image(&mut buf, &after_cols, &codecs, &mut a)
-                    .map_err(|e| decode_error(&e))?;
+            if after && read.is_ok() {
+                read = rows::read_image(&mut buf, &after_cols, &codecs, &mut a);
+            }
+            if let Err(e) = read {
+                // The rest of this event cannot be found; the next event can.
+                let e = Error::new(
+                    ErrorKind::SourceSchema,
+                    format!("cannot decode a row image: {e}"),
+                    "report this as a bug with the server version; the next run reloads the table",
+                );
+                self.seq += 1;
+                let pos = self.change_pos()?;
+                return sink.table_error(&version.key, pos, e).await;
             }
             if kind == Op::Update {
                 let key_moved = version
@@ -397,6 +490,7 @@ async fn next_event(dump: &mut BinlogStream) -> Result<Option<Event>> {
         .map_err(|e| my_error(e, "reading the binlog"))
 }
 
+/// An event that cannot be decoded: which table it concerns is unknown, so it ends the stream.
 fn decode_error(e: &std::io::Error) -> Error {
     Error::new(
         ErrorKind::Source,

@@ -27,7 +27,7 @@ struct ColumnMap {
 }
 
 /// A relation as the stream last described it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(super) struct Rel {
     /// `schema.table`.
     pub(crate) key: String,
@@ -43,6 +43,10 @@ pub(super) struct Rel {
     moved_key: Vec<usize>,
     /// Relation column names, by index.
     names: Vec<String>,
+    /// Why this selected relation's rows cannot be decoded (its shape could not be read or
+    /// mapped): each of its changes is reported to the sink as a table error, until the next
+    /// Relation message describes it again.
+    pub(crate) failed: Option<Error>,
 }
 
 /// What the decoder needs from the task: selection, LOB settings and the unchanged-TOAST policy.
@@ -91,8 +95,39 @@ impl Relations {
     }
 
     /// Records a Relation message (reading unknown column types through `helper`) and returns
-    /// the relation's state.
+    /// the relation's state. An error that concerns this table alone (a type that cannot be
+    /// read, a shape the table mappings cannot map) is recorded in the relation
+    /// ([`Rel::failed`]) instead of ending the stream; a lost connection or a bug is returned.
     pub(super) async fn update(&mut self, r: &Relation, helper: &mut Helper) -> Result<&Rel> {
+        match self.describe(r, helper).await {
+            Ok(rel) => {
+                self.rels.insert(r.oid, rel);
+            }
+            Err(e) if e.retryable() || e.kind == ErrorKind::Internal => return Err(e),
+            Err(e) => {
+                let rel = Rel {
+                    key: format!("{}.{}", r.namespace, r.name),
+                    schema: Arc::new(TableSchema {
+                        schema: r.namespace.clone(),
+                        table: r.name.clone(),
+                        columns: Vec::new(),
+                        key: Vec::new(),
+                    }),
+                    selected: true,
+                    cols: Vec::new(),
+                    key_cols: Vec::new(),
+                    moved_key: Vec::new(),
+                    names: r.columns.iter().map(|c| c.name.clone()).collect(),
+                    failed: Some(e),
+                };
+                self.rels.insert(r.oid, rel);
+            }
+        }
+        Ok(&self.rels[&r.oid])
+    }
+
+    /// The relation a Relation message describes, with its output shape.
+    async fn describe(&mut self, r: &Relation, helper: &mut Helper) -> Result<Rel> {
         let selected = self
             .opts
             .mappings
@@ -127,10 +162,14 @@ impl Relations {
                 .lobs(&r.namespace, &r.name, self.opts.lobs);
             for (i, c) in r.columns.iter().enumerate() {
                 let t = self.types.get(&c.type_oid).ok_or_else(|| {
-                    Error::internal(format!(
-                        "type {} of {}.{} not found",
-                        c.type_oid, r.name, c.name
-                    ))
+                    Error::new(
+                        ErrorKind::SourceSchema,
+                        format!(
+                            "column {} has type OID {}, which the catalog no longer has (dropped since this change was written)",
+                            c.name, c.type_oid
+                        ),
+                        "the table is reloaded from a fresh snapshot by the next run",
+                    )
                 })?;
                 if c.key {
                     key_cols.push((i, c.name.clone(), t.display.clone()));
@@ -192,7 +231,7 @@ impl Relations {
                 }
             }
         }
-        let rel = Rel {
+        Ok(Rel {
             key: format!("{}.{}", r.namespace, r.name),
             schema,
             selected,
@@ -200,9 +239,8 @@ impl Relations {
             key_cols,
             moved_key,
             names: r.columns.iter().map(|c| c.name.clone()).collect(),
-        };
-        self.rels.insert(r.oid, rel);
-        Ok(&self.rels[&r.oid])
+            failed: None,
+        })
     }
 
     /// Relation columns of an UPDATE's new row that are unchanged TOASTed values `old` does not
@@ -339,8 +377,9 @@ impl Relations {
         );
         match &self.opts.unchanged {
             UnchangedToast::Marker(m) | UnchangedToast::Lookup(m) if textual => Ok(m),
+            // One value the server did not send: a data error (`DataErrorPolicy`).
             policy => Err(Error::new(
-                ErrorKind::Source,
+                ErrorKind::Data,
                 format!(
                     "an UPDATE of {} left the large (TOASTed) column {} ({type_name}) unchanged, and PostgreSQL did not send its value (the table's REPLICA IDENTITY is not FULL){}",
                     rel.key,

@@ -74,7 +74,9 @@ impl PgStream {
         match msg {
             Message::Relation(r) => {
                 let rel = self.rels.update(&r, &mut self.helper).await?;
-                if rel.selected {
+                if let Some(e) = &rel.failed {
+                    tracing::warn!(table = %rel.key, error = %e, "the table's changes cannot be decoded from here on");
+                } else if rel.selected {
                     let schema = rel.schema.clone();
                     sink.shape(&schema).await?;
                 }
@@ -85,6 +87,9 @@ impl PgStream {
                 let Some(rel) = selected(rels, relation)? else {
                     return Ok(());
                 };
+                if let Some(e) = &rel.failed {
+                    return sink.table_error(&rel.key, pos, e.duplicate()).await;
+                }
                 let none = Looked::new();
                 let fill = &mut |out: &mut _| rels.push_row(rel, &new, None, &none, out);
                 sink.change(&rel.key, Op::Insert, pos, fill).await?;
@@ -110,6 +115,9 @@ impl PgStream {
                 let Some(rel) = selected(rels, relation)? else {
                     return Ok(());
                 };
+                if let Some(e) = &rel.failed {
+                    return sink.table_error(&rel.key, pos, e.duplicate()).await;
+                }
                 if let (Some(old_row), Some(at), true) = (before, moved_at, moved) {
                     let fill = &mut |out: &mut _| rels.push_before_image(rel, old_row, out);
                     sink.change(&rel.key, Op::Delete, at, fill).await?;
@@ -117,7 +125,15 @@ impl PgStream {
                 let missing = rels.missing(rel, &new, old.as_ref());
                 let looked = match rels.unchanged() {
                     UnchangedToast::Lookup(_) if !missing.is_empty() => {
-                        rels.lookup(helper, rel, &new, &missing).await?
+                        match rels.lookup(helper, rel, &new, &missing).await {
+                            Ok(looked) => looked,
+                            // The table's row could not be read back (a privilege, a changed
+                            // definition): this table's change, not the stream's.
+                            Err(e) if !e.retryable() && e.kind != ErrorKind::Internal => {
+                                return sink.table_error(&rel.key, pos, e).await;
+                            }
+                            Err(e) => return Err(e),
+                        }
                     }
                     _ => Looked::new(),
                 };
@@ -131,6 +147,9 @@ impl PgStream {
                 let (Some(rel), Some(before)) = (selected(rels, relation)?, old.or(key)) else {
                     return Ok(());
                 };
+                if let Some(e) = &rel.failed {
+                    return sink.table_error(&rel.key, pos, e.duplicate()).await;
+                }
                 let fill = &mut |out: &mut _| rels.push_before_image(rel, &before, out);
                 sink.change(&rel.key, Op::Delete, pos, fill).await?;
             }

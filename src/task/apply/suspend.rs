@@ -1,17 +1,86 @@
-//! `ErrorBehavior` in change capture: a change whose value cannot be written is skipped or
-//! suspends its table (`DataErrorPolicy`), and a suspended table's changes are dropped while the
-//! stream goes on for the others — so the source's log is released and a resume does not meet
-//! the same bad row again and again.
+//! `ErrorBehavior` in change capture: a change whose value cannot be written, or that the
+//! source cannot decode, is skipped or suspends its table (`DataErrorPolicy` for one value,
+//! `TableErrorPolicy` for a table whose shape or row images cannot be read), and a suspended
+//! table's changes are dropped while the stream goes on for the others — so the source's log is
+//! released and a resume does not meet the same bad row again and again.
 
 use super::Apply;
+use crate::change::{ChangePos, Position, StreamKey};
 use crate::checkpoint::TableState;
 use crate::config::errors::Policy;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 
 impl Apply<'_> {
     /// True when `table`'s changes are dropped (it is suspended).
     pub(super) fn is_suspended(&self, table: &str) -> bool {
         !self.suspended.is_empty() && self.suspended.contains(table)
+    }
+
+    /// Applies `ErrorBehavior` to the change of `table` at `pos` that the source could not
+    /// decode (see [`crate::source::stream::ChangeSink::table_error`]).
+    pub(super) async fn source_error(
+        &mut self,
+        table: &str,
+        pos: ChangePos,
+        e: Error,
+    ) -> Result<()> {
+        let own = StreamKey::Table(table.to_string());
+        // A suspended table drops its changes; a change already written, or older than the
+        // snapshot the table was (re)loaded from, is not needed — a reload after the fix
+        // reads the log from before it again and must not be suspended by what it replaced.
+        if self.is_suspended(table) || self.already_written(&own, &own, &pos) {
+            return Ok(());
+        }
+        let e = self.locate(table, pos.seq, e);
+        if e.kind == ErrorKind::Data {
+            return self.data_error(table, e).await;
+        }
+        match self.ctx.task.settings.errors.table {
+            Policy::StopTask => Err(e),
+            _ => self.suspend(table, e).await,
+        }
+    }
+
+    /// Applies `TableErrorPolicy` to `table`'s new shape, which its rules cannot map (`e`):
+    /// located at the open transaction, as change #0 (before any of its rows).
+    pub(super) async fn shape_error(&mut self, table: &str, e: Error) -> Result<()> {
+        let Some((at, _)) = self.txn.clone() else {
+            return Err(e);
+        };
+        let e = if e.kind == ErrorKind::Data {
+            Error::new(ErrorKind::SourceSchema, e.message, e.fix)
+        } else {
+            e
+        };
+        self.source_error(table, ChangePos { commit: at, seq: 0 }, e)
+            .await
+    }
+
+    /// Names `table` (unless the writer did: `table …: `) and, at the end of the cause, where
+    /// its change `seq` of the open transaction is in the source's log; `seq` 0 is the
+    /// table's new shape.
+    pub(super) fn locate(&self, table: &str, seq: u64, e: Error) -> Error {
+        let what = match seq {
+            0 => "the new columns".to_string(),
+            n => format!("change #{n}"),
+        };
+        let at = match self.txn.as_ref().map(|(at, _)| at) {
+            Some(Position::Postgres(lsn)) => {
+                format!("{what} of the transaction committed at LSN {lsn}")
+            }
+            Some(Position::MySql(b)) => format!(
+                "{what} of the transaction at binlog {}:{}",
+                b.file, b.offset
+            ),
+            None => what,
+        };
+        let mut e = if e.message.starts_with(&format!("table {table}: ")) {
+            e
+        } else {
+            e.context(format!("table {table}"))
+        };
+        e.message = format!("{} (at {at})", e.message.trim_end_matches('.'));
+        e
     }
 
     /// Applies `DataErrorPolicy` to a change of `table` that failed with the data error `e`.

@@ -32,6 +32,8 @@ enum Ev {
     Commit(u64),
     /// The connection is lost here (once).
     Fail,
+    /// The source cannot decode this change of `s.t`: an error of this kind.
+    Refused(ErrorKind),
 }
 
 /// A change stream that plays a script, like a source re-reading its log after a restart:
@@ -136,6 +138,11 @@ impl ChangeStream for Scripted {
             Ev::Commit(next) => {
                 self.txn = None;
                 sink.commit(&Position::Postgres(Lsn(next)));
+            }
+            Ev::Refused(kind) => {
+                self.seq += 1;
+                let e = Error::new(kind, "column v: refused", "fix it");
+                sink.table_error("s.t", pos(self.txn, self.seq), e).await?;
             }
             Ev::Fail => {
                 if self.fired.insert(i) {
@@ -649,4 +656,116 @@ async fn a_fatal_error_stops_without_partial_files() {
     let out = play(dir.path(), &t, streaming_from(5), script, &store, 0, None).await;
     assert_eq!(out.result.unwrap_err().kind, ErrorKind::Internal);
     assert!(out.files.is_empty(), "{:?}", out.files);
+}
+
+/// Two transactions where the source refuses the second change of the first.
+fn refused_in_first(kind: ErrorKind) -> Vec<Ev> {
+    let mut s = two_transactions(false);
+    s.insert(3, Ev::Refused(kind));
+    s
+}
+
+/// A change the source cannot decode suspends its table (`TableErrorPolicy` SUSPEND_TABLE):
+/// what came before is written, nothing after; the stream goes on past it, the table's
+/// position is kept and the error names the table, the change and its LSN.
+#[tokio::test(start_paused = true)]
+async fn a_change_the_source_refuses_suspends_its_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = task(dir.path(), "", "");
+    let store = LocalStore::new(dir.path().join("lake"));
+    let script = refused_in_first(ErrorKind::SourceSchema);
+    let out = play(dir.path(), &t, streaming_from(5), script, &store, 0, None).await;
+    out.result.unwrap();
+    assert_eq!(out.rows, ["I,a"]);
+    let cdc = out.cp.cdc.as_ref().unwrap();
+    let series = &cdc.tables[&StreamKey::Table("s.t".into())];
+    assert_eq!(series.suspended_at, Some(Position::Postgres(Lsn(10))));
+    assert_eq!(cdc.resume_from, Some(Position::Postgres(Lsn(21))));
+    let stats = &out.cp.tables["s.t"];
+    assert_eq!(stats.table_state, TableState::Error);
+    let error = stats.error.as_deref().unwrap();
+    assert!(
+        error == "table s.t: column v: refused (at change #2 of the transaction committed at LSN 0/A); fix it",
+        "{error}"
+    );
+}
+
+/// `TableErrorPolicy` STOP_TASK: the refused change stops the task with its error.
+#[tokio::test(start_paused = true)]
+async fn a_refused_change_stops_the_task_under_stop_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = task(dir.path(), "", "");
+    t.settings.errors.table = crate::config::errors::Policy::StopTask;
+    let store = LocalStore::new(dir.path().join("lake"));
+    let script = refused_in_first(ErrorKind::SourceSchema);
+    let out = play(dir.path(), &t, streaming_from(5), script, &store, 0, None).await;
+    let e = out.result.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::SourceSchema);
+    assert!(
+        e.message
+            .starts_with("table s.t: column v: refused (at change #2 "),
+        "{e}"
+    );
+    assert!(out.files.is_empty(), "{:?}", out.files);
+}
+
+/// A refused value follows `DataErrorPolicy`: under LOG_ERROR the change is skipped and
+/// counted, and the table goes on.
+#[tokio::test(start_paused = true)]
+async fn a_refused_value_follows_the_data_error_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = task(dir.path(), "", "");
+    t.settings.errors.data = crate::config::errors::Policy::LogError;
+    let store = LocalStore::new(dir.path().join("lake"));
+    let script = refused_in_first(ErrorKind::Data);
+    let out = play(dir.path(), &t, streaming_from(5), script, &store, 0, None).await;
+    out.result.unwrap();
+    assert_eq!(out.rows, ["I,a", "I,b", "U,c", "D,a"]);
+    assert_eq!(out.cp.tables["s.t"].data_errors, 1);
+    assert!(out.cp.suspended().is_empty());
+}
+
+/// A refused change older than the table's snapshot (a reload after the fix reads the log
+/// from before it again) is not needed: the table is not suspended by it.
+#[tokio::test(start_paused = true)]
+async fn a_refused_change_before_the_tables_snapshot_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = task(dir.path(), "", "");
+    let store = LocalStore::new(dir.path().join("lake"));
+    let mut cp = streaming_from(5);
+    cp.cdc_mut()
+        .series(&StreamKey::Table("s.t".into()))
+        .loaded_at = Some(Position::Postgres(Lsn(15)));
+    let script = refused_in_first(ErrorKind::SourceSchema);
+    let out = play(dir.path(), &t, cp, script, &store, 0, None).await;
+    out.result.unwrap();
+    assert_eq!(out.rows, ["D,a"]);
+    assert!(out.cp.suspended().is_empty());
+}
+
+/// A new shape the table's rules cannot map (an `add-column` expression reads a column that is
+/// gone) suspends the table at that transaction; the stream goes on.
+#[tokio::test(start_paused = true)]
+async fn a_shape_the_rules_cannot_map_suspends_its_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = task(dir.path(), "", "");
+    t.mappings = crate::mapping::TableMappings::parse(
+        r#"{"rules":[{"rule-type":"selection","rule-id":"1","rule-name":"1","object-locator":{"schema-name":"s","table-name":"%"},"rule-action":"include"},
+        {"rule-type":"transformation","rule-id":"2","rule-name":"2","rule-target":"column","object-locator":{"schema-name":"s","table-name":"t"},"rule-action":"add-column","value":"v2","expression":"$v || 'x'","data-type":{"type":"string","length":10}}]}"#,
+    )
+    .unwrap();
+    let store = LocalStore::new(dir.path().join("lake"));
+    let mut script = two_transactions(false);
+    script[7] = Ev::Shape(&["w"]);
+    let out = play(dir.path(), &t, streaming_from(5), script, &store, 0, None).await;
+    out.result.unwrap();
+    assert_eq!(out.rows, ["I,a,ax", "I,b,bx", "U,c,cx"]);
+    let series = &out.cp.cdc.as_ref().unwrap().tables[&StreamKey::Table("s.t".into())];
+    assert_eq!(series.suspended_at, Some(Position::Postgres(Lsn(20))));
+    let error = out.cp.tables["s.t"].error.as_deref().unwrap();
+    assert!(
+        error.starts_with("table s.t: table mapping rule 2")
+            && error.contains("(at the new columns of the transaction committed at LSN 0/14)"),
+        "{error}"
+    );
 }
