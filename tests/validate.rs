@@ -193,7 +193,7 @@ async fn postgres_the_toast_check_suggests_the_fix_for_the_tasks_format() {
         .lines()
         .find(|l| l.starts_with("problem: c.docs holds values stored out of line"))
         .unwrap_or_else(|| panic!("{text}"));
-    assert!(line.contains("stops the task"), "{line}");
+    assert!(line.contains("is a data error of the table"), "{line}");
     assert!(line.contains("UnchangedToastValues = \"lookup\""), "{line}");
     assert!(
         !line.contains("set UnchangedToastValues = \"marker\""),

@@ -35,7 +35,7 @@ pub(super) enum Finding {
     Ok(String),
     /// The task runs, but writes markers a consumer must know about.
     Warning(Error),
-    /// The task would stop at the first such UPDATE.
+    /// The first such UPDATE would be a data error (suspending the table by default).
     Problem(Error),
 }
 
@@ -81,7 +81,7 @@ pub(super) fn check(t: &ToastTable, toast: &UnchangedToast, out: Output) -> Find
             ),
         )),
         (UnchangedToast::Fail, format) => Finding::Problem(Error::config(
-            format!("{what} stops the task (UnchangedToastValues = \"fail\")"),
+            format!("{what} is a data error of the table (UnchangedToastValues = \"fail\"): it suspends the table, or stops the task with DataErrorPolicy = STOP_TASK"),
             match format {
                 FileFormat::Csv => format!(
                     "{full}, or set UnchangedToastValues = \"marker\" (the CSV files get a marker the consumer skips; CsvNoSupValue chooses it) or \"lookup\""
