@@ -104,9 +104,7 @@ async fn postgres_a_poisoned_table_is_suspended_and_reloaded_after_the_fix() {
         "nothing of the suspended table: {:?}",
         files(&lake)
     );
-    let good: BTreeMap<i64, Option<String>> = [(1, "a"), (2, "b"), (3, "c")]
-        .map(|(i, v)| (i, Some(v.into())))
-        .into();
+    let good = expect(&[(1, "a"), (2, "b"), (3, "c")]);
     assert_eq!(replayed(&lake, "s/good"), good);
     let shown = status(&task);
     assert!(
@@ -144,10 +142,7 @@ async fn postgres_a_poisoned_table_is_suspended_and_reloaded_after_the_fix() {
     );
     let exit = stop(&mut child);
     assert!(exit.success(), "{exit}\n{}", log(&task, 1));
-    let bad: BTreeMap<i64, Option<String>> =
-        [(1, "60"), (2, "20"), (3, "30"), (4, "40"), (5, "50")]
-            .map(|(i, v)| (i, Some(v.into())))
-            .into();
+    let bad = expect(&[(1, "60"), (2, "20"), (3, "30"), (4, "40"), (5, "50")]);
     assert_eq!(replayed(&lake, "s/bad"), bad, "{}", log(&task, 1));
     assert_eq!(replayed(&lake, "s/good"), good);
     assert!(!status(&task).contains("Table error"));
@@ -193,9 +188,7 @@ async fn mysql_data_errors_follow_the_data_error_policy() {
         let shown = status(&task);
         if *policy == "LOG_ERROR" {
             assert!(exit.success(), "{exit}\n{}", log(&task, 0));
-            let want: BTreeMap<i64, Option<String>> = [(1, "1"), (3, "3")]
-                .map(|(i, v)| (i, Some(v.into())))
-                .into();
+            let want = expect(&[(1, "1"), (3, "3")]);
             assert_eq!(got, want, "{}", log(&task, 0));
             assert!(log(&task, 0).contains("DataErrorPolicy=LOG_ERROR"));
             assert!(shown.contains("1 records skipped"), "{shown}");
@@ -206,6 +199,14 @@ async fn mysql_data_errors_follow_the_data_error_policy() {
             assert!(shown.contains("bad: Table error"), "{shown}");
         }
     }
+}
+
+/// The replayed state `pairs` stand for: id → value.
+fn expect(pairs: &[(i64, &str)]) -> BTreeMap<i64, Option<String>> {
+    pairs
+        .iter()
+        .map(|(i, v)| (*i, Some(v.to_string())))
+        .collect()
 }
 
 /// The task's checkpoint as JSON.
@@ -300,9 +301,7 @@ async fn postgres_a_table_the_decoder_refuses_is_suspended_and_the_stream_goes_o
     }
     let exit = stop(&mut child);
     assert_eq!(exit.code(), Some(3), "{}", log(&task, 0));
-    let good: BTreeMap<i64, Option<String>> = [(1, "a"), (2, "b")]
-        .map(|(i, v)| (i, Some(v.into())))
-        .into();
+    let good = expect(&[(1, "a"), (2, "b")]);
     assert_eq!(replayed(&lake, "s/good"), good, "{}", log(&task, 0));
     let before: BTreeMap<i64, Option<String>> = [(1, Some("a".to_string()))].into();
     assert_eq!(
@@ -357,13 +356,9 @@ async fn postgres_a_table_the_decoder_refuses_is_suspended_and_the_stream_goes_o
     );
     let exit = stop(&mut child);
     assert!(exit.success(), "{exit}\n{}", log(&task, 1));
-    let bad: BTreeMap<i64, Option<String>> = [(1, "c"), (2, "x"), (3, "y")]
-        .map(|(i, v)| (i, Some(v.into())))
-        .into();
+    let bad = expect(&[(1, "c"), (2, "x"), (3, "y")]);
     assert_eq!(replayed(&lake, "s/bad"), bad, "{}", log(&task, 1));
-    let good: BTreeMap<i64, Option<String>> = [(1, "a"), (2, "b"), (3, "c")]
-        .map(|(i, v)| (i, Some(v.into())))
-        .into();
+    let good = expect(&[(1, "a"), (2, "b"), (3, "c")]);
     assert_eq!(replayed(&lake, "s/good"), good, "{}", log(&task, 1));
     assert!(!status(&task).contains("Table error"));
 }
@@ -416,9 +411,7 @@ async fn mysql_a_table_whose_rows_cannot_be_mapped_is_suspended_and_the_stream_g
     let exit = stop(&mut child);
     assert_eq!(exit.code(), Some(3), "{}", log(&task, 0));
     let lake = task.lake();
-    let good: BTreeMap<i64, Option<String>> = [(1, "a"), (2, "b")]
-        .map(|(i, v)| (i, Some(v.into())))
-        .into();
+    let good = expect(&[(1, "a"), (2, "b")]);
     assert_eq!(
         replayed(&lake, &format!("{db}/good")),
         good,
@@ -465,9 +458,7 @@ async fn mysql_a_table_whose_rows_cannot_be_mapped_is_suspended_and_the_stream_g
     crate::mysql::fence(&mut conn, &task, 1, &mut child, db, 2).await;
     let exit = stop(&mut child);
     assert!(exit.success(), "{exit}\n{}", log(&task, 1));
-    let bad: BTreeMap<i64, Option<String>> = [(1, "a"), (2, "b"), (3, "c"), (4, "d")]
-        .map(|(i, v)| (i, Some(v.into())))
-        .into();
+    let bad = expect(&[(1, "a"), (2, "b"), (3, "c"), (4, "d")]);
     assert_eq!(
         replayed(&lake, &format!("{db}/bad")),
         bad,
