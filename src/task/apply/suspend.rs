@@ -44,13 +44,16 @@ impl Apply<'_> {
     /// Applies `TableErrorPolicy` to `table`'s new shape, which its rules cannot map (`e`):
     /// located at the open transaction, as change #0 (before any of its rows).
     pub(super) async fn shape_error(&mut self, table: &str, e: Error) -> Result<()> {
+        // The table changed under rules that were valid when the task started: a schema
+        // error of that table, not an invalid task file (exit 2 is kept for those).
+        let e = match e.kind {
+            ErrorKind::Data | ErrorKind::Config => {
+                Error::new(ErrorKind::SourceSchema, e.message, e.fix)
+            }
+            _ => e,
+        };
         let Some((at, _)) = self.txn.clone() else {
             return Err(e);
-        };
-        let e = if e.kind == ErrorKind::Data {
-            Error::new(ErrorKind::SourceSchema, e.message, e.fix)
-        } else {
-            e
         };
         self.source_error(table, ChangePos { commit: at, seq: 0 }, e)
             .await

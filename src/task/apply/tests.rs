@@ -768,4 +768,14 @@ async fn a_shape_the_rules_cannot_map_suspends_its_table() {
             && error.contains("(at the new columns of the transaction committed at LSN 0/14)"),
         "{error}"
     );
+    // Under STOP_TASK it stops the task as the table's schema error: exit 1, not the invalid
+    // task file's 2 (the rules were valid when the task started).
+    t.settings.errors.table = crate::config::errors::Policy::StopTask;
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(dir.path().join("lake"));
+    let mut script = two_transactions(false);
+    script[7] = Ev::Shape(&["w"]);
+    let out = play(dir.path(), &t, streaming_from(5), script, &store, 0, None).await;
+    let e = out.result.unwrap_err();
+    assert_eq!((e.kind, e.exit_code()), (ErrorKind::SourceSchema, 1), "{e}");
 }
