@@ -445,6 +445,8 @@ impl Checkpoint {
     pub(crate) fn finished(&self) -> bool {
         self.status == TaskStatus::Stopped
             && self.stop_reason == Some(StopReason::FullLoadOnlyFinished)
+            // Tables in error are loaded by the next run, which resumes this one.
+            && !self.tables.values().any(|t| t.table_state == TableState::Error)
     }
 
     /// The CDC state, created on first use.

@@ -231,9 +231,12 @@ async fn main() -> ExitCode {
                     } else {
                         out(task::status::render(&s));
                     }
-                    // A failed task is not a healthy one: scripts and probes see it.
+                    // A failed task is not a healthy one: scripts and probes see it; tables in
+                    // error give the run's "some tables failed" code.
                     if s.failed() {
                         ExitCode::from(1)
+                    } else if s.tables_in_error() {
+                        ExitCode::from(3)
                     } else {
                         ExitCode::SUCCESS
                     }

@@ -111,6 +111,15 @@ async fn postgres_a_poisoned_table_is_suspended_and_reloaded_after_the_fix() {
         shown.contains("s.bad: Table error") && shown.contains("\"x\""),
         "{shown}"
     );
+    // Stopped as usual (not failed), and `status` exits 3 as the run did.
+    let out = tributary(&["status", "--config", task.path.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(3));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (json["Status"].as_str(), json["StopReason"].as_str()),
+        (Some("stopped"), Some("NORMAL")),
+        "{json}"
+    );
 
     // The fix, then a change while the task is down, then the next run.
     client

@@ -106,16 +106,19 @@ pub async fn run(
         _ => cdc::run(&ctx, source.as_ref(), &mut checkpoint)
             .await
             .map(|s| s.reason()),
-    }
-    .and_then(|reason| match tables_failed(&checkpoint) {
-        Some(e) => Err(e),
-        None => Ok(reason),
-    });
+    };
+    // Tables in error end a run that otherwise finished: it stopped as usual (DMS keeps such a
+    // task running with the tables suspended), with the tables named, and exits 3.
+    let tables = result
+        .as_ref()
+        .ok()
+        .and_then(|_| tables_failed(&checkpoint));
     checkpoint.stop_date = Some(now());
     match &result {
         Ok(reason) => {
             checkpoint.status = TaskStatus::Stopped;
             checkpoint.stop_reason = Some(*reason);
+            checkpoint.last_error = tables.as_ref().map(Error::to_string);
         }
         Err(e) if e.kind == ErrorKind::Interrupted => {
             checkpoint.status = TaskStatus::Stopped;
@@ -129,6 +132,9 @@ pub async fn run(
     }
     checkpoints.release(Some(&checkpoint)).await?;
     result?;
+    if let Some(e) = tables {
+        return Err(e);
+    }
     // The summary shows the WAL the slot still holds, as `status` does.
     let retained = match &checkpoint.cdc {
         Some(c) if !c.slot.is_empty() => source.retained_log_bytes(c).await,

@@ -74,6 +74,14 @@ impl Status {
         self.status == crate::checkpoint::TaskStatus::Failed.as_str()
     }
 
+    /// True when a table is in error (suspended by `ErrorBehavior`): `status` then exits 3, as
+    /// the run did.
+    pub fn tables_in_error(&self) -> bool {
+        self.table_statistics
+            .iter()
+            .any(|t| t.table_state == crate::checkpoint::TableState::Error)
+    }
+
     /// The status as far as the checkpoint knows it (no slot lag).
     pub(crate) fn from_checkpoint(cp: &crate::checkpoint::Checkpoint) -> Status {
         let cdc = cp.cdc.as_ref();
