@@ -129,28 +129,14 @@ async fn postgres_a_poisoned_table_is_suspended_and_reloaded_after_the_fix() {
         )
         .await
         .unwrap();
-    let mut child = spawn(&task, 1);
-    wait_streaming(&task, 1, &mut child);
-    client
-        .batch_execute(
-            "UPDATE s.bad SET v = '60' WHERE id = 1;
-             INSERT INTO s.fence VALUES (2, 'f');",
-        )
-        .await
-        .unwrap();
-    wait_for(
+    rerun_after_fix(
+        &client,
         &task,
-        1,
-        &mut child,
-        60,
-        "the change after the reload",
-        |fs| {
-            fs.iter()
-                .any(|f| f.starts_with("s/bad/") && !f.contains("LOAD"))
-        },
-    );
-    let exit = stop(&mut child);
-    assert!(exit.success(), "{exit}\n{}", log(&task, 1));
+        "UPDATE s.bad SET v = '60' WHERE id = 1;
+         INSERT INTO s.fence VALUES (2, 'f');",
+        0,
+    )
+    .await;
     let bad = expect(&[(1, "60"), (2, "20"), (3, "30"), (4, "40"), (5, "50")]);
     assert_eq!(replayed(&lake, "s/bad"), bad, "{}", log(&task, 1));
     assert_eq!(replayed(&lake, "s/good"), good);
@@ -216,6 +202,35 @@ fn expect(pairs: &[(i64, &str)]) -> BTreeMap<i64, Option<String>> {
         .iter()
         .map(|(i, v)| (*i, Some(v.to_string())))
         .collect()
+}
+
+/// Run 1 of a PostgreSQL task whose `s.bad` was suspended, after the fix: once it streams,
+/// runs `live`, waits for a CDC file of `s.bad` and for `good_cdc` CDC files of `s.good` (the
+/// stream went on past the reload), and stops it cleanly.
+async fn rerun_after_fix(
+    client: &tokio_postgres::Client,
+    task: &Task,
+    live: &str,
+    good_cdc: usize,
+) {
+    let mut child = spawn(task, 1);
+    wait_streaming(task, 1, &mut child);
+    client.batch_execute(live).await.unwrap();
+    let cdc = |fs: &[String], folder: &str| {
+        fs.iter()
+            .filter(|f| f.starts_with(folder) && !f.contains("LOAD"))
+            .count()
+    };
+    wait_for(
+        task,
+        1,
+        &mut child,
+        60,
+        "the change after the reload",
+        |fs| cdc(fs, "s/bad/") > 0 && cdc(fs, "s/good/") >= good_cdc,
+    );
+    let exit = stop(&mut child);
+    assert!(exit.success(), "{exit}\n{}", log(task, 1));
 }
 
 /// The task's checkpoint as JSON.
@@ -338,33 +353,14 @@ async fn postgres_a_table_the_decoder_refuses_is_suspended_and_the_stream_goes_o
         )
         .await
         .unwrap();
-    let mut child = spawn(&task, 1);
-    wait_streaming(&task, 1, &mut child);
-    client
-        .batch_execute(
-            "INSERT INTO s.bad VALUES (3, 'y');
-             INSERT INTO s.good VALUES (3, 'c');",
-        )
-        .await
-        .unwrap();
-    wait_for(
+    rerun_after_fix(
+        &client,
         &task,
-        1,
-        &mut child,
-        60,
-        "the change after the reload",
-        |fs| {
-            fs.iter()
-                .any(|f| f.starts_with("s/bad/") && !f.contains("LOAD"))
-                && fs
-                    .iter()
-                    .filter(|f| f.starts_with("s/good/") && !f.contains("LOAD"))
-                    .count()
-                    > 1
-        },
-    );
-    let exit = stop(&mut child);
-    assert!(exit.success(), "{exit}\n{}", log(&task, 1));
+        "INSERT INTO s.bad VALUES (3, 'y');
+         INSERT INTO s.good VALUES (3, 'c');",
+        2,
+    )
+    .await;
     let bad = expect(&[(1, "c"), (2, "x"), (3, "y")]);
     assert_eq!(replayed(&lake, "s/bad"), bad, "{}", log(&task, 1));
     let good = expect(&[(1, "a"), (2, "b"), (3, "c")]);

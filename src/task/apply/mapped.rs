@@ -85,7 +85,10 @@ impl Mapper {
             gates,
         } = self;
         // Only while a change may precede a segment's snapshot: the row is needed to place it.
-        let gate = gates.get(table).filter(|g| g.applies(&pos));
+        let gate = match gates.is_empty() {
+            true => None,
+            false => gates.get(table).filter(|g| g.applies(&pos)),
+        };
         let Some((source, map)) = tables
             .get(table)
             .filter(|(_, m)| gate.is_some() || !m.passes_rows())
